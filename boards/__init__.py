@@ -1,0 +1,1 @@
+"""FPGA board targets (yosys + nextpnr, iCE40 and ECP5) for fxbp."""

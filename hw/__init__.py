@@ -1,0 +1,1 @@
+"""Amaranth generators for the fxbp training datapath (see docs/datapath.md)."""

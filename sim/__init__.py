@@ -1,0 +1,1 @@
+"""cocotb testbenches and native Verilator harnesses for fxbp's RTL."""

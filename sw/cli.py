@@ -1,0 +1,199 @@
+"""The ``fxbp`` command.
+
+Problems a user can fix end in one line on stderr (``fxbp: error: ...``) and
+exit status 2, before anything is written. ``FXBP_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .errors import FxbpError
+
+ROUNDINGS = ["truncate", "toward-zero", "half-up", "nearest-even", "stochastic"]
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _check_output(path: Path | None, what: str, suffixes=None) -> None:
+    """Refuse an output path that cannot be written, before any work starts."""
+    if path is None:
+        return
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise FxbpError(f"{what} {path} must end in {', '.join(suffixes)}")
+    if path.is_dir():
+        raise FxbpError(f"{what} {path} is a directory: give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise FxbpError(f"{what} {path} cannot be written ({parent} is not a writable "
+                        f"directory): choose another path")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fxbp", prog_name="fxbp")
+def cli():
+    """fxbp: bit-accurate fixed-point training of neural networks, for FPGAs and GPUs."""
+
+
+@cli.command()
+@click.option("--dataset", help="Built-in dataset: seed-neuron, xor, iris, digits.")
+@click.option("--data", "data", type=click.Path(path_type=Path, dir_okay=True),
+              help="User data: FILE.csv (header row) or FILE.npz (arrays x, y).")
+@click.option("--target", help="Label column of --data (CSV column name or NPZ array).")
+@click.option("--backend", default="golden", show_default=True,
+              help="golden (bit-accurate fixed point), float32 or float64.")
+@click.option("--precision", default="fx16", show_default=True,
+              help="Precision profile: a preset (fx16, fx12, fx8) or a .toml file.")
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default="nearest-even",
+              show_default=True, help="Rounding of the training casts (errors, deltas, "
+              "gradients, weight updates).")
+@click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
+              help="Override the profile's sigmoid approximation.")
+@click.option("--hidden", type=int, multiple=True,
+              help="Hidden layer width; repeat for more layers (default: per dataset).")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1.0, show_default=True,
+              help="Learning rate; each step applies lr / batch per summed sample gradient.")
+@click.option("--loss", type=click.Choice(["mse", "xent"]), default="mse", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option("--scale", type=click.Choice(["minmax", "none"]), default="minmax",
+              show_default=True, help="Feature scaling of --data into the input format.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the result JSON here.")
+@click.option("--plot", type=click.Path(path_type=Path), help="Write a loss/accuracy plot (.png/.svg/.pdf).")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="Directory for a checkpoint after every epoch.")
+@click.option("--resume", type=click.Path(path_type=Path), help="Continue from a checkpoint directory.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(dataset, data, target, backend, precision, rounding, sigmoid, hidden, epochs, batch,
+          lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, quiet):
+    """Train an MLP and report accuracy, speed, cast events and the weights digest."""
+    from .report import TrainProgress, events_table, result_table, save_plot
+    from .train import CHECKPOINT_FILE, TrainConfig, Trainer, write_json
+
+    _check_output(json_out, "--json")
+    _check_output(plot, "--plot", PLOT_SUFFIXES)
+    if checkpoint is not None and resume is None and (checkpoint / CHECKPOINT_FILE).exists():
+        raise FxbpError(f"{checkpoint} already holds a checkpoint: continue it with --resume "
+                        f"{checkpoint}, or choose another directory")
+    config = TrainConfig(dataset=dataset, data=str(data) if data else None, target=target,
+                         backend=backend, precision=precision, rounding=rounding, sigmoid=sigmoid,
+                         hidden=tuple(hidden) if hidden else None, epochs=epochs, batch=batch,
+                         lr=lr, loss=loss, seed=seed, test_fraction=test_fraction, scale=scale)
+    trainer = Trainer(config)
+    if resume is not None:
+        trainer.load_checkpoint(resume)
+    err = Console(stderr=True)
+    out = Console()
+    rt = trainer.runtime.describe()
+    if not quiet:
+        err.print(f"[bold]fxbp[/] training {trainer.dataset.name} "
+                  f"{'-'.join(map(str, trainer.sizes))} on {rt['backend']} "
+                  f"({rt['platform']}, {rt['device']})"
+                  + (f", resuming at epoch {trainer.epoch}" if resume else ""))
+    progress = None if quiet else TrainProgress(err, trainer.dataset.name)
+    result = trainer.run(progress=progress, checkpoint_dir=checkpoint or resume)
+    out.print(result_table(result))
+    ev = events_table(result)
+    if ev is not None:
+        out.print(ev)
+    if json_out:
+        write_json(json_out, result)
+        out.print(f"result JSON: {json_out}")
+    if plot:
+        save_plot([result], plot)
+        out.print(f"plot: {plot}")
+
+
+@cli.command()
+def info():
+    """Versions of the packages and tools fxbp uses, and how to get missing ones."""
+    from .toolinfo import collect, info_table
+    Console().print(info_table(collect()))
+
+
+@cli.command("format")
+@click.argument("formats", nargs=-1, required=True)
+def format_(formats):
+    """Describe fixed-point formats, e.g. `fxbp format Q4.12 UQ0.16`."""
+    from rich.table import Table
+    from .fixed import QFormat
+    parsed = []
+    for text in formats:
+        try:
+            parsed.append(QFormat.parse(text))
+        except ValueError as exc:
+            raise FxbpError(str(exc)) from None
+    t = Table(title="fixed-point formats")
+    for col in ("format", "signed", "bits", "min", "max", "resolution", "repr"):
+        t.add_column(col)
+    for f in parsed:
+        t.add_row(str(f), "yes" if f.signed else "no", str(f.total_bits), f"{f.min_real:g}",
+                  f"{f.max_real:.10g}", f"2^-{f.frac_bits} = {f.resolution:g}", repr(f))
+    Console().print(t)
+
+
+@cli.command()
+@click.argument("profile", default="fx16")
+@click.option("--toml", "as_toml", is_flag=True, help="Print the profile as TOML (a starting point for your own).")
+def profile(profile, as_toml):
+    """Show a precision profile (preset name or .toml file), stage by stage."""
+    from rich.table import Table
+    from .profile import STAGES, load_profile
+    p = load_profile(profile)
+    if as_toml:
+        click.echo(p.to_toml(), nl=False)
+        return
+    t = Table(title=f"precision profile {p.name}: {p.description}")
+    for col in ("stage", "format", "bits", "range", "resolution", "rounding", "overflow"):
+        t.add_column(col)
+    for n in STAGES:
+        s = p.stage(n)
+        t.add_row(n, str(s.fmt), str(s.fmt.total_bits), f"[{s.fmt.min_real:g}, {s.fmt.max_real:.6g}]",
+                  f"{s.fmt.resolution:g}", s.rounding.value, s.overflow.value)
+    lr = p.learning_rate
+    t.add_row("learning_rate", str(lr), str(lr.total_bits), f"[0, {lr.max_real:.6g}]",
+              f"{lr.resolution:g}", "nearest-even", f"mode {p.lr_mode}")
+    Console().print(t)
+    Console().print(f"accumulators: {p.accumulator_bits} bits; sigmoid: {p.sigmoid.kind} "
+                    f"({p.sigmoid.entries} entries over [-{p.sigmoid.input_range}, "
+                    f"{p.sigmoid.input_range}))" if p.sigmoid.kind == "lut" else
+                    f"accumulators: {p.accumulator_bits} bits; sigmoid: PLAN")
+
+
+def main(argv=None) -> None:
+    """Entry point: runs the command, turning user errors into one line and status 2."""
+    try:
+        rv = cli.main(args=argv, prog_name="fxbp", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("fxbp: interrupted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        hint = f" (see 'fxbp {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else \
+            " (see 'fxbp --help')"
+        click.echo(f"fxbp: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"fxbp: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except (FxbpError, OSError) as exc:
+        if os.environ.get("FXBP_DEBUG"):
+            raise
+        msg = str(exc).replace("\n", " ")
+        click.echo(f"fxbp: error: {msg}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("fxbp: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

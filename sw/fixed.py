@@ -1,0 +1,338 @@
+"""Fixed-point formats, rounding and overflow modes, explicit casts and exact products.
+
+Values are raw two's-complement integers held in NumPy ``int64`` arrays; a
+:class:`QFormat` says how to read them. Arithmetic on raw integers never loses
+bits: a product of a ``Qa.b`` and a ``Qc.d`` value is an exact integer with
+``b + d`` fraction bits. Rounding and overflow happen only in :func:`cast`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "QFormat",
+    "Rounding",
+    "Overflow",
+    "CastEvents",
+    "cast",
+    "quantize",
+    "exact_matmul",
+    "matmul_bound",
+    "matmul_path",
+    "FLOAT64_EXACT_LIMIT",
+    "MAX_TOTAL_BITS",
+]
+
+#: Raw values are int64; formats are limited so that a left shift for
+#: alignment and a sum of a few terms stay inside it.
+MAX_TOTAL_BITS = 62
+
+#: Every integer with magnitude below 2**53 is exact in float64.
+FLOAT64_EXACT_LIMIT = 1 << 53
+
+_FORMAT_RE = re.compile(r"^\s*(U?)Q(\d+)\.(\d+)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class QFormat:
+    """A binary fixed-point format.
+
+    Parameters
+    ----------
+    int_bits : int
+        Integer bits. For a signed format the sign bit is counted here, so a
+        signed format needs ``int_bits >= 1``.
+    frac_bits : int
+        Fraction bits (``>= 0``).
+    signed : bool
+        Two's complement if true, unsigned otherwise.
+
+    A raw integer ``r`` stands for the real value ``r * 2**-frac_bits``.
+    ``QFormat(4, 12)`` is ``Q4.12``: 16 bits, range ``[-8, 8 - 2**-12]``.
+    """
+
+    int_bits: int
+    frac_bits: int
+    signed: bool = True
+
+    def __post_init__(self):
+        for name in ("int_bits", "frac_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+        if not isinstance(self.signed, bool):
+            raise TypeError(f"signed must be a bool, not {self.signed!r}")
+        if self.frac_bits < 0:
+            raise ValueError(f"frac_bits must be non-negative, not {self.frac_bits!r}")
+        if self.int_bits < (1 if self.signed else 0):
+            what = "at least 1 (the sign bit)" if self.signed else "non-negative"
+            raise ValueError(f"int_bits of a {'signed' if self.signed else 'unsigned'} "
+                             f"format must be {what}, not {self.int_bits!r}")
+        if self.total_bits < 1 or self.total_bits > MAX_TOTAL_BITS:
+            raise ValueError(f"a format must have 1 to {MAX_TOTAL_BITS} bits in all, "
+                             f"not {self.total_bits!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> QFormat:
+        """Read ``Q4.12`` (signed) or ``UQ0.16`` (unsigned)."""
+        if isinstance(text, QFormat):
+            return text
+        if not isinstance(text, str):
+            raise TypeError(f"a format must be given as a string like 'Q4.12', not {text!r}")
+        m = _FORMAT_RE.match(text)
+        if not m:
+            raise ValueError(f"invalid fixed-point format {text!r}: write Q<int>.<frac> "
+                             f"(signed, sign bit counted in <int>) or UQ<int>.<frac>, e.g. 'Q4.12'")
+        return cls(int(m.group(2)), int(m.group(3)), signed=not m.group(1))
+
+    def __str__(self) -> str:
+        return f"{'' if self.signed else 'U'}Q{self.int_bits}.{self.frac_bits}"
+
+    def __repr__(self) -> str:
+        if self.signed:
+            return f"QFormat({self.int_bits}, {self.frac_bits})"
+        return f"QFormat({self.int_bits}, {self.frac_bits}, signed=False)"
+
+    @property
+    def total_bits(self) -> int:
+        return self.int_bits + self.frac_bits
+
+    @property
+    def min_raw(self) -> int:
+        return -(1 << (self.total_bits - 1)) if self.signed else 0
+
+    @property
+    def max_raw(self) -> int:
+        return (1 << (self.total_bits - 1)) - 1 if self.signed else (1 << self.total_bits) - 1
+
+    @property
+    def resolution(self) -> float:
+        """The real value of one LSB."""
+        return 2.0 ** -self.frac_bits
+
+    @property
+    def min_real(self) -> float:
+        return self.min_raw * self.resolution
+
+    @property
+    def max_real(self) -> float:
+        return self.max_raw * self.resolution
+
+    def to_real(self, raw) -> np.ndarray:
+        """Real values (float64) of raw integers in this format."""
+        return np.asarray(raw, dtype=np.int64).astype(np.float64) * self.resolution
+
+    def describe(self) -> dict:
+        """A JSON-friendly description of the format."""
+        return {"format": str(self), "total_bits": self.total_bits, "min": self.min_real,
+                "max": self.max_real, "resolution": self.resolution}
+
+
+class Rounding(enum.Enum):
+    """How a cast drops fraction bits."""
+
+    TRUNCATE = "truncate"
+    """Toward minus infinity (floor): drop the bits. Cheapest in hardware."""
+
+    TOWARD_ZERO = "toward-zero"
+    """Toward zero: floor for positive values, ceiling for negative ones."""
+
+    HALF_UP = "half-up"
+    """To nearest; ties toward plus infinity (add half an LSB, then floor)."""
+
+    NEAREST_EVEN = "nearest-even"
+    """To nearest; ties to the even neighbour (convergent rounding, unbiased)."""
+
+    STOCHASTIC = "stochastic"
+    """Add a uniform random integer in ``[0, 2**s)`` below the kept LSB, then
+    floor: rounds up with probability equal to the dropped fraction. The random
+    bits come from :mod:`fxbp.sw.rng`, reproducibly."""
+
+    @classmethod
+    def parse(cls, text) -> Rounding:
+        if isinstance(text, Rounding):
+            return text
+        for mode in cls:
+            if text == mode.value:
+                return mode
+        names = ", ".join(m.value for m in cls)
+        raise ValueError(f"unknown rounding mode {text!r}: choose one of {names}")
+
+    @property
+    def deterministic(self) -> bool:
+        return self is not Rounding.STOCHASTIC
+
+
+class Overflow(enum.Enum):
+    """What a cast does with a value outside the target range."""
+
+    WRAP = "wrap"
+    """Keep the low bits (two's-complement wrap-around), like a bare adder."""
+
+    SATURATE = "saturate"
+    """Clamp to the most negative or most positive representable value."""
+
+    @classmethod
+    def parse(cls, text) -> Overflow:
+        if isinstance(text, Overflow):
+            return text
+        for mode in cls:
+            if text == mode.value:
+                return mode
+        raise ValueError(f"unknown overflow mode {text!r}: choose wrap or saturate")
+
+
+@dataclass
+class CastEvents:
+    """Counts of what casts did to values.
+
+    ``overflow``: values outside the target range (saturated, or wrapped).
+    ``underflow``: non-zero values that became zero (vanishing updates).
+    ``total``: values cast.
+    """
+
+    overflow: int = 0
+    underflow: int = 0
+    total: int = 0
+
+    def add(self, other: CastEvents) -> None:
+        self.overflow += other.overflow
+        self.underflow += other.underflow
+        self.total += other.total
+
+    def as_dict(self) -> dict:
+        return {"overflow": self.overflow, "underflow": self.underflow, "total": self.total}
+
+
+def _round_shift(x: np.ndarray, s: int, rounding: Rounding, random_bits) -> np.ndarray:
+    """Divide raw integers by ``2**s`` (``s > 0``) with the given rounding."""
+    if rounding is Rounding.TRUNCATE:
+        return x >> s
+    if rounding is Rounding.HALF_UP:
+        return (x + (1 << (s - 1))) >> s
+    if rounding is Rounding.NEAREST_EVEN:
+        # floor((x + half - 1 + lsb_of_quotient) / 2**s): ties go to the even neighbour.
+        return (x + ((1 << (s - 1)) - 1) + ((x >> s) & 1)) >> s
+    if rounding is Rounding.TOWARD_ZERO:
+        # Negative values: add 2**s - 1 before flooring (ceiling).
+        return (x + ((x >> 63) & ((1 << s) - 1))) >> s
+    if rounding is Rounding.STOCHASTIC:
+        if random_bits is None:
+            raise ValueError("stochastic rounding needs random bits (pass random_bits=)")
+        r = np.asarray(random_bits, dtype=np.uint32).astype(np.int64)
+        # Spec: the s dropped bits receive the top s bits of a 32-bit random
+        # word; when s > 32 the word is aligned to the top of the dropped bits.
+        r = r >> (32 - s) if s <= 32 else r << (s - 32)
+        return (x + r.reshape(x.shape)) >> s
+    raise TypeError(f"rounding must be a Rounding, not {rounding!r}")
+
+
+def cast(raw, from_frac: int, fmt: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
+         overflow: Overflow = Overflow.SATURATE, *, random_bits=None,
+         events: CastEvents | None = None) -> np.ndarray:
+    """Cast raw integers with ``from_frac`` fraction bits into ``fmt``.
+
+    Parameters
+    ----------
+    raw : array_like of int
+        Exact values (any width up to int64) with ``from_frac`` fraction bits.
+    from_frac : int
+        Fraction bits of ``raw``.
+    fmt : QFormat
+        Target format.
+    rounding : Rounding
+        Applied when ``from_frac > fmt.frac_bits``.
+    overflow : Overflow
+        Applied to rounded values outside ``fmt``'s range.
+    random_bits : array_like of uint32, optional
+        One 32-bit word per element (row-major order), for stochastic rounding.
+    events : CastEvents, optional
+        Incremented with this cast's overflow and underflow counts.
+
+    Returns
+    -------
+    numpy.ndarray of int64, raw values in ``fmt``.
+    """
+    x = np.asarray(raw, dtype=np.int64)
+    shift = from_frac - fmt.frac_bits
+    if shift > 0:
+        q = _round_shift(x, shift, rounding, random_bits)
+    elif shift < 0:
+        q = x << (-shift)
+    else:
+        q = x
+    lo, hi = fmt.min_raw, fmt.max_raw
+    if events is not None:
+        outside = np.count_nonzero((q < lo) | (q > hi))
+    if overflow is Overflow.SATURATE:
+        q = np.clip(q, lo, hi)
+    elif overflow is Overflow.WRAP:
+        mask = (1 << fmt.total_bits) - 1
+        q = q & mask
+        if fmt.signed:
+            q = q - ((q >> (fmt.total_bits - 1)) << fmt.total_bits)
+    else:
+        raise TypeError(f"overflow must be an Overflow, not {overflow!r}")
+    if events is not None:
+        events.overflow += int(outside)
+        if shift > 0:
+            events.underflow += int(np.count_nonzero((q == 0) & (x != 0)))
+        events.total += x.size
+    return q
+
+
+def quantize(values, fmt: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
+             overflow: Overflow = Overflow.SATURATE, events: CastEvents | None = None) -> np.ndarray:
+    """Raw integers in ``fmt`` for real (float) values.
+
+    The float64 value is first made exact at ``fmt.frac_bits + 30`` fraction
+    bits (float64 has 53 significant bits, so only values far below one LSB are
+    affected), then :func:`cast` rounds it. Non-finite values are refused.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        raise ValueError("cannot quantize NaN or infinite values")
+    guard = 30
+    limit = float(1 << (MAX_TOTAL_BITS - 1 - guard))
+    v = np.clip(v * 2.0 ** fmt.frac_bits, -limit, limit)
+    exact = np.round(v * 2.0 ** guard).astype(np.int64)
+    return cast(exact, fmt.frac_bits + guard, fmt, rounding, overflow, events=events)
+
+
+def matmul_bound(a, b, a_max: int | None = None, b_max: int | None = None) -> int:
+    """An upper bound on every partial sum of ``a @ b``: ``max|a| * max|b| * K``.
+
+    ``a_max``/``b_max`` give static bounds (for example the largest magnitude a
+    format holds) and save a pass over the data.
+    """
+    a_max = int(np.abs(a).max(initial=0)) if a_max is None else a_max
+    b_max = int(np.abs(b).max(initial=0)) if b_max is None else b_max
+    return a_max * b_max * np.shape(a)[-1]
+
+
+def matmul_path(a, b, a_max: int | None = None, b_max: int | None = None) -> str:
+    """Which path :func:`exact_matmul` takes: ``'float64'`` (BLAS) or ``'int64'``."""
+    return "float64" if matmul_bound(a, b, a_max, b_max) < FLOAT64_EXACT_LIMIT else "int64"
+
+
+def exact_matmul(a, b, a_max: int | None = None, b_max: int | None = None) -> np.ndarray:
+    """Exact integer matrix product ``a @ b`` of int64 arrays.
+
+    When ``max|a| * max|b| * K < 2**53`` every partial sum is an integer that
+    float64 represents exactly, so the product runs on float64 BLAS and is
+    converted back without error. Otherwise it runs on NumPy's int64 matmul,
+    which is exact while the bound stays below ``2**63`` (checked).
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    bound = matmul_bound(a, b, a_max, b_max)
+    if bound < FLOAT64_EXACT_LIMIT:
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    if bound >= (1 << 63):
+        raise OverflowError(f"matrix product bound {bound} exceeds int64; narrow the formats")
+    return a @ b

@@ -1,0 +1,109 @@
+"""Results for people: a rich table on the console and a loss/accuracy plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+__all__ = ["TrainProgress", "result_table", "events_table", "save_plot"]
+
+
+class TrainProgress:
+    """Rich progress bars for epochs and the batches of the current epoch."""
+
+    def __init__(self, console: Console, label: str):
+        self.console = console
+        self.label = label
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                                 transient=False)
+
+    def start(self, epochs: int, done: int, batches: int) -> None:
+        self.progress.start()
+        self.epochs = self.progress.add_task(f"{self.label} epochs", total=epochs,
+                                             completed=done, info="")
+        self.batches = self.progress.add_task("batches", total=batches, info="")
+
+    def batch_done(self) -> None:
+        self.progress.advance(self.batches)
+
+    def epoch_done(self, row: dict) -> None:
+        info = (f"loss {row['loss']:.4f}  train {row['train_accuracy']:.3f}  "
+                f"test {row['test_accuracy']:.3f}")
+        self.progress.update(self.epochs, advance=1, info=info)
+        self.progress.reset(self.batches)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def result_table(result: dict) -> Table:
+    """The closing table: what ran, how well, how fast, and the digest."""
+    t = Table(title=f"fxbp train: {result['dataset']['name']}", show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    rt = result["runtime"]
+    t.add_row("backend", f"{rt['backend']} ({rt['platform']}, {rt['device']})")
+    t.add_row("network", "-".join(str(s) for s in result["network"]["sizes"])
+              + f" sigmoid, loss {result['network']['loss']}")
+    if result["backend"] == "golden":
+        t.add_row("precision", f"{result['precision']['name']}, rounding {result['rounding']}, "
+                               f"sigmoid {result['network']['sigmoid']['kind']}")
+    lr = result["learning_rate"]
+    t.add_row("schedule", f"{result['epochs']} epochs, batch {result['batch']}, lr {lr['lr']:g} "
+                          f"(eta {lr['eta']:.6g} per sample)")
+    t.add_row("final loss", f"{result['final_loss']:.5f}")
+    t.add_row("train accuracy", f"{100 * result['final_train_accuracy']:.2f} %")
+    t.add_row("test accuracy", f"{100 * result['final_test_accuracy']:.2f} %")
+    sps = result["samples_per_second"]
+    t.add_row("samples/s", f"{sps:,.0f}" if sps else "-")
+    t.add_row("weights digest", result["weights_digest"])
+    return t
+
+
+def events_table(result: dict) -> Table | None:
+    """Cast events per site, when the backend counts them."""
+    ev = result["cast_events"]
+    if not ev:
+        return None
+    t = Table(title="cast events")
+    for col in ("site", "values", "overflow", "underflow"):
+        t.add_column(col, justify="left" if col == "site" else "right")
+    for name, c in ev.items():
+        if c["total"]:
+            t.add_row(name, f"{c['total']:,}", f"{c['overflow']:,}", f"{c['underflow']:,}")
+    return t
+
+
+def save_plot(results: list[dict], path: Path) -> None:
+    """Loss and test accuracy per epoch, one line per result."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for r in results:
+        epochs = [h["epoch"] for h in r["history"]]
+        label = r["backend"] if r["backend"] != "golden" else (
+            f"golden {r['precision']['name']} {r['rounding']}")
+        ax_loss.plot(epochs, [h["loss"] for h in r["history"]], label=label)
+        ax_acc.plot(epochs, [100 * h["test_accuracy"] for h in r["history"]], label=label)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    name = results[0]["dataset"]["name"]
+    fig.suptitle(f"fxbp: {name}, network {'-'.join(map(str, results[0]['network']['sizes']))}")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,88 @@
+"""The hardware-reproducible random generator behind stochastic rounding.
+
+NumPy's generators cannot be rebuilt bit for bit in RTL or OpenCL, so every
+random bit in the datapath comes from a counter-based hash made only of 32-bit
+additions, XORs and shifts (Bob Jenkins' 32-bit integer hash). A random word is
+a pure function of ``(seed, step, site, index)``; nothing is sequential, so a
+pipelined unit, a GPU work-item and this NumPy model all get the same word for
+the same element. ``docs/datapath.md`` ("Random bits") is the specification.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["hash32", "site_key", "random_words", "site_id"]
+
+_M32 = 0xFFFFFFFF
+
+
+def hash32(x):
+    """Jenkins' 32-bit integer hash, on ``uint32`` arrays or Python ints.
+
+    ``a = (a + 0x7ed55d16) + (a << 12)``; ``a = (a ^ 0xc761c23c) ^ (a >> 19)``;
+    ``a = (a + 0x165667b1) + (a << 5)``; ``a = (a + 0xd3a2646c) ^ (a << 9)``;
+    ``a = (a + 0xfd7046c5) + (a << 3)``; ``a = (a ^ 0xb55a4f09) ^ (a >> 16)``;
+    all modulo ``2**32``. It is a bijection on 32-bit words.
+    """
+    if isinstance(x, (int, np.integer)):
+        a = int(x) & _M32
+        a = ((a + 0x7ED55D16) + (a << 12)) & _M32
+        a = ((a ^ 0xC761C23C) ^ (a >> 19)) & _M32
+        a = ((a + 0x165667B1) + (a << 5)) & _M32
+        a = ((a + 0xD3A2646C) ^ (a << 9)) & _M32
+        a = ((a + 0xFD7046C5) + (a << 3)) & _M32
+        a = ((a ^ 0xB55A4F09) ^ (a >> 16)) & _M32
+        return a
+    a = np.asarray(x, dtype=np.uint32)
+    u = np.uint32
+    with np.errstate(over="ignore"):
+        a = (a + u(0x7ED55D16)) + (a << u(12))
+        a = (a ^ u(0xC761C23C)) ^ (a >> u(19))
+        a = (a + u(0x165667B1)) + (a << u(5))
+        a = (a + u(0xD3A2646C)) ^ (a << u(9))
+        a = (a + u(0xFD7046C5)) + (a << u(3))
+        a = (a ^ u(0xB55A4F09)) ^ (a >> u(16))
+    return a
+
+
+#: Codes of the cast sites that can round stochastically (docs/datapath.md).
+SITE_CODES = {
+    "preactivation": 1,
+    "activation": 2,
+    "derivative": 3,
+    "error": 4,
+    "delta": 5,
+    "gradient": 6,
+    "bias_gradient": 7,
+    "weight_update": 8,
+    "bias_update": 9,
+}
+
+
+def site_id(layer: int, stage: str) -> int:
+    """``(layer << 8) | code``: the 32-bit identity of one cast site."""
+    return ((layer & 0xFFFFFF) << 8) | SITE_CODES[stage]
+
+
+def site_key(seed: int, step: int, site: int) -> int:
+    """``H(H(H(seed) ^ step) ^ site)``: one key per cast site and training step."""
+    return hash32(hash32(hash32(seed & _M32) ^ (step & _M32)) ^ (site & _M32))
+
+
+_INDEX_CACHE: dict[int, np.ndarray] = {}
+
+
+def random_words(seed: int, step: int, site: int, count: int) -> np.ndarray:
+    """The ``count`` random words of one cast: ``H(key ^ i)`` for ``i = 0 .. count-1``.
+
+    ``i`` is the element's row-major index in the tensor being cast.
+    """
+    if count > (1 << 32):
+        raise ValueError(f"a cast site can draw at most 2**32 words, not {count!r}")
+    idx = _INDEX_CACHE.get(count)
+    if idx is None:
+        idx = np.arange(count, dtype=np.uint32)
+        if len(_INDEX_CACHE) < 64:
+            _INDEX_CACHE[count] = idx
+    return hash32(idx ^ np.uint32(site_key(seed, step, site)))

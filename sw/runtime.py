@@ -1,0 +1,202 @@
+"""One host-runtime interface for every backend.
+
+A runtime owns a network's parameters on some executor (NumPy golden model,
+float reference, and later OpenCL, RTL simulation, a board) and offers the same
+calls: put data in its representation, train on a batch, predict, report its
+state. ``fxbp.sw.train`` drives any of them the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from .errors import FxbpError
+from .fixed import quantize
+from .float_ref import FloatMLP
+from .golden import GoldenMLP, learning_rate_raw, weights_digest
+from .profile import PrecisionProfile
+
+__all__ = ["Runtime", "GoldenRuntime", "FloatRuntime", "BACKENDS", "make_runtime"]
+
+
+class Runtime(abc.ABC):
+    """What a training backend provides.
+
+    ``init_weights``/``init_biases`` are real values already representable in the
+    profile's weight and bias formats, so every backend starts from the same point.
+    """
+
+    name: str = "?"
+
+    def __init__(self, sizes, profile: PrecisionProfile, init_weights, init_biases, *,
+                 loss: str, seed: int, lr: float, batch: int):
+        self.sizes = tuple(sizes)
+        self.profile = profile
+        self.loss = loss
+        self.seed = seed
+        self.lr = lr
+        self.batch = batch
+
+    def describe(self) -> dict:
+        """What actually runs: backend, platform, device."""
+        return {"backend": self.name, "platform": "numpy", "device": "host CPU"}
+
+    @abc.abstractmethod
+    def prepare(self, x, t):
+        """Data (real features and targets) in this runtime's representation."""
+
+    @abc.abstractmethod
+    def train_batch(self, x, t) -> None:
+        """One SGD step on prepared data."""
+
+    @abc.abstractmethod
+    def predict(self, x) -> np.ndarray:
+        """Real-valued outputs for prepared inputs."""
+
+    @abc.abstractmethod
+    def raw_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Weights and biases as raw integers in the profile's formats."""
+
+    @abc.abstractmethod
+    def real_layers(self) -> list[dict]:
+        """Weights and biases as real numbers, layer by layer."""
+
+    @abc.abstractmethod
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue training exactly (arrays only)."""
+
+    @abc.abstractmethod
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state` returned."""
+
+    def event_counts(self) -> dict:
+        """Cast events per site (``docs/datapath.md``); empty for float backends."""
+        return {}
+
+    def load_event_counts(self, counts: dict) -> None:
+        """Restore :meth:`event_counts` (from a checkpoint)."""
+
+    @property
+    def learning_rate_info(self) -> dict:
+        return {"lr": self.lr, "batch": self.batch, "eta": self.lr / self.batch}
+
+    def digest(self) -> str:
+        return weights_digest(self.raw_layers())
+
+
+class GoldenRuntime(Runtime):
+    """The bit-accurate NumPy golden model."""
+
+    name = "golden"
+
+    def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch):
+        super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
+                         lr=lr, batch=batch)
+        self.eta = learning_rate_raw(lr, batch, profile)
+        self.model = GoldenMLP(sizes, profile,
+                               [quantize(w, profile.weight.fmt) for w in init_weights],
+                               [quantize(b, profile.bias.fmt) for b in init_biases],
+                               loss=loss, seed=seed)
+        self.model.check_fit(batch)
+
+    def prepare(self, x, t):
+        return self.model.quantize_input(x), self.model.quantize_target(t)
+
+    def train_batch(self, x, t) -> None:
+        self.model.train_step(x, t, self.eta)
+
+    def predict(self, x) -> np.ndarray:
+        return self.model.predict(x)
+
+    def raw_layers(self):
+        return self.model.layers()
+
+    def real_layers(self):
+        return self.model.real_layers()
+
+    def state(self):
+        out = {"step": np.array(self.model.step)}
+        for l, (w, b) in enumerate(self.model.layers()):
+            out[f"w{l}"], out[f"b{l}"] = w, b
+        return out
+
+    def load_state(self, state):
+        n = len(self.model.weights)
+        self.model.weights = [np.array(state[f"w{l}"], dtype=np.int64) for l in range(n)]
+        self.model.biases = [np.array(state[f"b{l}"], dtype=np.int64) for l in range(n)]
+        self.model.step = int(state["step"])
+
+    def event_counts(self):
+        return self.model.event_counts()
+
+    def load_event_counts(self, counts):
+        for name, c in counts.items():
+            ev = self.model.events[name]
+            ev.overflow, ev.underflow, ev.total = c["overflow"], c["underflow"], c["total"]
+
+    @property
+    def learning_rate_info(self):
+        raw, frac = self.eta
+        return {"lr": self.lr, "batch": self.batch, "eta": raw * 2.0 ** -frac, "eta_raw": raw,
+                "eta_frac_bits": frac, "mode": self.profile.lr_mode}
+
+
+class FloatRuntime(Runtime):
+    """The float reference (float64 or float32); its digest quantises the final
+    weights into the profile's weight and bias formats (nearest-even, saturate)."""
+
+    def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
+                 dtype=np.float64):
+        super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
+                         lr=lr, batch=batch)
+        if not (np.isfinite(lr) and lr > 0):
+            raise FxbpError(f"the learning rate must be a positive number, not {lr!r}")
+        self.dtype = np.dtype(dtype)
+        self.name = str(self.dtype)
+        self.model = FloatMLP(sizes, init_weights, init_biases, loss=loss, dtype=dtype)
+
+    def prepare(self, x, t):
+        return np.asarray(x, dtype=self.dtype), np.asarray(t, dtype=self.dtype)
+
+    def train_batch(self, x, t) -> None:
+        self.model.train_step(x, t, self.lr / self.batch)
+
+    def predict(self, x):
+        return self.model.predict(x)
+
+    def raw_layers(self):
+        p = self.profile
+        return [(quantize(w.astype(np.float64), p.weight.fmt), quantize(b.astype(np.float64), p.bias.fmt))
+                for w, b in zip(self.model.weights, self.model.biases)]
+
+    def real_layers(self):
+        return self.model.real_layers()
+
+    def state(self):
+        out = {"step": np.array(self.model.step)}
+        for l, (w, b) in enumerate(zip(self.model.weights, self.model.biases)):
+            out[f"w{l}"], out[f"b{l}"] = w, b
+        return out
+
+    def load_state(self, state):
+        n = len(self.model.weights)
+        self.model.weights = [np.array(state[f"w{l}"], dtype=self.dtype) for l in range(n)]
+        self.model.biases = [np.array(state[f"b{l}"], dtype=self.dtype) for l in range(n)]
+        self.model.step = int(state["step"])
+
+
+BACKENDS = {
+    "golden": GoldenRuntime,
+    "float32": lambda *a, **k: FloatRuntime(*a, dtype=np.float32, **k),
+    "float64": lambda *a, **k: FloatRuntime(*a, dtype=np.float64, **k),
+}
+
+
+def make_runtime(backend: str, *args, **kwargs) -> Runtime:
+    try:
+        factory = BACKENDS[backend]
+    except KeyError:
+        raise FxbpError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}") from None
+    return factory(*args, **kwargs)

@@ -1,0 +1,135 @@
+"""Fixed-point sigmoid (lookup table and PLAN) and its derivative ``a * (1 - a)``.
+
+Both follow ``docs/datapath.md`` section "Sigmoid" to the bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fixed import CastEvents, Overflow, QFormat, Rounding, cast, quantize
+
+__all__ = ["SigmoidSpec", "sigmoid_lut_table", "sigmoid_lut", "sigmoid_plan",
+           "sigmoid", "sigmoid_derivative"]
+
+
+def _is_power_of_two(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class SigmoidSpec:
+    """Which sigmoid approximation the datapath uses.
+
+    Parameters
+    ----------
+    kind : str
+        ``"lut"`` (table over a clamped range) or ``"plan"`` (Amin et al., 1997).
+    entries : int
+        LUT entries, a power of two.
+    input_range : int
+        LUT input range ``R``: inputs are clamped to ``[-R, R)``; a power of two.
+    """
+
+    kind: str = "lut"
+    entries: int = 256
+    input_range: int = 8
+
+    def __post_init__(self):
+        if self.kind not in ("lut", "plan"):
+            raise ValueError(f"sigmoid kind must be 'lut' or 'plan', not {self.kind!r}")
+        if not _is_power_of_two(self.entries) or self.entries < 2:
+            raise ValueError(f"sigmoid LUT entries must be a power of two >= 2, not {self.entries!r}")
+        if not _is_power_of_two(self.input_range):
+            raise ValueError(f"sigmoid LUT input range must be a power of two, not {self.input_range!r}")
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "entries": self.entries, "input_range": self.input_range}
+
+
+def sigmoid_lut_table(spec: SigmoidSpec, act: QFormat) -> np.ndarray:
+    """The LUT contents: entry ``k`` is sigma at the centre of bin ``k``.
+
+    Bin ``k`` covers ``[-R + k*w, -R + (k+1)*w)`` with ``w = 2R/N``; the entry is
+    ``sigma(-R + (k + 1/2) * w)`` rounded to nearest-even into ``act``, saturated.
+    """
+    n, r = spec.entries, spec.input_range
+    centres = -r + (np.arange(n, dtype=np.float64) + 0.5) * (2.0 * r / n)
+    return quantize(1.0 / (1.0 + np.exp(-centres)), act, Rounding.NEAREST_EVEN, Overflow.SATURATE)
+
+
+def lut_address(z, z_fmt: QFormat, spec: SigmoidSpec) -> np.ndarray:
+    """Table index for raw pre-activations: clamp, offset by R, keep the top bits."""
+    n, r = spec.entries, spec.input_range
+    r_raw = r << z_fmt.frac_bits
+    span_bits = (2 * r_raw).bit_length() - 1          # log2(2R * 2**f)
+    index_bits = n.bit_length() - 1                   # log2(N)
+    if span_bits < index_bits:
+        raise ValueError(f"sigmoid LUT of {n} entries over [-{r}, {r}) is finer than the "
+                         f"pre-activation format {z_fmt}: use fewer entries or more fraction bits")
+    zc = np.clip(z, -r_raw, r_raw - 1)
+    return (zc + r_raw) >> (span_bits - index_bits)
+
+
+def sigmoid_lut(z, z_fmt: QFormat, act: QFormat, spec: SigmoidSpec, table=None) -> np.ndarray:
+    if table is None:
+        table = sigmoid_lut_table(spec, act)
+    return table[lut_address(z, z_fmt, spec)]
+
+
+# PLAN segments (Amin, Curtis, Hayes-Gill 1997), for x >= 0:
+#   x >= 5          -> 1
+#   2.375 <= x < 5  -> x/32 + 0.84375
+#   1 <= x < 2.375  -> x/8  + 0.625
+#   0 <= x < 1      -> x/4  + 0.5
+# and sigma(-x) = 1 - sigma(x).
+
+
+def sigmoid_plan(z, z_fmt: QFormat, act: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
+                 events: CastEvents | None = None) -> np.ndarray:
+    """PLAN sigmoid, exact until one final cast into ``act``.
+
+    With ``f = z_fmt.frac_bits`` and ``t = |z|`` (raw), the segment value is formed
+    exactly with ``F = f + 5`` fraction bits using shifts and adds only:
+    ``t + 27 << f`` (slope 1/32), ``(t << 2) + 20 << f`` (1/8), ``(t << 3) + 16 << f``
+    (1/4), ``32 << f`` (1); negative inputs give ``(32 << f) - y``. That value is
+    cast into ``act`` with ``rounding`` and saturation.
+    """
+    f = z_fmt.frac_bits
+    z = np.asarray(z, dtype=np.int64)
+    t = np.abs(z)
+    one = 32 << f
+    y = np.where(t >= (5 << f), one,
+        np.where((t << 3) >= (19 << f), t + (27 << f),       # t >= 2.375 = 19/8
+        np.where(t >= (1 << f), (t << 2) + (20 << f),
+                 (t << 3) + (16 << f))))
+    y = np.where(z < 0, one - y, y)
+    return cast(y, f + 5, act, rounding, Overflow.SATURATE, events=events)
+
+
+def sigmoid(z, z_fmt: QFormat, act: QFormat, spec: SigmoidSpec,
+            rounding: Rounding = Rounding.NEAREST_EVEN, events: CastEvents | None = None,
+            table=None) -> np.ndarray:
+    """The datapath sigmoid selected by ``spec``."""
+    if spec.kind == "lut":
+        out = sigmoid_lut(z, z_fmt, act, spec, table)
+        if events is not None:
+            events.total += out.size
+        return out
+    return sigmoid_plan(z, z_fmt, act, rounding, events)
+
+
+def sigmoid_derivative_exact(a, act: QFormat) -> tuple[np.ndarray, int]:
+    """``a * ((1 << fa) - a)``: exact, with ``2 * fa`` fraction bits."""
+    a = np.asarray(a, dtype=np.int64)
+    return a * ((1 << act.frac_bits) - a), 2 * act.frac_bits
+
+
+def sigmoid_derivative(a, act: QFormat, out: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
+                       overflow: Overflow = Overflow.SATURATE, *, random_bits=None,
+                       events: CastEvents | None = None) -> np.ndarray:
+    """``sigma'(z) = a (1 - a)`` from the stored activation, cast into ``out``."""
+    d, frac = sigmoid_derivative_exact(a, act)
+    return cast(d, frac, out, rounding, overflow, random_bits=random_bits, events=events)
