@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
+
+from .rng import hash32
 
 __all__ = [
     "QFormat",
@@ -20,6 +23,8 @@ __all__ = [
     "Overflow",
     "CastEvents",
     "cast",
+    "cast_spec",
+    "cast_with",
     "quantize",
     "exact_matmul",
     "matmul_bound",
@@ -59,6 +64,8 @@ class QFormat:
     int_bits: int
     frac_bits: int
     signed: bool = True
+    _lo: int = field(init=False, repr=False, compare=False, hash=False)
+    _hi: int = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
         for name in ("int_bits", "frac_bits"):
@@ -76,6 +83,9 @@ class QFormat:
         if self.total_bits < 1 or self.total_bits > MAX_TOTAL_BITS:
             raise ValueError(f"a format must have 1 to {MAX_TOTAL_BITS} bits in all, "
                              f"not {self.total_bits!r}")
+        n = self.total_bits
+        object.__setattr__(self, "_lo", -(1 << (n - 1)) if self.signed else 0)
+        object.__setattr__(self, "_hi", (1 << (n - 1)) - 1 if self.signed else (1 << n) - 1)
 
     @classmethod
     def parse(cls, text: str) -> QFormat:
@@ -104,11 +114,11 @@ class QFormat:
 
     @property
     def min_raw(self) -> int:
-        return -(1 << (self.total_bits - 1)) if self.signed else 0
+        return self._lo
 
     @property
     def max_raw(self) -> int:
-        return (1 << (self.total_bits - 1)) - 1 if self.signed else (1 << self.total_bits) - 1
+        return self._hi
 
     @property
     def resolution(self) -> float:
@@ -205,35 +215,106 @@ class CastEvents:
         self.underflow += other.underflow
         self.total += other.total
 
+    def record(self, counts, total: int) -> None:
+        """Add a kernel's ``(overflow, underflow)`` counts for ``total`` values."""
+        self.overflow += int(counts[0])
+        self.underflow += int(counts[1])
+        self.total += total
+
     def as_dict(self) -> dict:
         return {"overflow": self.overflow, "underflow": self.underflow, "total": self.total}
 
 
-def _round_shift(x: np.ndarray, s: int, rounding: Rounding, random_bits) -> np.ndarray:
-    """Divide raw integers by ``2**s`` (``s > 0``) with the given rounding."""
-    if rounding is Rounding.TRUNCATE:
-        return x >> s
-    if rounding is Rounding.HALF_UP:
-        return (x + (1 << (s - 1))) >> s
-    if rounding is Rounding.NEAREST_EVEN:
-        # floor((x + half - 1 + lsb_of_quotient) / 2**s): ties go to the even neighbour.
-        return (x + ((1 << (s - 1)) - 1) + ((x >> s) & 1)) >> s
-    if rounding is Rounding.TOWARD_ZERO:
-        # Negative values: add 2**s - 1 before flooring (ceiling).
-        return (x + ((x >> 63) & ((1 << s) - 1))) >> s
-    if rounding is Rounding.STOCHASTIC:
-        if random_bits is None:
-            raise ValueError("stochastic rounding needs random bits (pass random_bits=)")
-        r = np.asarray(random_bits, dtype=np.uint32).astype(np.int64)
-        # Spec: the s dropped bits receive the top s bits of a 32-bit random
-        # word; when s > 32 the word is aligned to the top of the dropped bits.
-        r = r >> (32 - s) if s <= 32 else r << (s - 32)
-        return (x + r.reshape(x.shape)) >> s
-    raise TypeError(f"rounding must be a Rounding, not {rounding!r}")
+_ROUNDING_CODE = {Rounding.TRUNCATE: 0, Rounding.TOWARD_ZERO: 1, Rounding.HALF_UP: 2,
+                  Rounding.NEAREST_EVEN: 3, Rounding.STOCHASTIC: 4}
+
+
+def cast_spec(from_frac: int, fmt: QFormat, rounding: Rounding, overflow: Overflow) -> np.ndarray:
+    """The integer parameters of one cast, as the compiled kernels take them: an
+    int64 array ``[shift, mode, saturate, lo, hi, total_bits, signed]``."""
+    mode = _ROUNDING_CODE.get(rounding)
+    if mode is None:
+        raise TypeError(f"rounding must be a Rounding, not {rounding!r}")
+    if not isinstance(overflow, Overflow):
+        raise TypeError(f"overflow must be an Overflow, not {overflow!r}")
+    spec = np.array([from_frac - fmt.frac_bits, mode, int(overflow is Overflow.SATURATE),
+                     fmt._lo, fmt._hi, fmt.total_bits, int(fmt.signed)], dtype=np.int64)
+    spec.flags.writeable = False
+    return spec
+
+
+@njit(cache=True, nogil=True, inline="always")
+def cast_value(v, i, spec, random_bits, key):
+    """Cast one raw value ``v`` (element ``i`` of its tensor) per ``spec``.
+
+    Returns ``(q, overflowed, underflowed)``. This is the reference for every
+    cast in the datapath (docs/datapath.md, section 1); every kernel calls it.
+    """
+    shift, mode, saturate, lo, hi = spec[0], spec[1], spec[2], spec[3], spec[4]
+    total_bits, signed = spec[5], spec[6]
+    if shift > 0:
+        if mode == 0:                                   # truncate (floor)
+            q = v >> shift
+        elif mode == 1:                                 # toward zero
+            q = (v + ((v >> 63) & ((np.int64(1) << shift) - 1))) >> shift
+        elif mode == 2:                                 # half-up
+            q = (v + (np.int64(1) << (shift - 1))) >> shift
+        elif mode == 3:                                 # nearest, ties to even
+            q = (v + ((np.int64(1) << (shift - 1)) - 1) + ((v >> shift) & 1)) >> shift
+        else:                                           # stochastic
+            r = hash32(key ^ i) if key >= 0 else np.int64(random_bits[i])
+            r = r >> (32 - shift) if shift <= 32 else r << (shift - 32)
+            q = (v + r) >> shift
+    elif shift < 0:
+        q = v << (-shift)
+    else:
+        q = v
+    over = 0
+    if q < lo or q > hi:
+        over = 1
+        if saturate:
+            q = lo if q < lo else hi
+        else:
+            mask = (np.int64(1) << total_bits) - 1
+            q = q & mask
+            if signed and (q >> (total_bits - 1)) & 1:
+                q -= mask + 1
+    under = 1 if (q == 0 and v != 0 and shift > 0) else 0
+    return q, over, under
+
+
+@njit(cache=True, nogil=True)
+def _cast_kernel(x, out, spec, random_bits, key):
+    overflow = 0
+    underflow = 0
+    for i in range(x.size):
+        q, o, u = cast_value(x[i], i, spec, random_bits, key)
+        out[i] = q
+        overflow += o
+        underflow += u
+    return overflow, underflow
+
+
+_NO_BITS = np.zeros(0, dtype=np.uint32)
+
+
+def random_source(spec: np.ndarray, size: int, random_bits=None, random_key: int | None = None):
+    """``(random_bits, key)`` for a kernel call, checked: a key, or one word per value."""
+    if spec[1] != 4 or spec[0] <= 0:
+        return _NO_BITS, -1
+    if random_key is not None:
+        return _NO_BITS, int(random_key) & 0xFFFFFFFF
+    if random_bits is None:
+        raise ValueError("stochastic rounding needs random bits (pass random_bits= or random_key=)")
+    bits = np.ascontiguousarray(random_bits, dtype=np.uint32).reshape(-1)
+    if bits.size != size:
+        raise ValueError(f"stochastic rounding needs one random word per value: "
+                         f"{bits.size} words for {size} values")
+    return bits, -1
 
 
 def cast(raw, from_frac: int, fmt: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
-         overflow: Overflow = Overflow.SATURATE, *, random_bits=None,
+         overflow: Overflow = Overflow.SATURATE, *, random_bits=None, random_key: int | None = None,
          events: CastEvents | None = None) -> np.ndarray:
     """Cast raw integers with ``from_frac`` fraction bits into ``fmt``.
 
@@ -251,39 +332,36 @@ def cast(raw, from_frac: int, fmt: QFormat, rounding: Rounding = Rounding.NEARES
         Applied to rounded values outside ``fmt``'s range.
     random_bits : array_like of uint32, optional
         One 32-bit word per element (row-major order), for stochastic rounding.
+    random_key : int, optional
+        Instead of ``random_bits``: a cast-site key (:func:`fxbp.sw.rng.site_key`);
+        element ``i`` then gets the word ``hash32(random_key ^ i)``, exactly what
+        :func:`fxbp.sw.rng.random_words` returns.
     events : CastEvents, optional
         Incremented with this cast's overflow and underflow counts.
 
     Returns
     -------
-    numpy.ndarray of int64, raw values in ``fmt``.
+    numpy.ndarray of int64, raw values in ``fmt``, shaped like ``raw``.
     """
-    x = np.asarray(raw, dtype=np.int64)
-    shift = from_frac - fmt.frac_bits
-    if shift > 0:
-        q = _round_shift(x, shift, rounding, random_bits)
-    elif shift < 0:
-        q = x << (-shift)
+    spec = cast_spec(from_frac, fmt, rounding, overflow)
+    return cast_with(raw, spec, random_bits=random_bits, random_key=random_key, events=events)
+
+
+def cast_with(raw, spec: np.ndarray, *, random_bits=None, random_key: int | None = None,
+              events: CastEvents | None = None) -> np.ndarray:
+    """:func:`cast` with a precomputed :func:`cast_spec` (the golden model's fast path)."""
+    if type(raw) is np.ndarray and raw.dtype == np.int64 and raw.flags.c_contiguous:
+        x = raw
     else:
-        q = x
-    lo, hi = fmt.min_raw, fmt.max_raw
+        x = np.asarray(raw, dtype=np.int64, order="C")
+    bits, key = random_source(spec, x.size, random_bits, random_key)
+    out = np.empty_like(x)
+    n_over, n_under = _cast_kernel(x.reshape(-1), out.reshape(-1), spec, bits, key)
     if events is not None:
-        outside = np.count_nonzero((q < lo) | (q > hi))
-    if overflow is Overflow.SATURATE:
-        q = np.clip(q, lo, hi)
-    elif overflow is Overflow.WRAP:
-        mask = (1 << fmt.total_bits) - 1
-        q = q & mask
-        if fmt.signed:
-            q = q - ((q >> (fmt.total_bits - 1)) << fmt.total_bits)
-    else:
-        raise TypeError(f"overflow must be an Overflow, not {overflow!r}")
-    if events is not None:
-        events.overflow += int(outside)
-        if shift > 0:
-            events.underflow += int(np.count_nonzero((q == 0) & (x != 0)))
+        events.overflow += n_over
+        events.underflow += n_under
         events.total += x.size
-    return q
+    return out
 
 
 def quantize(values, fmt: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,

@@ -13,10 +13,13 @@ import math
 import numpy as np
 
 from .errors import FxbpError
-from .fixed import CastEvents, QFormat, Rounding, cast, exact_matmul, quantize
+from numba import njit
+
+from .fixed import (_NO_BITS, CastEvents, QFormat, Rounding, cast_spec, cast_value, cast_with,
+                    exact_matmul, quantize)
 from .profile import PrecisionProfile, Stage
-from .rng import SITE_CODES, random_words, site_id
-from .sigmoid import sigmoid, sigmoid_derivative_exact, sigmoid_lut_table
+from .rng import SITE_CODES, site_id, site_key
+from .sigmoid import sigmoid, sigmoid_lut_table
 
 __all__ = ["GoldenMLP", "weights_digest", "learning_rate_raw", "LOSSES"]
 
@@ -66,6 +69,57 @@ def learning_rate_raw(lr: float, batch: int, profile: PrecisionProfile) -> tuple
     return raw, fmt.frac_bits
 
 
+# Fused kernels: each is a few datapath steps of docs/datapath.md on whole tensors,
+# one pass, every cast through fixed.cast_value. Index i is the row-major element index.
+
+@njit(cache=True, nogil=True)
+def _preactivation_kernel(acc, bias, bias_shift, spec, out):
+    """Section 5: ``z = cast(acc + (b << bias_shift))``; ``acc`` is ``[batch, out]``."""
+    n_out = bias.size
+    a, o = acc.reshape(-1), out.reshape(-1)
+    n_over = n_under = 0
+    for i in range(a.size):
+        q, ov, un = cast_value(a[i] + (bias[i % n_out] << bias_shift), i, spec, _NO_BITS, -1)
+        o[i] = q
+        n_over += ov
+        n_under += un
+    return np.array([n_over, n_under])
+
+
+@njit(cache=True, nogil=True)
+def _delta_kernel(err, act, one, d_spec, d_key, delta_spec, delta_key, out):
+    """Section 6: ``d = cast(a (1 - a))``, ``delta = cast(e d)``."""
+    e, a, o = err.reshape(-1), act.reshape(-1), out.reshape(-1)
+    counts = np.zeros(4, dtype=np.int64)
+    for i in range(e.size):
+        d, ov, un = cast_value(a[i] * (one - a[i]), i, d_spec, _NO_BITS, d_key)
+        counts[0] += ov
+        counts[1] += un
+        q, ov, un = cast_value(e[i] * d, i, delta_spec, _NO_BITS, delta_key)
+        counts[2] += ov
+        counts[3] += un
+        o[i] = q
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def _update_kernel(w, g, eta, w_shift, u_shift, spec, key, out):
+    """Section 8: ``w' = cast((w << w_shift) - ((eta g) << u_shift))``.
+
+    The second count is of non-zero updates that left the value unchanged.
+    """
+    wf, gf, o = w.reshape(-1), g.reshape(-1), out.reshape(-1)
+    n_over = n_stalled = 0
+    for i in range(wf.size):
+        u = (gf[i] * eta) << u_shift
+        q, ov, un = cast_value((wf[i] << w_shift) - u, i, spec, _NO_BITS, key)
+        o[i] = q
+        n_over += ov
+        if u != 0 and q == wf[i]:
+            n_stalled += 1
+    return np.array([n_over, n_stalled])
+
+
 class GoldenMLP:
     """A sigmoid MLP trained with the fixed-point datapath of ``docs/datapath.md``.
 
@@ -110,6 +164,7 @@ class GoldenMLP:
                        if profile.sigmoid.kind == "lut" else None)
         self.check_fit(1)
         self._fits = {1}
+        self._specs: dict = {}
 
     # -- formats ---------------------------------------------------------------------------
     def _in_fmt(self, layer: int) -> QFormat:
@@ -150,12 +205,23 @@ class GoldenMLP:
                                 f"or raise accumulator_bits in the profile")
 
     # -- casts -----------------------------------------------------------------------------
-    def _cast(self, x, frac: int, stage: Stage, site: str, layer: int) -> np.ndarray:
-        bits = None
+    def _spec(self, frac: int, stage: Stage) -> np.ndarray:
+        spec = self._specs.get((frac, stage))
+        if spec is None:
+            spec = self._specs[(frac, stage)] = cast_spec(frac, stage.fmt, stage.rounding,
+                                                          stage.overflow)
+        return spec
+
+    def _key(self, frac: int, stage: Stage, site: str, layer: int) -> int:
+        """The site's random key this step, or -1 when the cast draws no random bits."""
         if stage.rounding is Rounding.STOCHASTIC and frac > stage.fmt.frac_bits:
-            bits = random_words(self.seed, self.step, site_id(layer, site), x.size)
-        return cast(x, frac, stage.fmt, stage.rounding, stage.overflow,
-                    random_bits=bits, events=self.events[site])
+            return int(site_key(self.seed, self.step, site_id(layer, site)))
+        return -1
+
+    def _cast(self, x, frac: int, stage: Stage, site: str, layer: int) -> np.ndarray:
+        key = self._key(frac, stage, site, layer)
+        return cast_with(x, self._spec(frac, stage), random_key=key if key >= 0 else None,
+                         events=self.events[site])
 
     def quantize_input(self, x) -> np.ndarray:
         """Raw inputs from real features (section 2): nearest-even, saturate."""
@@ -175,8 +241,10 @@ class GoldenMLP:
             fin = self._in_fmt(l)
             frac = p.weight.fmt.frac_bits + fin.frac_bits
             acc = exact_matmul(acts[-1], w.T, _max_abs(fin), _max_abs(p.weight.fmt))
-            acc += b << (frac - p.bias.fmt.frac_bits)
-            z = self._cast(acc, frac, p.preactivation, "preactivation", l + 1)
+            z = np.empty_like(acc)
+            counts = _preactivation_kernel(acc, b, frac - p.bias.fmt.frac_bits,
+                                           self._spec(frac, p.preactivation), z)
+            self.events["preactivation"].record(counts, z.size)
             acts.append(sigmoid(z, p.preactivation.fmt, p.activation.fmt, p.sigmoid,
                                 p.activation.rounding, self.events["activation"], self._table))
         return acts
@@ -214,9 +282,13 @@ class GoldenMLP:
             if l == n_layers - 1 and self.loss == "xent":
                 delta = self._cast(err, fe, p.delta, "delta", l + 1)
             else:
-                d_exact, d_frac = sigmoid_derivative_exact(a, p.activation.fmt)
-                d = self._cast(d_exact, d_frac, p.derivative, "derivative", l + 1)
-                delta = self._cast(err * d, fe + fd, p.delta, "delta", l + 1)
+                delta = np.empty_like(err)
+                counts = _delta_kernel(
+                    err, a, 1 << fa,
+                    self._spec(2 * fa, p.derivative), self._key(2 * fa, p.derivative, "derivative", l + 1),
+                    self._spec(fe + fd, p.delta), self._key(fe + fd, p.delta, "delta", l + 1), delta)
+                self.events["derivative"].record(counts[:2], delta.size)
+                self.events["delta"].record(counts[2:], delta.size)
             deltas[l] = delta
         eta_raw, eta_frac = eta
         for l in range(n_layers):
@@ -237,12 +309,10 @@ class GoldenMLP:
         """``w - eta * g`` formed exactly, then one cast into ``stage`` (section 8)."""
         u_frac = eta_frac + self.profile.gradient.fmt.frac_bits
         frac = max(u_frac, stage.fmt.frac_bits)
-        u = (g * eta_raw) << (frac - u_frac)
-        exact = (w << (frac - stage.fmt.frac_bits)) - u
-        before = self.events[site].underflow
-        new = self._cast(exact, frac, stage, site, layer)
-        # For update casts "underflow" counts non-zero updates that left the value unchanged.
-        self.events[site].underflow = before + int(np.count_nonzero((new == w) & (u != 0)))
+        new = np.empty_like(w)
+        counts = _update_kernel(w, g, eta_raw, frac - stage.fmt.frac_bits, frac - u_frac,
+                                self._spec(frac, stage), self._key(frac, stage, site, layer), new)
+        self.events[site].record(counts, w.size)
         return new
 
     # -- state -----------------------------------------------------------------------------

@@ -11,38 +11,30 @@ the same element. ``docs/datapath.md`` ("Random bits") is the specification.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 __all__ = ["hash32", "site_key", "random_words", "site_id"]
 
 _M32 = 0xFFFFFFFF
 
 
+@njit(cache=True, nogil=True)
 def hash32(x):
-    """Jenkins' 32-bit integer hash, on ``uint32`` arrays or Python ints.
+    """Jenkins' 32-bit integer hash of one word (the low 32 bits of ``x``).
 
     ``a = (a + 0x7ed55d16) + (a << 12)``; ``a = (a ^ 0xc761c23c) ^ (a >> 19)``;
     ``a = (a + 0x165667b1) + (a << 5)``; ``a = (a + 0xd3a2646c) ^ (a << 9)``;
     ``a = (a + 0xfd7046c5) + (a << 3)``; ``a = (a ^ 0xb55a4f09) ^ (a >> 16)``;
-    all modulo ``2**32``. It is a bijection on 32-bit words.
+    every step modulo ``2**32`` (shifts are logical). A bijection on 32-bit words.
     """
-    if isinstance(x, (int, np.integer)):
-        a = int(x) & _M32
-        a = ((a + 0x7ED55D16) + (a << 12)) & _M32
-        a = ((a ^ 0xC761C23C) ^ (a >> 19)) & _M32
-        a = ((a + 0x165667B1) + (a << 5)) & _M32
-        a = ((a + 0xD3A2646C) ^ (a << 9)) & _M32
-        a = ((a + 0xFD7046C5) + (a << 3)) & _M32
-        a = ((a ^ 0xB55A4F09) ^ (a >> 16)) & _M32
-        return a
-    a = np.asarray(x, dtype=np.uint32)
-    u = np.uint32
-    with np.errstate(over="ignore"):
-        a = (a + u(0x7ED55D16)) + (a << u(12))
-        a = (a ^ u(0xC761C23C)) ^ (a >> u(19))
-        a = (a + u(0x165667B1)) + (a << u(5))
-        a = (a + u(0xD3A2646C)) ^ (a << u(9))
-        a = (a + u(0xFD7046C5)) + (a << u(3))
-        a = (a ^ u(0xB55A4F09)) ^ (a >> u(16))
+    m = np.int64(0xFFFFFFFF)
+    a = np.int64(x) & m
+    a = ((a + 0x7ED55D16) + (a << 12)) & m
+    a = ((a ^ 0xC761C23C) ^ (a >> 19)) & m
+    a = ((a + 0x165667B1) + (a << 5)) & m
+    a = ((a + 0xD3A2646C) ^ (a << 9)) & m
+    a = ((a + 0xFD7046C5) + (a << 3)) & m
+    a = ((a ^ 0xB55A4F09) ^ (a >> 16)) & m
     return a
 
 
@@ -65,12 +57,20 @@ def site_id(layer: int, stage: str) -> int:
     return ((layer & 0xFFFFFF) << 8) | SITE_CODES[stage]
 
 
-def site_key(seed: int, step: int, site: int) -> int:
-    """``H(H(H(seed) ^ step) ^ site)``: one key per cast site and training step."""
-    return hash32(hash32(hash32(seed & _M32) ^ (step & _M32)) ^ (site & _M32))
+@njit(cache=True, nogil=True)
+def site_key(seed, step, site):
+    """``H(H(H(seed) ^ step) ^ site)``: one key per cast site and training step
+    (each argument taken modulo ``2**32``)."""
+    m = np.int64(0xFFFFFFFF)
+    return hash32(hash32(hash32(seed & m) ^ (step & m)) ^ (site & m))
 
 
-_INDEX_CACHE: dict[int, np.ndarray] = {}
+@njit(cache=True, nogil=True)
+def _words(key, count):
+    out = np.empty(count, dtype=np.uint32)
+    for i in range(count):
+        out[i] = hash32(key ^ i)
+    return out
 
 
 def random_words(seed: int, step: int, site: int, count: int) -> np.ndarray:
@@ -80,9 +80,4 @@ def random_words(seed: int, step: int, site: int, count: int) -> np.ndarray:
     """
     if count > (1 << 32):
         raise ValueError(f"a cast site can draw at most 2**32 words, not {count!r}")
-    idx = _INDEX_CACHE.get(count)
-    if idx is None:
-        idx = np.arange(count, dtype=np.uint32)
-        if len(_INDEX_CACHE) < 64:
-            _INDEX_CACHE[count] = idx
-    return hash32(idx ^ np.uint32(site_key(seed, step, site)))
+    return _words(site_key(seed, step, site), count)
