@@ -12,14 +12,13 @@ import math
 
 import numpy as np
 
-from .errors import FxbpError
 from numba import njit
 
-from .fixed import (_NO_BITS, CastEvents, QFormat, Rounding, cast_spec, cast_value, cast_with,
-                    exact_matmul, quantize)
+from .errors import FxbpError
+from .fixed import _NO_BITS, CastEvents, QFormat, Rounding, cast_spec, cast_value, quantize
 from .profile import PrecisionProfile, Stage
 from .rng import SITE_CODES, site_id, site_key
-from .sigmoid import sigmoid, sigmoid_lut_table
+from .sigmoid import lut_index, lut_params, plan_exact, sigmoid_lut_table
 
 __all__ = ["GoldenMLP", "weights_digest", "learning_rate_raw", "LOSSES"]
 
@@ -69,55 +68,123 @@ def learning_rate_raw(lr: float, batch: int, profile: PrecisionProfile) -> tuple
     return raw, fmt.frac_bits
 
 
-# Fused kernels: each is a few datapath steps of docs/datapath.md on whole tensors,
-# one pass, every cast through fixed.cast_value. Index i is the row-major element index.
+# Fused kernels. Each runs a few steps of docs/datapath.md over a whole tensor in
+# one pass; every cast goes through fixed.cast_value, every random word through
+# rng.hash32. Index i is the element's row-major index in the tensor being cast.
+# Products arrive from BLAS as float64 holding exact integers (or as int64).
+
 
 @njit(cache=True, nogil=True)
-def _preactivation_kernel(acc, bias, bias_shift, spec, out):
-    """Section 5: ``z = cast(acc + (b << bias_shift))``; ``acc`` is ``[batch, out]``."""
+def _forward_kernel(acc, bias, bias_shift, pre_spec, kind, table, r_raw, addr_shift, plan_f,
+                    act_spec, a_out, a_float, ev, r_pre, r_act):
+    """Section 5: ``z = cast(acc + (b << bias_shift))``; ``a = sigmoid(z)``."""
     n_out = bias.size
-    a, o = acc.reshape(-1), out.reshape(-1)
-    n_over = n_under = 0
-    for i in range(a.size):
-        q, ov, un = cast_value(a[i] + (bias[i % n_out] << bias_shift), i, spec, _NO_BITS, -1)
-        o[i] = q
-        n_over += ov
-        n_under += un
-    return np.array([n_over, n_under])
+    c0 = c1 = c2 = c3 = 0
+    for i in range(acc.size):
+        z, ov, un = cast_value(np.int64(acc[i]) + (bias[i % n_out] << bias_shift), i, pre_spec,
+                               _NO_BITS, -1)
+        c0 += ov
+        c1 += un
+        if kind == 0:
+            a = table[lut_index(z, r_raw, addr_shift)]
+        else:
+            a, ov, un = cast_value(plan_exact(z, plan_f), i, act_spec, _NO_BITS, -1)
+            c2 += ov
+            c3 += un
+        a_out[i] = a
+        a_float[i] = a
+    _count(ev, r_pre, c0, c1, acc.size)
+    _count(ev, r_act, c2, c3, acc.size)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count(ev, row, overflow, underflow, total):
+    ev[row, 0] += overflow
+    ev[row, 1] += underflow
+    ev[row, 2] += total
 
 
 @njit(cache=True, nogil=True)
-def _delta_kernel(err, act, one, d_spec, d_key, delta_spec, delta_key, out):
-    """Section 6: ``d = cast(a (1 - a))``, ``delta = cast(e d)``."""
-    e, a, o = err.reshape(-1), act.reshape(-1), out.reshape(-1)
-    counts = np.zeros(4, dtype=np.int64)
-    for i in range(e.size):
-        d, ov, un = cast_value(a[i] * (one - a[i]), i, d_spec, _NO_BITS, d_key)
-        counts[0] += ov
-        counts[1] += un
-        q, ov, un = cast_value(e[i] * d, i, delta_spec, _NO_BITS, delta_key)
-        counts[2] += ov
-        counts[3] += un
-        o[i] = q
-    return counts
+def _delta_kernel(err_exact, act, e_spec, e_key, use_derivative, one, d_spec, d_key,
+                  delta_spec, delta_key, delta_out, delta_float, ev, r_err, r_d, r_delta):
+    """Section 6: ``e = cast(err)``; ``d = cast(a (1 - a))``; ``delta = cast(e d)``
+    (``delta = cast(e)`` for the cross-entropy output layer)."""
+    c0 = c1 = c2 = c3 = c4 = c5 = 0
+    for i in range(act.size):
+        e, ov, un = cast_value(np.int64(err_exact[i]), i, e_spec, _NO_BITS, e_key)
+        c0 += ov
+        c1 += un
+        if use_derivative:
+            d, ov, un = cast_value(act[i] * (one - act[i]), i, d_spec, _NO_BITS, d_key)
+            c2 += ov
+            c3 += un
+            q, ov, un = cast_value(e * d, i, delta_spec, _NO_BITS, delta_key)
+        else:
+            q, ov, un = cast_value(e, i, delta_spec, _NO_BITS, delta_key)
+        c4 += ov
+        c5 += un
+        delta_out[i] = q
+        delta_float[i] = q
+    _count(ev, r_err, c0, c1, act.size)
+    if use_derivative:
+        _count(ev, r_d, c2, c3, act.size)
+    _count(ev, r_delta, c4, c5, act.size)
 
 
-@njit(cache=True, nogil=True)
-def _update_kernel(w, g, eta, w_shift, u_shift, spec, key, out):
-    """Section 8: ``w' = cast((w << w_shift) - ((eta g) << u_shift))``.
+@njit(cache=True, nogil=True, inline="always")
+def _update_value(g_exact, w, i, eta, g_spec, g_key, w_shift, u_shift, upd_spec, upd_key):
+    """Sections 7-8 for one parameter: ``g = cast(sum)``, ``w' = cast(w - eta g)``.
 
-    The second count is of non-zero updates that left the value unchanged.
+    Returns ``(w', g overflowed, g underflowed, w' overflowed, stalled)``, where
+    *stalled* marks a non-zero update that left ``w`` unchanged (the update
+    cast's "underflow").
     """
-    wf, gf, o = w.reshape(-1), g.reshape(-1), out.reshape(-1)
-    n_over = n_stalled = 0
-    for i in range(wf.size):
-        u = (gf[i] * eta) << u_shift
-        q, ov, un = cast_value((wf[i] << w_shift) - u, i, spec, _NO_BITS, key)
-        o[i] = q
-        n_over += ov
-        if u != 0 and q == wf[i]:
-            n_stalled += 1
-    return np.array([n_over, n_stalled])
+    g, g_ov, g_un = cast_value(g_exact, i, g_spec, _NO_BITS, g_key)
+    u = (g * eta) << u_shift
+    q, ov, un = cast_value((w << w_shift) - u, i, upd_spec, _NO_BITS, upd_key)
+    return q, g_ov, g_un, ov, 1 if (u != 0 and q == w) else 0
+
+
+@njit(cache=True, nogil=True)
+def _weight_update_kernel(g_exact, w, eta, g_spec, g_key, w_shift, u_shift, upd_spec, upd_key,
+                          w_out, w_float, ev, r_g, r_upd):
+    c0 = c1 = c2 = c3 = 0
+    for i in range(w.size):
+        q, a, b, c, d = _update_value(np.int64(g_exact[i]), w[i], i, eta, g_spec, g_key, w_shift,
+                                      u_shift, upd_spec, upd_key)
+        w_out[i] = q
+        w_float[i] = q
+        c0 += a
+        c1 += b
+        c2 += c
+        c3 += d
+    _count(ev, r_g, c0, c1, w.size)
+    _count(ev, r_upd, c2, c3, w.size)
+
+
+@njit(cache=True, nogil=True)
+def _bias_update_kernel(delta, b, eta, g_spec, g_key, w_shift, u_shift, upd_spec, upd_key, b_out,
+                        ev, r_g, r_upd):
+    """The bias gradient is the batch sum of the deltas (``delta`` is ``[batch, out]``)."""
+    c0 = c1 = c2 = c3 = 0
+    for j in range(b.size):
+        s = np.int64(0)
+        for k in range(delta.shape[0]):
+            s += delta[k, j]
+        q, a, bb, c, d = _update_value(s, b[j], j, eta, g_spec, g_key, w_shift, u_shift,
+                                       upd_spec, upd_key)
+        b_out[j] = q
+        c0 += a
+        c1 += bb
+        c2 += c
+        c3 += d
+    _count(ev, r_g, c0, c1, b.size)
+    _count(ev, r_upd, c2, c3, b.size)
+
+
+#: Rows of the cast-event table: ``[overflow, underflow, values]`` per site.
+EVENT_SITES = ("input", *SITE_CODES)
+_R = {name: i for i, name in enumerate(EVENT_SITES)}
 
 
 class GoldenMLP:
@@ -152,19 +219,32 @@ class GoldenMLP:
         self.profile = profile
         self.loss = loss
         self.seed = int(seed)
-        self.step = int(step)
-        self.weights = [np.array(w, dtype=np.int64) for w in weights]
-        self.biases = [np.array(b, dtype=np.int64) for b in biases]
-        for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            if w.shape != (sizes[l + 1], sizes[l]) or b.shape != (sizes[l + 1],):
-                raise FxbpError(f"layer {l + 1}: weights {w.shape} / bias {b.shape} do not match "
-                                f"the network shape {sizes}")
-        self.events = {name: CastEvents() for name in ("input", *SITE_CODES)}
+        self.events = np.zeros((len(EVENT_SITES), 3), dtype=np.int64)
         self._table = (sigmoid_lut_table(profile.sigmoid, profile.activation.fmt)
-                       if profile.sigmoid.kind == "lut" else None)
+                       if profile.sigmoid.kind == "lut" else np.zeros(1, dtype=np.int64))
+        self._lut = (lut_params(profile.preactivation.fmt, profile.sigmoid)
+                     if profile.sigmoid.kind == "lut" else (0, 0))
+        self.set_parameters(weights, biases, step)
         self.check_fit(1)
         self._fits = {1}
-        self._specs: dict = {}
+        self._plans = [self._layer_plan(l) for l in range(len(sizes) - 1)]
+        self._update_specs: dict = {}
+
+    def set_parameters(self, weights, biases, step: int | None = None) -> None:
+        """Replace the raw weights and biases (and the step counter)."""
+        w = [np.array(x, dtype=np.int64, order="C") for x in weights]
+        b = [np.array(x, dtype=np.int64, order="C") for x in biases]
+        if len(w) != len(self.sizes) - 1 or len(b) != len(w):
+            raise FxbpError(f"{len(w)} weight and {len(b)} bias arrays for a network of "
+                            f"{len(self.sizes) - 1} layers")
+        for l, (wl, bl) in enumerate(zip(w, b)):
+            if wl.shape != (self.sizes[l + 1], self.sizes[l]) or bl.shape != (self.sizes[l + 1],):
+                raise FxbpError(f"layer {l + 1}: weights {wl.shape} / bias {bl.shape} do not "
+                                f"match the network shape {self.sizes}")
+        self.weights, self.biases = w, b
+        self._w_float = [x.astype(np.float64) for x in w]
+        if step is not None:
+            self.step = int(step)
 
     # -- formats ---------------------------------------------------------------------------
     def _in_fmt(self, layer: int) -> QFormat:
@@ -177,22 +257,22 @@ class GoldenMLP:
         p = self.profile
         wmax, dmax, bmax = _max_abs(p.weight.fmt), _max_abs(p.delta.fmt), _max_abs(p.bias.fmt)
         bounds = {}
-        for l in range(len(self.weights)):
+        for l in range(len(self.sizes) - 1):
             fin = self._in_fmt(l)
             bias_shift = p.weight.fmt.frac_bits + fin.frac_bits - p.bias.fmt.frac_bits
             bounds[f"layer {l + 1} forward"] = (self.sizes[l] * wmax * _max_abs(fin)
-                                                + (bmax << bias_shift))
+                                                + (bmax << max(bias_shift, 0)))
             bounds[f"layer {l + 1} weight gradient"] = batch * dmax * _max_abs(fin)
             bounds[f"layer {l + 1} bias gradient"] = batch * dmax
             if l > 0:
-                bounds[f"layer {l + 1} backpropagated error"] = self.sizes[l + 1] * dmax * wmax
+                bounds[f"layer {l} backpropagated error"] = self.sizes[l + 1] * dmax * wmax
         return bounds
 
     def check_fit(self, batch: int) -> None:
         """Refuse a network or batch for which an accumulator could overflow."""
         p = self.profile
         limit = (1 << (p.accumulator_bits - 1)) - 1
-        for l in range(len(self.weights)):
+        for l in range(len(self.sizes) - 1):
             shift = p.weight.fmt.frac_bits + self._in_fmt(l).frac_bits - p.bias.fmt.frac_bits
             if shift < 0:
                 raise FxbpError(f"bias format {p.bias.fmt} has more fraction bits than the layer "
@@ -204,13 +284,34 @@ class GoldenMLP:
                                 f"{p.accumulator_bits}-bit accumulator: lower the fan-in or --batch, "
                                 f"or raise accumulator_bits in the profile")
 
-    # -- casts -----------------------------------------------------------------------------
-    def _spec(self, frac: int, stage: Stage) -> np.ndarray:
-        spec = self._specs.get((frac, stage))
-        if spec is None:
-            spec = self._specs[(frac, stage)] = cast_spec(frac, stage.fmt, stage.rounding,
-                                                          stage.overflow)
-        return spec
+    def _layer_plan(self, l: int) -> dict:
+        """Static kernel parameters of layer ``l`` (0-based): cast specs and alignment shifts."""
+        p = self.profile
+        fin = self._in_fmt(l).frac_bits
+        fw, fb, fa = p.weight.fmt.frac_bits, p.bias.fmt.frac_bits, p.activation.fmt.frac_bits
+        fd, fe, fdl = p.derivative.fmt.frac_bits, p.error.fmt.frac_bits, p.delta.fmt.frac_bits
+        fg = p.gradient.fmt.frac_bits
+        last = l == len(self.sizes) - 2
+        err_frac = fa if last else fdl + fw
+        derivative = not (last and self.loss == "xent")
+        plan = {
+            "bias_shift": fw + fin - fb,
+            "pre": cast_spec(fw + fin, p.preactivation.fmt, p.preactivation.rounding,
+                             p.preactivation.overflow),
+            "act": cast_spec(p.preactivation.fmt.frac_bits + 5, p.activation.fmt,
+                             p.activation.rounding, p.activation.overflow),
+            "err_frac": err_frac,
+            "derivative": derivative,
+            "d_frac": 2 * fa,
+            "delta_frac": fe + fd if derivative else fe,
+            "g_frac": fdl + fin,
+            "gb_frac": fdl,
+        }
+        for name, frac, stage in (("err", err_frac, p.error), ("d", 2 * fa, p.derivative),
+                                  ("delta", plan["delta_frac"], p.delta),
+                                  ("g", fdl + fin, p.gradient), ("gb", fdl, p.gradient)):
+            plan[name] = cast_spec(frac, stage.fmt, stage.rounding, stage.overflow)
+        return plan
 
     def _key(self, frac: int, stage: Stage, site: str, layer: int) -> int:
         """The site's random key this step, or -1 when the cast draws no random bits."""
@@ -218,36 +319,48 @@ class GoldenMLP:
             return int(site_key(self.seed, self.step, site_id(layer, site)))
         return -1
 
-    def _cast(self, x, frac: int, stage: Stage, site: str, layer: int) -> np.ndarray:
-        key = self._key(frac, stage, site, layer)
-        return cast_with(x, self._spec(frac, stage), random_key=key if key >= 0 else None,
-                         events=self.events[site])
+    def _matmul(self, a, b):
+        """Exact product of exact-integer operands (float64 or int64)."""
+        if self.profile.accumulator_bits <= 53:
+            # check_fit bounds every partial sum by the accumulator, so below 2**52:
+            # float64 represents each exactly and BLAS is exact.
+            return a @ b
+        return np.asarray(a, dtype=np.int64) @ np.asarray(b, dtype=np.int64)
 
     def quantize_input(self, x) -> np.ndarray:
-        """Raw inputs from real features (section 2): nearest-even, saturate."""
+        """Raw inputs from real features (section 2)."""
         s = self.profile.input
-        return quantize(x, s.fmt, s.rounding, s.overflow, events=self.events["input"])
+        ev = CastEvents()
+        raw = quantize(x, s.fmt, s.rounding, s.overflow, events=ev)
+        self.events[_R["input"]] += (ev.overflow, ev.underflow, ev.total)
+        return raw
 
     def quantize_target(self, t) -> np.ndarray:
         """Raw targets in the activation format: nearest-even, saturate."""
         return quantize(t, self.profile.activation.fmt)
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, x_raw) -> list[np.ndarray]:
-        """Activations of every layer, input first, each ``[batch, width]`` (section 5)."""
+    def _forward(self, x_raw) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Activations of every layer, input first, as int64 and as exact float64."""
         p = self.profile
-        acts = [np.asarray(x_raw, dtype=np.int64)]
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            fin = self._in_fmt(l)
-            frac = p.weight.fmt.frac_bits + fin.frac_bits
-            acc = exact_matmul(acts[-1], w.T, _max_abs(fin), _max_abs(p.weight.fmt))
-            z = np.empty_like(acc)
-            counts = _preactivation_kernel(acc, b, frac - p.bias.fmt.frac_bits,
-                                           self._spec(frac, p.preactivation), z)
-            self.events["preactivation"].record(counts, z.size)
-            acts.append(sigmoid(z, p.preactivation.fmt, p.activation.fmt, p.sigmoid,
-                                p.activation.rounding, self.events["activation"], self._table))
-        return acts
+        x = np.asarray(x_raw, dtype=np.int64, order="C")
+        acts, acts_f = [x], [x.astype(np.float64)]
+        kind = 0 if p.sigmoid.kind == "lut" else 1
+        for l, plan in enumerate(self._plans):
+            acc = self._matmul(acts_f[-1], self._w_float[l].T)
+            a = np.empty(acc.shape, dtype=np.int64)
+            af = np.empty(acc.shape, dtype=np.float64)
+            _forward_kernel(acc.reshape(-1), self.biases[l], plan["bias_shift"], plan["pre"], kind,
+                            self._table, self._lut[0], self._lut[1], p.preactivation.fmt.frac_bits,
+                            plan["act"], a.reshape(-1), af.reshape(-1), self.events,
+                            _R["preactivation"], _R["activation"])
+            acts.append(a)
+            acts_f.append(af)
+        return acts, acts_f
+
+    def forward(self, x_raw) -> list[np.ndarray]:
+        """Raw activations of every layer, input first, each ``[batch, width]`` (section 5)."""
+        return self._forward(x_raw)[0]
 
     def predict(self, x_raw) -> np.ndarray:
         """Output activations as real numbers."""
@@ -255,65 +368,76 @@ class GoldenMLP:
 
     # -- backward and update ---------------------------------------------------------------
     def train_step(self, x_raw, t_raw, eta: tuple[int, int]) -> list[np.ndarray]:
-        """One SGD step on a batch (sections 5-8); returns the forward activations.
+        """One SGD step on a batch (sections 5-8); returns the raw forward activations.
 
         ``eta`` is ``(raw, frac_bits)`` from :func:`learning_rate_raw`.
         """
         p = self.profile
         x_raw = np.asarray(x_raw, dtype=np.int64)
         t_raw = np.asarray(t_raw, dtype=np.int64)
+        if x_raw.ndim != 2 or x_raw.shape[1] != self.sizes[0] or t_raw.shape != (len(x_raw), self.sizes[-1]):
+            raise FxbpError(f"a batch must be inputs [n, {self.sizes[0]}] and targets "
+                            f"[n, {self.sizes[-1]}], not {x_raw.shape} and {t_raw.shape}")
         if len(x_raw) not in self._fits:
             self.check_fit(len(x_raw))
             self._fits.add(len(x_raw))
-        acts = self.forward(x_raw)
-        fa, fe, fd = p.activation.fmt.frac_bits, p.error.fmt.frac_bits, p.derivative.fmt.frac_bits
-        n_layers = len(self.weights)
-        delta = None
-        deltas = [None] * n_layers
+        acts, acts_f = self._forward(x_raw)
+        one = 1 << p.activation.fmt.frac_bits
+        n_layers = len(self._plans)
+        deltas, deltas_f = [None] * n_layers, [None] * n_layers
         for l in range(n_layers - 1, -1, -1):
-            a = acts[l + 1]
+            plan, layer = self._plans[l], l + 1
             if l == n_layers - 1:
-                err = self._cast(a - t_raw, fa, p.error, "error", l + 1)
+                err = acts[-1] - t_raw                                   # section 6.1
             else:
-                back = exact_matmul(delta, self.weights[l + 1], _max_abs(p.delta.fmt),
-                                    _max_abs(p.weight.fmt))
-                err = self._cast(back, p.delta.fmt.frac_bits + p.weight.fmt.frac_bits,
-                                 p.error, "error", l + 1)
-            if l == n_layers - 1 and self.loss == "xent":
-                delta = self._cast(err, fe, p.delta, "delta", l + 1)
-            else:
-                delta = np.empty_like(err)
-                counts = _delta_kernel(
-                    err, a, 1 << fa,
-                    self._spec(2 * fa, p.derivative), self._key(2 * fa, p.derivative, "derivative", l + 1),
-                    self._spec(fe + fd, p.delta), self._key(fe + fd, p.delta, "delta", l + 1), delta)
-                self.events["derivative"].record(counts[:2], delta.size)
-                self.events["delta"].record(counts[2:], delta.size)
-            deltas[l] = delta
+                err = self._matmul(deltas_f[l + 1], self._w_float[l + 1])  # section 6.2
+            delta = np.empty(acts[layer].shape, dtype=np.int64)
+            delta_f = np.empty(acts[layer].shape, dtype=np.float64)
+            _delta_kernel(
+                err.reshape(-1), acts[layer].reshape(-1),
+                plan["err"], self._key(plan["err_frac"], p.error, "error", layer),
+                plan["derivative"], one,
+                plan["d"], self._key(plan["d_frac"], p.derivative, "derivative", layer),
+                plan["delta"], self._key(plan["delta_frac"], p.delta, "delta", layer),
+                delta.reshape(-1), delta_f.reshape(-1), self.events, _R["error"],
+                _R["derivative"], _R["delta"])
+            deltas[l], deltas_f[l] = delta, delta_f
         eta_raw, eta_frac = eta
-        for l in range(n_layers):
-            fin = self._in_fmt(l)
-            g_frac = p.delta.fmt.frac_bits + fin.frac_bits
-            g = self._cast(exact_matmul(deltas[l].T, acts[l], _max_abs(p.delta.fmt), _max_abs(fin)),
-                           g_frac, p.gradient, "gradient", l + 1)
-            gb = self._cast(deltas[l].sum(axis=0), p.delta.fmt.frac_bits, p.gradient,
-                            "bias_gradient", l + 1)
-            self.weights[l] = self._update(self.weights[l], g, eta_raw, eta_frac, p.weight,
-                                           "weight_update", l + 1)
-            self.biases[l] = self._update(self.biases[l], gb, eta_raw, eta_frac, p.bias,
-                                          "bias_update", l + 1)
+        u_frac = eta_frac + p.gradient.fmt.frac_bits
+        for l, plan in enumerate(self._plans):
+            layer = l + 1
+            g_exact = self._matmul(deltas_f[l].T, acts_f[l])               # section 7
+            w_frac = max(u_frac, p.weight.fmt.frac_bits)
+            w_new = np.empty_like(self.weights[l])
+            _weight_update_kernel(
+                g_exact.reshape(-1), self.weights[l].reshape(-1), eta_raw,
+                plan["g"], self._key(plan["g_frac"], p.gradient, "gradient", layer),
+                w_frac - p.weight.fmt.frac_bits, w_frac - u_frac,
+                self._spec_update(w_frac, p.weight),
+                self._key(w_frac, p.weight, "weight_update", layer),
+                w_new.reshape(-1), self._w_float[l].reshape(-1), self.events, _R["gradient"],
+                _R["weight_update"])
+            b_frac = max(u_frac, p.bias.fmt.frac_bits)
+            b_new = np.empty_like(self.biases[l])
+            _bias_update_kernel(
+                deltas[l], self.biases[l], eta_raw,
+                plan["gb"], self._key(plan["gb_frac"], p.gradient, "bias_gradient", layer),
+                b_frac - p.bias.fmt.frac_bits, b_frac - u_frac,
+                self._spec_update(b_frac, p.bias),
+                self._key(b_frac, p.bias, "bias_update", layer), b_new, self.events,
+                _R["bias_gradient"], _R["bias_update"])
+            self.weights[l], self.biases[l] = w_new, b_new
         self.step += 1
         return acts
 
-    def _update(self, w, g, eta_raw: int, eta_frac: int, stage: Stage, site: str, layer: int):
-        """``w - eta * g`` formed exactly, then one cast into ``stage`` (section 8)."""
-        u_frac = eta_frac + self.profile.gradient.fmt.frac_bits
-        frac = max(u_frac, stage.fmt.frac_bits)
-        new = np.empty_like(w)
-        counts = _update_kernel(w, g, eta_raw, frac - stage.fmt.frac_bits, frac - u_frac,
-                                self._spec(frac, stage), self._key(frac, stage, site, layer), new)
-        self.events[site].record(counts, w.size)
-        return new
+    def _spec_update(self, frac: int, stage: Stage) -> np.ndarray:
+        """Cast spec of an update into ``stage`` from ``frac`` bits (depends on eta's bits)."""
+        key = (frac, id(stage))
+        spec = self._update_specs.get(key)
+        if spec is None:
+            spec = self._update_specs[key] = cast_spec(frac, stage.fmt, stage.rounding,
+                                                       stage.overflow)
+        return spec
 
     # -- state -----------------------------------------------------------------------------
     def layers(self):
@@ -328,4 +452,10 @@ class GoldenMLP:
                 for w, b in self.layers()]
 
     def event_counts(self) -> dict[str, dict]:
-        return {k: v.as_dict() for k, v in self.events.items()}
+        return {name: {"overflow": int(o), "underflow": int(u), "total": int(t)}
+                for name, (o, u, t) in zip(EVENT_SITES, self.events)}
+
+    def set_event_counts(self, counts: dict) -> None:
+        """Restore :meth:`event_counts` (from a checkpoint)."""
+        for name, c in counts.items():
+            self.events[_R[name]] = (c["overflow"], c["underflow"], c["total"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import FxbpError
 from .fixed import QFormat, Overflow, Rounding
-from .sigmoid import SigmoidSpec
+from .sigmoid import SigmoidSpec, lut_params
 
 __all__ = ["Stage", "PrecisionProfile", "load_profile", "preset_names",
            "FORWARD_STAGES", "TRAINING_STAGES", "STAGES"]
@@ -77,9 +77,7 @@ class PrecisionProfile:
                 raise FxbpError(f"stage {name!r} is cast at inference too and needs a "
                                 f"deterministic rounding, not 'stochastic'")
         if self.sigmoid.kind == "lut":
-            from .sigmoid import lut_address
-            import numpy as np
-            lut_address(np.zeros(1, dtype=np.int64), self.preactivation.fmt, self.sigmoid)
+            lut_params(self.preactivation.fmt, self.sigmoid)
 
     def stage(self, name: str) -> Stage:
         return getattr(self, name)

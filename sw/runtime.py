@@ -132,9 +132,7 @@ class GoldenRuntime(Runtime):
         return self.model.event_counts()
 
     def load_event_counts(self, counts):
-        for name, c in counts.items():
-            ev = self.model.events[name]
-            ev.overflow, ev.underflow, ev.total = c["overflow"], c["underflow"], c["total"]
+        self.model.set_event_counts(counts)
 
     @property
     def learning_rate_info(self):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from .fixed import CastEvents, Overflow, QFormat, Rounding, cast, quantize
 
@@ -60,8 +61,9 @@ def sigmoid_lut_table(spec: SigmoidSpec, act: QFormat) -> np.ndarray:
     return quantize(1.0 / (1.0 + np.exp(-centres)), act, Rounding.NEAREST_EVEN, Overflow.SATURATE)
 
 
-def lut_address(z, z_fmt: QFormat, spec: SigmoidSpec) -> np.ndarray:
-    """Table index for raw pre-activations: clamp, offset by R, keep the top bits."""
+def lut_params(z_fmt: QFormat, spec: SigmoidSpec) -> tuple[int, int]:
+    """``(r_raw, addr_shift)``: the LUT clamps to ``[-r_raw, r_raw)`` and the
+    address is ``(z + r_raw) >> addr_shift`` (section 3.1)."""
     n, r = spec.entries, spec.input_range
     r_raw = r << z_fmt.frac_bits
     span_bits = (2 * r_raw).bit_length() - 1          # log2(2R * 2**f)
@@ -69,14 +71,62 @@ def lut_address(z, z_fmt: QFormat, spec: SigmoidSpec) -> np.ndarray:
     if span_bits < index_bits:
         raise ValueError(f"sigmoid LUT of {n} entries over [-{r}, {r}) is finer than the "
                          f"pre-activation format {z_fmt}: use fewer entries or more fraction bits")
-    zc = np.clip(z, -r_raw, r_raw - 1)
-    return (zc + r_raw) >> (span_bits - index_bits)
+    return r_raw, span_bits - index_bits
+
+
+@njit(cache=True, nogil=True, inline="always")
+def lut_index(z, r_raw, addr_shift):
+    """LUT address of one raw pre-activation: clamp, offset by R, keep the top bits."""
+    if z < -r_raw:
+        z = -r_raw
+    elif z > r_raw - 1:
+        z = r_raw - 1
+    return (z + r_raw) >> addr_shift
+
+
+@njit(cache=True, nogil=True, inline="always")
+def plan_exact(z, f):
+    """PLAN sigmoid of one raw value with ``f`` fraction bits, exact, ``f + 5`` fraction bits."""
+    t = -z if z < 0 else z
+    if t >= (np.int64(5) << f):
+        y = np.int64(32) << f
+    elif (t << 3) >= (np.int64(19) << f):                 # t >= 2.375 = 19/8
+        y = t + (np.int64(27) << f)
+    elif t >= (np.int64(1) << f):
+        y = (t << 2) + (np.int64(20) << f)
+    else:
+        y = (t << 3) + (np.int64(16) << f)
+    return (np.int64(32) << f) - y if z < 0 else y
+
+
+@njit(cache=True, nogil=True)
+def _lut_kernel(z, table, r_raw, addr_shift, out):
+    for i in range(z.size):
+        out[i] = table[lut_index(z[i], r_raw, addr_shift)]
+
+
+@njit(cache=True, nogil=True)
+def _plan_exact_kernel(z, f, out):
+    for i in range(z.size):
+        out[i] = plan_exact(z[i], f)
+
+
+def lut_address(z, z_fmt: QFormat, spec: SigmoidSpec) -> np.ndarray:
+    """Table index for raw pre-activations."""
+    r_raw, shift = lut_params(z_fmt, spec)
+    zc = np.clip(np.asarray(z, dtype=np.int64), -r_raw, r_raw - 1)
+    return (zc + r_raw) >> shift
 
 
 def sigmoid_lut(z, z_fmt: QFormat, act: QFormat, spec: SigmoidSpec, table=None) -> np.ndarray:
+    """LUT sigmoid of raw pre-activations (section 3.1)."""
     if table is None:
         table = sigmoid_lut_table(spec, act)
-    return table[lut_address(z, z_fmt, spec)]
+    r_raw, shift = lut_params(z_fmt, spec)
+    z = np.asarray(z, dtype=np.int64, order="C")
+    out = np.empty_like(z)
+    _lut_kernel(z.reshape(-1), np.asarray(table, dtype=np.int64), r_raw, shift, out.reshape(-1))
+    return out
 
 
 # PLAN segments (Amin, Curtis, Hayes-Gill 1997), for x >= 0:
@@ -89,7 +139,7 @@ def sigmoid_lut(z, z_fmt: QFormat, act: QFormat, spec: SigmoidSpec, table=None) 
 
 def sigmoid_plan(z, z_fmt: QFormat, act: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
                  events: CastEvents | None = None) -> np.ndarray:
-    """PLAN sigmoid, exact until one final cast into ``act``.
+    """PLAN sigmoid, exact until one final cast into ``act`` (section 3.2).
 
     With ``f = z_fmt.frac_bits`` and ``t = |z|`` (raw), the segment value is formed
     exactly with ``F = f + 5`` fraction bits using shifts and adds only:
@@ -98,14 +148,9 @@ def sigmoid_plan(z, z_fmt: QFormat, act: QFormat, rounding: Rounding = Rounding.
     cast into ``act`` with ``rounding`` and saturation.
     """
     f = z_fmt.frac_bits
-    z = np.asarray(z, dtype=np.int64)
-    t = np.abs(z)
-    one = 32 << f
-    y = np.where(t >= (5 << f), one,
-        np.where((t << 3) >= (19 << f), t + (27 << f),       # t >= 2.375 = 19/8
-        np.where(t >= (1 << f), (t << 2) + (20 << f),
-                 (t << 3) + (16 << f))))
-    y = np.where(z < 0, one - y, y)
+    z = np.asarray(z, dtype=np.int64, order="C")
+    y = np.empty_like(z)
+    _plan_exact_kernel(z.reshape(-1), f, y.reshape(-1))
     return cast(y, f + 5, act, rounding, Overflow.SATURATE, events=events)
 
 
