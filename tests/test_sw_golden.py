@@ -1,0 +1,177 @@
+"""The golden model: whole training steps against an independent apytypes build of the
+datapath, the accumulator and learning-rate rules, stochastic rounding, event counts."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from fxbp.sw.errors import FxbpError
+from fxbp.sw.fixed import QFormat, quantize
+from fxbp.sw.golden import GoldenMLP, learning_rate_raw
+from fxbp.sw.profile import load_profile
+
+apytypes_ref = pytest.importorskip("fxbp.sw.apytypes_ref")
+
+SHAPES = {
+    "digits": ((64, 32, 10), 64),
+    "iris": ((4, 8, 3), 16),
+    "single": ((2, 1), 1),
+    "deep-odd": ((5, 7, 6, 3), 13),
+}
+
+
+def make_model(sizes, profile, seed=0, loss="mse", **kw):
+    rng = np.random.default_rng(seed)
+    ws, bs = [], []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        r = 4 * np.sqrt(6 / (n_in + n_out))
+        ws.append(quantize(rng.uniform(-r, r, (n_out, n_in)), profile.weight.fmt))
+        bs.append(quantize(rng.uniform(-0.5, 0.5, n_out), profile.bias.fmt))
+    return GoldenMLP(sizes, profile, ws, bs, loss=loss, seed=seed, **kw)
+
+
+def make_batches(model, batch, n=3, seed=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x = rng.uniform(0, 1, (batch, model.sizes[0]))
+        labels = rng.integers(0, model.sizes[-1], batch)
+        t = (np.eye(model.sizes[-1])[labels] if model.sizes[-1] > 1
+             else rng.integers(0, 2, (batch, 1)).astype(float))
+        out.append((model.quantize_input(x), model.quantize_target(t)))
+    return out
+
+
+def same_layers(a, b):
+    return all(np.array_equal(w1, w2) and np.array_equal(b1, b2) for (w1, b1), (w2, b2) in zip(a, b))
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("loss", ["mse", "xent"])
+@pytest.mark.parametrize("rounding", ["nearest-even", "truncate", "toward-zero", "half-up"])
+@pytest.mark.parametrize("preset", ["fx16", "fx12", "fx8"])
+def test_training_steps_match_apytypes(preset, rounding, loss, shape):
+    sizes, batch = SHAPES[shape]
+    profile = load_profile(preset).with_rounding(rounding)
+    model = make_model(sizes, profile, loss=loss)
+    ref = apytypes_ref.ApyMLP(sizes, profile, model.weights, model.biases, loss=loss)
+    lr = 0.5 if batch == 1 else (2.0 if preset != "fx8" else 4.0)
+    eta = learning_rate_raw(lr, batch, profile)
+    for x, t in make_batches(model, batch):
+        acts = model.train_step(x, t, eta)
+        ref_acts = ref.train_step(x, t, eta)
+        for a, r in zip(acts, ref_acts):
+            np.testing.assert_array_equal(a, ref.raw(r))
+        assert same_layers(model.layers(), ref.layers())
+
+
+def test_float_and_integer_product_paths_agree(fx16):
+    # accumulator_bits <= 53 runs products on float64 BLAS; above, on int64. Same bits.
+    wide = dataclasses.replace(fx16, accumulator_bits=60)
+    for rounding in ("nearest-even", "stochastic"):
+        a = make_model((64, 32, 10), fx16.with_rounding(rounding))
+        b = make_model((64, 32, 10), wide.with_rounding(rounding))
+        eta = learning_rate_raw(2.0, 64, fx16)
+        for x, t in make_batches(a, 64, n=4):
+            a.train_step(x, t, eta)
+            b.train_step(x, t, eta)
+        assert a.digest() == b.digest()
+
+
+def test_stochastic_rounding_is_reproducible_and_seeded(fx16):
+    sr = fx16.with_rounding("stochastic")
+    eta = learning_rate_raw(2.0, 16, sr)
+
+    def run(seed):
+        m = make_model((4, 8, 3), sr)
+        m.seed = seed
+        for x, t in make_batches(m, 16, n=5):
+            m.train_step(x, t, eta)
+        return m.digest()
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_stochastic_key_advances_with_step(fx16):
+    sr = fx16.with_rounding("stochastic")
+    eta = learning_rate_raw(2.0, 16, sr)
+    m1, m2 = make_model((4, 8, 3), sr), make_model((4, 8, 3), sr)
+    m2.step = 10                          # same parameters, another position in the stream
+    (x, t), = make_batches(m1, 16, n=1)
+    m1.train_step(x, t, eta)
+    m2.train_step(x, t, eta)
+    assert m1.digest() != m2.digest()
+
+
+def test_shift_mode_equals_multiply_by_a_power_of_two(fx16):
+    shift = dataclasses.replace(fx16, lr_mode="shift")
+    assert learning_rate_raw(2.0, 64, shift) == (1, 5)          # 2/64 = 2**-5
+    assert learning_rate_raw(2.0, 64, fx16) == (1 << 11, 16)   # same value, UQ0.16
+    a, b = make_model((64, 32, 10), fx16), make_model((64, 32, 10), shift)
+    for x, t in make_batches(a, 64):
+        a.train_step(x, t, learning_rate_raw(2.0, 64, fx16))
+        b.train_step(x, t, learning_rate_raw(2.0, 64, shift))
+    assert a.digest() == b.digest()
+
+
+def test_learning_rate_checks(fx16):
+    with pytest.raises(FxbpError, match="rounds to zero in the learning-rate format UQ0.16"):
+        learning_rate_raw(1e-6, 32, fx16)
+    with pytest.raises(FxbpError, match="exceeds the learning-rate format"):
+        learning_rate_raw(2.0, 1, fx16)
+    with pytest.raises(FxbpError, match="positive number"):
+        learning_rate_raw(float("nan"), 1, fx16)
+
+
+def test_accumulator_fit_is_checked(fx16):
+    narrow = dataclasses.replace(fx16, accumulator_bits=36)
+    with pytest.raises(FxbpError, match="layer 1 forward sums can reach .* 36-bit accumulator"):
+        make_model((64, 32, 10), narrow)
+    m = make_model((64, 32, 10), fx16)
+    m.check_fit(256)
+    with pytest.raises(FxbpError, match="weight gradient"):
+        m.check_fit(512)
+
+
+def test_update_stalls_are_counted(fx16):
+    # A learning rate so small that every update is below half a weight LSB.
+    m = make_model((4, 8, 3), fx16)
+    before = m.digest()
+    eta = (1, 16)                                   # 2**-16 per summed gradient
+    for x, t in make_batches(m, 16):
+        m.train_step(x, t, eta)
+    ev = m.event_counts()["weight_update"]
+    assert m.digest() == before
+    assert ev["total"] == 3 * (8 * 4 + 3 * 8)
+    assert 0 < ev["underflow"] <= ev["total"]
+
+
+def test_overflow_events_in_the_forward_pass(fx16):
+    m = make_model((4, 8, 3), fx16)
+    big = [np.full_like(w, fx16.weight.fmt.max_raw) for w in m.weights]
+    m.set_parameters(big, [np.zeros_like(b) for b in m.biases])
+    m.forward(m.quantize_input(np.full((5, 4), 1.5)))
+    ev = m.event_counts()["preactivation"]
+    # Layer 1: 4 * 1.5 * 8 = 48 and layer 2: 8 * ~1 * 8 = 64 both exceed Q6.10's 32.
+    assert ev["overflow"] == ev["total"] == 5 * (8 + 3)
+    m.set_parameters([w // 4 for w in big], [np.zeros_like(b) for b in m.biases])
+    m.forward(m.quantize_input(np.full((5, 4), 0.5)))
+    # Now layer 1 sums to 4 * 0.5 * 2 = 4 and layer 2 to 8 * ~0.98 * 2 < 16: no overflow.
+    assert m.event_counts()["preactivation"]["overflow"] == 5 * (8 + 3)
+
+
+def test_bad_batches_are_refused(fx16):
+    m = make_model((4, 8, 3), fx16)
+    with pytest.raises(FxbpError, match="a batch must be"):
+        m.train_step(np.zeros((2, 5), dtype=np.int64), np.zeros((2, 3), dtype=np.int64), (1, 8))
+    with pytest.raises(FxbpError, match="do not match the network shape"):
+        GoldenMLP((4, 3), fx16, [np.zeros((4, 3))], [np.zeros(3)])
+
+
+def test_bias_format_finer_than_products_is_refused():
+    p = load_profile("fx8")
+    fine = dataclasses.replace(p, bias=dataclasses.replace(p.bias, fmt=QFormat(1, 20)))
+    with pytest.raises(FxbpError, match="more fraction bits than the layer 1 products"):
+        make_model((4, 3), fine)
