@@ -19,6 +19,12 @@ ROUNDINGS = ["truncate", "toward-zero", "half-up", "nearest-even", "stochastic"]
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
+def _console(stderr: bool = False) -> Console:
+    """A console; when output is not a terminal, wide enough that tables and digests don't wrap."""
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(stderr=stderr, width=160)
+
+
 def _check_output(path: Path | None, what: str, suffixes=None) -> None:
     """Refuse an output path that cannot be written, before any work starts."""
     if path is None:
@@ -90,8 +96,8 @@ def train(dataset, data, target, backend, precision, rounding, sigmoid, hidden, 
     trainer = Trainer(config)
     if resume is not None:
         trainer.load_checkpoint(resume)
-    err = Console(stderr=True)
-    out = Console()
+    err = _console(stderr=True)
+    out = _console()
     rt = trainer.runtime.describe()
     if not quiet:
         err.print(f"[bold]fxbp[/] training {trainer.dataset.name} "
@@ -116,7 +122,7 @@ def train(dataset, data, target, backend, precision, rounding, sigmoid, hidden, 
 def info():
     """Versions of the packages and tools fxbp uses, and how to get missing ones."""
     from .toolinfo import collect, info_table
-    Console().print(info_table(collect()))
+    _console().print(info_table(collect()))
 
 
 @cli.command("format")
@@ -137,7 +143,7 @@ def format_(formats):
     for f in parsed:
         t.add_row(str(f), "yes" if f.signed else "no", str(f.total_bits), f"{f.min_real:g}",
                   f"{f.max_real:.10g}", f"2^-{f.frac_bits} = {f.resolution:g}", repr(f))
-    Console().print(t)
+    _console().print(t)
 
 
 @cli.command()
@@ -161,8 +167,8 @@ def profile(profile, as_toml):
     lr = p.learning_rate
     t.add_row("learning_rate", str(lr), str(lr.total_bits), f"[0, {lr.max_real:.6g}]",
               f"{lr.resolution:g}", "nearest-even", f"mode {p.lr_mode}")
-    Console().print(t)
-    Console().print(f"accumulators: {p.accumulator_bits} bits; sigmoid: {p.sigmoid.kind} "
+    _console().print(t)
+    _console().print(f"accumulators: {p.accumulator_bits} bits; sigmoid: {p.sigmoid.kind} "
                     f"({p.sigmoid.entries} entries over [-{p.sigmoid.input_range}, "
                     f"{p.sigmoid.input_range}))" if p.sigmoid.kind == "lut" else
                     f"accumulators: {p.accumulator_bits} bits; sigmoid: PLAN")

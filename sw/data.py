@@ -145,8 +145,8 @@ def _labels_from(values, source: str):
         values = values.astype(np.int64)
     classes, labels = np.unique(values, return_inverse=True)
     if len(classes) < 2:
-        raise FxbpError(f"{source}: the target column has a single class ({classes[0]!r}): a "
-                        f"classifier needs at least two")
+        raise FxbpError(f"{source}: the target column has a single class ({classes[0].item()!r}): "
+                        f"a classifier needs at least two")
     return labels, [c.item() if hasattr(c, "item") else c for c in classes]
 
 
@@ -248,7 +248,11 @@ def _read_npz(path: Path, target: str | None):
         raise FxbpError(f"{path}: 'x' must be 2-D (samples x features), not shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise FxbpError(f"{path}: 'x' holds NaN or infinite values: clean them")
-    labels, classes = _labels_from(arrays[key].reshape(-1), str(path))
+    y = arrays[key].reshape(-1)
+    if len(y) != len(x):
+        raise FxbpError(f"{path}: features {x.shape} and labels ({len(y)}) do not match: "
+                        f"give one label per row")
+    labels, classes = _labels_from(y, str(path))
     return x, labels, classes
 
 

@@ -241,10 +241,20 @@ class GoldenMLP:
             if wl.shape != (self.sizes[l + 1], self.sizes[l]) or bl.shape != (self.sizes[l + 1],):
                 raise FxbpError(f"layer {l + 1}: weights {wl.shape} / bias {bl.shape} do not "
                                 f"match the network shape {self.sizes}")
-        self.weights, self.biases = w, b
+        self._weights, self._biases = w, b
         self._w_float = [x.astype(np.float64) for x in w]
         if step is not None:
             self.step = int(step)
+
+    @property
+    def weights(self) -> tuple[np.ndarray, ...]:
+        """Raw weights per layer, ``[out, in]`` (read-only: use :meth:`set_parameters`)."""
+        return tuple(self._weights)
+
+    @property
+    def biases(self) -> tuple[np.ndarray, ...]:
+        """Raw biases per layer (read-only: use :meth:`set_parameters`)."""
+        return tuple(self._biases)
 
     # -- formats ---------------------------------------------------------------------------
     def _in_fmt(self, layer: int) -> QFormat:
@@ -350,7 +360,7 @@ class GoldenMLP:
             acc = self._matmul(acts_f[-1], self._w_float[l].T)
             a = np.empty(acc.shape, dtype=np.int64)
             af = np.empty(acc.shape, dtype=np.float64)
-            _forward_kernel(acc.reshape(-1), self.biases[l], plan["bias_shift"], plan["pre"], kind,
+            _forward_kernel(acc.reshape(-1), self._biases[l], plan["bias_shift"], plan["pre"], kind,
                             self._table, self._lut[0], self._lut[1], p.preactivation.fmt.frac_bits,
                             plan["act"], a.reshape(-1), af.reshape(-1), self.events,
                             _R["preactivation"], _R["activation"])
@@ -408,9 +418,9 @@ class GoldenMLP:
             layer = l + 1
             g_exact = self._matmul(deltas_f[l].T, acts_f[l])               # section 7
             w_frac = max(u_frac, p.weight.fmt.frac_bits)
-            w_new = np.empty_like(self.weights[l])
+            w_new = np.empty_like(self._weights[l])
             _weight_update_kernel(
-                g_exact.reshape(-1), self.weights[l].reshape(-1), eta_raw,
+                g_exact.reshape(-1), self._weights[l].reshape(-1), eta_raw,
                 plan["g"], self._key(plan["g_frac"], p.gradient, "gradient", layer),
                 w_frac - p.weight.fmt.frac_bits, w_frac - u_frac,
                 self._spec_update(w_frac, p.weight),
@@ -418,15 +428,15 @@ class GoldenMLP:
                 w_new.reshape(-1), self._w_float[l].reshape(-1), self.events, _R["gradient"],
                 _R["weight_update"])
             b_frac = max(u_frac, p.bias.fmt.frac_bits)
-            b_new = np.empty_like(self.biases[l])
+            b_new = np.empty_like(self._biases[l])
             _bias_update_kernel(
-                deltas[l], self.biases[l], eta_raw,
+                deltas[l], self._biases[l], eta_raw,
                 plan["gb"], self._key(plan["gb_frac"], p.gradient, "bias_gradient", layer),
                 b_frac - p.bias.fmt.frac_bits, b_frac - u_frac,
                 self._spec_update(b_frac, p.bias),
                 self._key(b_frac, p.bias, "bias_update", layer), b_new, self.events,
                 _R["bias_gradient"], _R["bias_update"])
-            self.weights[l], self.biases[l] = w_new, b_new
+            self._weights[l], self._biases[l] = w_new, b_new
         self.step += 1
         return acts
 

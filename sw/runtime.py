@@ -124,9 +124,8 @@ class GoldenRuntime(Runtime):
 
     def load_state(self, state):
         n = len(self.model.weights)
-        self.model.weights = [np.array(state[f"w{l}"], dtype=np.int64) for l in range(n)]
-        self.model.biases = [np.array(state[f"b{l}"], dtype=np.int64) for l in range(n)]
-        self.model.step = int(state["step"])
+        self.model.set_parameters([state[f"w{l}"] for l in range(n)],
+                                  [state[f"b{l}"] for l in range(n)], int(state["step"]))
 
     def event_counts(self):
         return self.model.event_counts()

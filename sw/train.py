@@ -158,6 +158,9 @@ class Trainer:
             w0, b0 = initial_parameters(self.sizes, cfg.seed, profile)
         self.runtime = make_runtime(cfg.backend, self.sizes, profile, w0, b0, loss=cfg.loss,
                                     seed=cfg.seed, lr=cfg.lr, batch=cfg.batch)
+        ds = self.dataset
+        self._train_data = self.runtime.prepare(ds.x_train, ds.t_train)
+        self._test_data = self.runtime.prepare(ds.x_test, ds.t_test)
         self.history: list[dict] = []
         self.epoch = 0
         self.samples_trained = 0
@@ -217,8 +220,7 @@ class Trainer:
     def run(self, *, progress=None, checkpoint_dir: Path | None = None) -> dict:
         """Train up to ``config.epochs``; ``progress`` is a :class:`TrainProgress` or None."""
         cfg, ds, rt = self.config, self.dataset, self.runtime
-        xtr, ttr = rt.prepare(ds.x_train, ds.t_train)
-        xte, tte = rt.prepare(ds.x_test, ds.t_test)
+        (xtr, ttr), (xte, _) = self._train_data, self._test_data
         n = len(xtr)
         n_batches = math.ceil(n / cfg.batch)
         if progress:
