@@ -39,6 +39,7 @@ class TrainProgress:
         self.progress.reset(self.batches)
 
     def stop(self) -> None:
+        self.progress.remove_task(self.batches)
         self.progress.stop()
 
 
