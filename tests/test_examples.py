@@ -1,0 +1,35 @@
+"""Smoke tests of the runnable examples and benchmark scripts (no timing asserted)."""
+
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(path, *args):
+    return subprocess.run([sys.executable, str(ROOT / path), *args], capture_output=True,
+                          text=True, check=True, cwd=ROOT).stdout
+
+
+def test_api_example():
+    out = run_script("examples/api_example.py", "--epochs", "1")
+    assert "test accuracy" in out and "weights digest" in out
+
+
+def test_golden_step_benchmark(tmp_path):
+    out = run_script("benchmarks/golden_step.py", "--rounds", "1", "--json", str(tmp_path / "b.json"))
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res["golden_over_float32"] > 0 and res["apytypes_over_golden"] > 0
+    assert "golden / float32 step time" in out
+
+
+def test_precision_table_script(tmp_path):
+    out = run_script("benchmarks/precision_table.py", "--dataset", "iris", "--hidden", "8",
+                     "--epochs", "2", "--rows", "3", "--json", str(tmp_path / "t.json"),
+                     "--plot", str(tmp_path / "t.png"))
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert [r["backend"] for r in rows] == ["float32", "float64", "golden"]
+    assert "stalled updates" in out and (tmp_path / "t.png").exists()
