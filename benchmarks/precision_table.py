@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fxbp.sw.report import save_plot
+from fxbp.sw.report import TrainProgress, save_plot
 from fxbp.sw.train import TrainConfig, Trainer
 
 ROWS = [
@@ -53,8 +53,8 @@ def main(argv=None) -> int:
         cfg = TrainConfig(dataset=args.dataset, backend=backend, precision=precision,
                           rounding=rounding, hidden=tuple(args.hidden), epochs=args.epochs,
                           batch=args.batch, lr=args.lr, loss=args.loss, seed=args.seed)
-        console.print(f"training {backend} {precision if backend == 'golden' else ''} {rounding if backend == 'golden' else ''}")
-        results.append(Trainer(cfg).run())
+        label = f"{backend} {precision} {rounding}" if backend == "golden" else backend
+        results.append(Trainer(cfg).run(progress=TrainProgress(console, label)))
 
     ref = results[0]["final_test_accuracy"]
     t = Table(title=f"{args.dataset} {'-'.join(map(str, results[0]['network']['sizes']))}, "

@@ -165,13 +165,8 @@ class Rounding(enum.Enum):
 
     @classmethod
     def parse(cls, text) -> Rounding:
-        if isinstance(text, Rounding):
-            return text
-        for mode in cls:
-            if text == mode.value:
-                return mode
-        names = ", ".join(m.value for m in cls)
-        raise ValueError(f"unknown rounding mode {text!r}: choose one of {names}")
+        """The mode named ``text`` (its value, e.g. ``"nearest-even"``)."""
+        return _parse_mode(cls, text, "rounding")
 
     @property
     def deterministic(self) -> bool:
@@ -189,12 +184,18 @@ class Overflow(enum.Enum):
 
     @classmethod
     def parse(cls, text) -> Overflow:
-        if isinstance(text, Overflow):
-            return text
-        for mode in cls:
-            if text == mode.value:
-                return mode
-        raise ValueError(f"unknown overflow mode {text!r}: choose wrap or saturate")
+        """The mode named ``text`` (``"wrap"`` or ``"saturate"``)."""
+        return _parse_mode(cls, text, "overflow")
+
+
+def _parse_mode(cls, text, what: str):
+    if isinstance(text, cls):
+        return text
+    for mode in cls:
+        if text == mode.value:
+            return mode
+    names = ", ".join(m.value for m in cls)
+    raise ValueError(f"unknown {what} mode {text!r}: choose one of {names}")
 
 
 @dataclass
