@@ -53,7 +53,11 @@ def cli():
               help="User data: FILE.csv (header row) or FILE.npz (arrays x, y).")
 @click.option("--target", help="Label column of --data (CSV column name or NPZ array).")
 @click.option("--backend", default="golden", show_default=True,
-              help="golden (bit-accurate fixed point), float32 or float64.")
+              help="golden (bit-accurate fixed point, NumPy), opencl (the same integer "
+              "datapath as OpenCL kernels), float32, float64, opencl-float32, or best "
+              "(the fastest bit-exact backend here).")
+@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
+              show_default=True, help="OpenCL device: auto prefers a GPU, else the CPU (PoCL).")
 @click.option("--precision", default="fx16", show_default=True,
               help="Precision profile: a preset (fx16, fx12, fx8) or a .toml file.")
 @click.option("--rounding", type=click.Choice(ROUNDINGS), default="nearest-even",
@@ -78,7 +82,7 @@ def cli():
               help="Directory for a checkpoint after every epoch.")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue from a checkpoint directory.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(dataset, data, target, backend, precision, rounding, sigmoid, hidden, epochs, batch,
+def train(dataset, data, target, backend, device, precision, rounding, sigmoid, hidden, epochs, batch,
           lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, quiet):
     """Train an MLP and report accuracy, speed, cast events and the weights digest."""
     from .report import TrainProgress, events_table, result_table, save_plot
@@ -90,7 +94,7 @@ def train(dataset, data, target, backend, precision, rounding, sigmoid, hidden, 
         raise FxbpError(f"{checkpoint} already holds a checkpoint: continue it with --resume "
                         f"{checkpoint}, or choose another directory")
     config = TrainConfig(dataset=dataset, data=str(data) if data else None, target=target,
-                         backend=backend, precision=precision, rounding=rounding, sigmoid=sigmoid,
+                         backend=backend, device=device, precision=precision, rounding=rounding, sigmoid=sigmoid,
                          hidden=tuple(hidden) if hidden else None, epochs=epochs, batch=batch,
                          lr=lr, loss=loss, seed=seed, test_fraction=test_fraction, scale=scale)
     trainer = Trainer(config)

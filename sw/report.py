@@ -52,7 +52,7 @@ def result_table(result: dict) -> Table:
     t.add_row("backend", f"{rt['backend']} ({rt['platform']}, {rt['device']})")
     t.add_row("network", "-".join(str(s) for s in result["network"]["sizes"])
               + f" sigmoid, loss {result['network']['loss']}")
-    if result["backend"] == "golden":
+    if result["fixed_point"]:
         t.add_row("precision", f"{result['precision']['name']}, rounding {result['rounding']}, "
                                f"sigmoid {result['network']['sigmoid']['kind']}")
     lr = result["learning_rate"]
@@ -90,8 +90,8 @@ def save_plot(results: list[dict], path: Path) -> None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for r in results:
         epochs = [h["epoch"] for h in r["history"]]
-        label = r["backend"] if r["backend"] != "golden" else (
-            f"golden {r['precision']['name']} {r['rounding']}")
+        label = r["backend"] if not r["fixed_point"] else (
+            f"{r['backend']} {r['precision']['name']} {r['rounding']}")
         ax_loss.plot(epochs, [h["loss"] for h in r["history"]], label=label)
         ax_acc.plot(epochs, [100 * h["test_accuracy"] for h in r["history"]], label=label)
     ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")

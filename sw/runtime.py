@@ -29,6 +29,8 @@ class Runtime(abc.ABC):
     """
 
     name: str = "?"
+    #: True when the runtime implements docs/datapath.md (its digest is comparable bit for bit).
+    fixed_point: bool = False
 
     def __init__(self, sizes, profile: PrecisionProfile, init_weights, init_biases, *,
                  loss: str, seed: int, lr: float, batch: int):
@@ -90,6 +92,7 @@ class GoldenRuntime(Runtime):
     """The bit-accurate NumPy golden model."""
 
     name = "golden"
+    fixed_point = True
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
@@ -184,16 +187,50 @@ class FloatRuntime(Runtime):
         self.model.step = int(state["step"])
 
 
+def _opencl(*args, device="auto", **kwargs):
+    from .opencl import OpenCLRuntime
+    return OpenCLRuntime(*args, device=device, **kwargs)
+
+
+def _opencl_float32(*args, device="auto", **kwargs):
+    from .opencl import OpenCLFloatRuntime
+    return OpenCLFloatRuntime(*args, device=device, **kwargs)
+
+
+def best_backend() -> tuple[str, str]:
+    """The fastest bit-exact backend available here, as ``(backend, device)``.
+
+    Order: an OpenCL GPU, then the golden model. (FPGA boards will come first once
+    their runtime exists.) OpenCL on a CPU is used only when asked for.
+    """
+    try:
+        from .opencl import select_device
+        select_device("gpu")
+        return "opencl", "gpu"
+    except FxbpError:
+        return "golden", "auto"
+
+
+#: Backend name -> factory(sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch, device).
 BACKENDS = {
-    "golden": GoldenRuntime,
-    "float32": lambda *a, **k: FloatRuntime(*a, dtype=np.float32, **k),
-    "float64": lambda *a, **k: FloatRuntime(*a, dtype=np.float64, **k),
+    "golden": lambda *a, device="auto", **k: GoldenRuntime(*a, **k),
+    "float32": lambda *a, device="auto", **k: FloatRuntime(*a, dtype=np.float32, **k),
+    "float64": lambda *a, device="auto", **k: FloatRuntime(*a, dtype=np.float64, **k),
+    "opencl": _opencl,
+    "opencl-float32": _opencl_float32,
 }
+BACKEND_CHOICES = (*BACKENDS, "best")
 
 
-def make_runtime(backend: str, *args, **kwargs) -> Runtime:
+def make_runtime(backend: str, *args, device: str = "auto", **kwargs) -> Runtime:
+    """A runtime for ``backend`` (``best`` picks with :func:`best_backend`)."""
+    if backend == "best":
+        backend, device = best_backend()
     try:
         factory = BACKENDS[backend]
     except KeyError:
-        raise FxbpError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}") from None
-    return factory(*args, **kwargs)
+        raise FxbpError(f"unknown backend {backend!r}: choose one of "
+                        f"{', '.join(BACKEND_CHOICES)}") from None
+    if device not in ("auto", "gpu", "cpu"):
+        raise FxbpError(f"unknown device {device!r}: choose auto, gpu or cpu")
+    return factory(*args, device=device, **kwargs)

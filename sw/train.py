@@ -38,6 +38,7 @@ class TrainConfig:
     data: str | None = None
     target: str | None = None
     backend: str = "golden"
+    device: str = "auto"
     precision: str = "fx16"
     rounding: str = "nearest-even"
     sigmoid: str | None = None
@@ -53,6 +54,7 @@ class TrainConfig:
     def identity(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("epochs")
+        d.pop("device")            # where it runs does not change the numbers
         d["hidden"] = list(d["hidden"]) if d["hidden"] is not None else None
         return d
 
@@ -157,7 +159,7 @@ class Trainer:
         else:
             w0, b0 = initial_parameters(self.sizes, cfg.seed, profile)
         self.runtime = make_runtime(cfg.backend, self.sizes, profile, w0, b0, loss=cfg.loss,
-                                    seed=cfg.seed, lr=cfg.lr, batch=cfg.batch)
+                                    seed=cfg.seed, lr=cfg.lr, batch=cfg.batch, device=cfg.device)
         ds = self.dataset
         self._train_data = self.runtime.prepare(ds.x_train, ds.t_train)
         self._test_data = self.runtime.prepare(ds.x_test, ds.t_test)
@@ -255,7 +257,9 @@ class Trainer:
         return {
             "schema": SCHEMA_VERSION,
             "dataset": self.dataset.describe(),
-            "backend": cfg.backend,
+            "backend": rt.name,
+            "requested_backend": cfg.backend,
+            "fixed_point": rt.fixed_point,
             "runtime": rt.describe(),
             "network": {"sizes": list(self.sizes), "activation": "sigmoid",
                         "sigmoid": self.profile.sigmoid.as_dict(), "loss": cfg.loss},
