@@ -53,21 +53,21 @@ def main(argv=None) -> int:
         idx = [np.arange(k * batch, (k + 1) * batch) % len(ds.x_train) for k in range(reps)]
         data = {name: rt.prepare(ds.x_train, ds.t_train) for name, rt in
                 (("golden", g), ("opencl", oi), ("opencl-float32", of))}
-        for i in idx[:2]:                       # same steps on both: digests must agree
-            g.train_batch(*(a[i] for a in data["golden"]))
-            oi.train_batch(*(a[i] for a in data["opencl"]))
+        first = np.concatenate(idx[:2])         # same steps on both: digests must agree
+        g.train_epoch(*data["golden"], first, batch)
+        oi.train_epoch(*data["opencl"], first, batch)
         if g.digest() != oi.digest():
             print("opencl integer kernels disagree with the golden model", file=sys.stderr)
             return 1
 
+        order = np.concatenate(idx)
+
         def epoch(rt, name):
             x, t = data[name]
             t0 = time.perf_counter()
-            for i in idx:
-                rt.train_batch(x[i], t[i])
-            if hasattr(rt, "queue"):
-                rt.queue.finish()
-            return reps * batch / (time.perf_counter() - t0)
+            rt.train_epoch(x, t, order, batch)
+            rt.synchronize()
+            return len(order) / (time.perf_counter() - t0)
 
         runs = {"golden": g, "opencl": oi, "opencl-float32": of}
         for name, rt in runs.items():

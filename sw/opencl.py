@@ -15,7 +15,7 @@ from importlib import resources
 import numpy as np
 
 from .errors import FxbpError
-from .fixed import cast_spec, quantize
+from .fixed import quantize
 from .golden import EVENT_SITES, GoldenMLP, _R, learning_rate_raw
 from .runtime import Runtime
 
@@ -95,8 +95,8 @@ def _context(device):
     return _CONTEXTS[key]
 
 
-def _kernels(ctx, name: str, options: tuple[str, ...], names: tuple[str, ...]) -> dict:
-    """Build ``kernels/<name>.cl`` once per (context, options); return its kernel objects."""
+def _program(ctx, name: str, options: tuple[str, ...]):
+    """Build ``kernels/<name>.cl`` once per (context, options)."""
     key = (ctx.int_ptr, name, options)
     if key not in _PROGRAMS:
         cl = _cl()
@@ -105,11 +105,10 @@ def _kernels(ctx, name: str, options: tuple[str, ...], names: tuple[str, ...]) -
             # pyopencl warns when a build log is non-empty (PoCL prints notes).
             warnings.simplefilter("ignore")
             try:
-                prg = cl.Program(ctx, src).build(options=list(options))
+                _PROGRAMS[key] = cl.Program(ctx, src).build(options=["-cl-kernel-arg-info", *options])
             except cl.RuntimeError as exc:
                 raise FxbpError(f"the OpenCL compiler rejected {name}.cl on this device: "
                                 f"{str(exc).splitlines()[0]}") from None
-        _PROGRAMS[key] = {n: getattr(prg, n) for n in names}
     return _PROGRAMS[key]
 
 
@@ -117,8 +116,52 @@ def _global(n: int) -> tuple[int]:
     return (max(WORK_GROUP, math.ceil(n / WORK_GROUP) * WORK_GROUP),)
 
 
+class _Launch:
+    """One kernel object whose arguments persist between launches; only changed
+    arguments are set again (pyopencl's per-call argument setting costs ~70 us)."""
+
+    def __init__(self, cl, program, name: str, queue):
+        self.cl, self.queue = cl, queue
+        self.kernel = cl.Kernel(program, name)
+        info = cl.kernel_arg_info.NAME
+        self.index = {self.kernel.get_arg_info(i, info): i for i in range(self.kernel.num_args)}
+        self.values: dict = {}
+
+    def set(self, **args) -> _Launch:
+        for name, value in args.items():
+            old = self.values.get(name, self)
+            if old is value or (isinstance(value, np.generic) and isinstance(old, np.generic)
+                                and old == value and old.dtype == value.dtype):
+                continue
+            self.kernel.set_arg(self.index[name], value)
+            self.values[name] = value
+        return self
+
+    def run(self, n_items: int) -> None:
+        self.cl.enqueue_nd_range_kernel(self.queue, self.kernel, _global(n_items), (WORK_GROUP,))
+
+
+class DeviceData:
+    """Prepared data resident on the device: inputs ``x`` and targets ``t``.
+
+    Indexing with an index array (``data[idx]``) returns the host rows, so code
+    written for host arrays keeps working.
+    """
+
+    def __init__(self, runtime, x: np.ndarray, t: np.ndarray):
+        self.host_x, self.host_t = x, t
+        self.x = runtime._upload(x)
+        self.t = runtime._upload(t)
+        self.n = len(x)
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class _OpenCLBase(Runtime):
-    """What both OpenCL runtimes share: device, context, buffers, batching."""
+    """What both OpenCL runtimes share: device, context, buffers, epoch loop."""
+
+    dtype = np.int64
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
                  device="auto"):
@@ -127,20 +170,25 @@ class _OpenCLBase(Runtime):
         self.cl = _cl()
         self.platform, self.device = select_device(device)
         self.ctx, self.queue = _context(self.device)
-        self._buffers: dict = {}
+        self.capacity = max(batch, EVAL_CHUNK)
+        item = np.dtype(self.dtype).itemsize
+        mf = self.cl.mem_flags
+        self.acts = [self.cl.Buffer(self.ctx, mf.READ_WRITE, self.capacity * n * item)
+                     for n in self.sizes]
+        self.deltas = [self.cl.Buffer(self.ctx, mf.READ_WRITE, self.capacity * n * item)
+                       for n in self.sizes[1:]]
+        self.rows = self.cl.Buffer(self.ctx, mf.READ_WRITE, 4 * max(self.capacity, 1))
+        self._rows_len = 0
 
     def describe(self) -> dict:
         kind = self.cl.device_type.to_string(self.device.type)
         return {"backend": self.name, "platform": self.platform.name.strip(),
                 "device": f"{self.device.name.strip()} ({kind})"}
 
-    def _buf(self, name: str, nbytes: int):
-        """A device scratch buffer of at least ``nbytes``, reused across steps."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < nbytes:
-            buf = self._buffers[name] = self.cl.Buffer(self.ctx, self.cl.mem_flags.READ_WRITE,
-                                                        max(nbytes, 8))
-        return buf
+    def _launches(self, program, names) -> dict:
+        """Kernel objects per (kernel, layer), created once and reused every step."""
+        return {(n, l): _Launch(self.cl, program, n, self.queue)
+                for n in names for l in range(len(self.sizes) - 1)}
 
     def _upload(self, array: np.ndarray):
         mf = self.cl.mem_flags
@@ -152,20 +200,64 @@ class _OpenCLBase(Runtime):
         self.cl.enqueue_copy(self.queue, out, buf)
         return out
 
+    def _set_rows(self, rows: np.ndarray):
+        """Upload the sample order (an epoch's, or 0..n-1); a new buffer when it grows."""
+        rows = np.ascontiguousarray(rows, dtype=np.int32)
+        if rows.nbytes > self.rows.size:
+            self.rows = self.cl.Buffer(self.ctx, self.cl.mem_flags.READ_WRITE, rows.nbytes)
+        self.cl.enqueue_copy(self.queue, self.rows, rows)
+        return self.rows
+
+    def prepare(self, x, t):
+        xh, th = self._host_prepare(x, t)
+        data = DeviceData(self, xh, th)
+        return data, data
+
+    def train_batch(self, x, t) -> None:
+        """One step on host arrays (uploads them; :meth:`train_epoch` avoids that)."""
+        data = DeviceData(self, np.asarray(x, dtype=self.dtype), np.asarray(t, dtype=self.dtype))
+        rows = self._set_rows(np.arange(len(x)))
+        self._step(data, rows, 0, len(x))
+
+    def train_epoch(self, x, t, order, batch, on_batch=None) -> None:
+        data = x
+        rows = self._set_rows(order)
+        for s in range(0, len(order), batch):
+            self._step(data, rows, s, min(batch, len(order) - s))
+            if on_batch is not None:
+                on_batch()
+
+    def _predict_raw(self, data) -> np.ndarray:
+        outs = []
+        rows = self._set_rows(np.arange(data.n))
+        for s in range(0, data.n, EVAL_CHUNK):
+            n = min(EVAL_CHUNK, data.n - s)
+            self._forward(data, rows, s, n)
+            outs.append(self._read(self.acts[-1], (n * self.sizes[-1],), self.dtype)
+                        .reshape(n, self.sizes[-1]))
+        return np.concatenate(outs)
+
+    def synchronize(self) -> None:
+        self.queue.finish()
+
+
+EVAL_CHUNK = 4096
+
 
 class OpenCLRuntime(_OpenCLBase):
     """Integer kernels that implement docs/datapath.md bit for bit (``--backend opencl``)."""
 
     name = "opencl"
     fixed_point = True
+    dtype = np.int64
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
                  device="auto"):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch, device=device)
         self.eta = learning_rate_raw(lr, batch, profile)
-        # The golden model holds the static plan (formats, specs, keys, checks) and the
-        # host-side quantisation; the device holds the parameters and does the work.
+        # The golden model holds the static plan (formats, cast specs, random keys, fit
+        # checks) and quantises host data; the device holds the parameters and does the work.
         self.plan = GoldenMLP(sizes, profile,
                               [quantize(w, profile.weight.fmt) for w in init_weights],
                               [quantize(b, profile.bias.fmt) for b in init_biases],
@@ -174,126 +266,124 @@ class OpenCLRuntime(_OpenCLBase):
         acc = "double" if profile.accumulator_bits <= 53 else "long"
         if acc == "double" and "cl_khr_fp64" not in self.device.extensions:
             acc = "long"
-        self.k = _kernels(self.ctx, "fixed_train", (f"-DACC_T={acc}",),
-                          ("forward", "delta", "weight_update", "bias_update"))
-        mf = self.cl.mem_flags
-        self._const = {}
+        program = _program(self.ctx, "fixed_train", (f"-DACC_T={acc}",))
+        self.k = self._launches(program, ("forward", "delta", "weight_update", "bias_update"))
         self.w_buf = [self._upload(w) for w in self.plan.weights]
         self.b_buf = [self._upload(b) for b in self.plan.biases]
-        self.table = self._upload(self.plan._table)
         self.ev_buf = self._upload(np.zeros((len(EVENT_SITES), 2), dtype=np.uint32))
         self.ev_host = np.zeros((len(EVENT_SITES), 2), dtype=np.int64)
         self.totals = np.zeros(len(EVENT_SITES), dtype=np.int64)
-        self._mf = mf
+        self._setup_kernels()
 
-    # -- parameters ------------------------------------------------------------------------
     def _spec(self, spec: np.ndarray):
-        key = spec.tobytes()
-        if key not in self._const:
-            self._const[key] = self.cl.Buffer(self.ctx, self._mf.READ_ONLY | self._mf.COPY_HOST_PTR,
-                                              hostbuf=np.ascontiguousarray(spec, dtype=np.int64))
-        return self._const[key]
+        mf = self.cl.mem_flags
+        return self.cl.Buffer(self.ctx, mf.READ_ONLY | mf.COPY_HOST_PTR,
+                              hostbuf=np.ascontiguousarray(spec, dtype=np.int64))
+
+    def _setup_kernels(self) -> None:
+        """Set every argument that stays fixed for the whole run, once."""
+        p, model = self.profile, self.plan
+        r_raw, addr_shift = model._lut
+        table = self._upload(model._table)
+        eta_raw, eta_frac = self.eta
+        u_frac = eta_frac + p.gradient.fmt.frac_bits
+        n_layers = len(model._plans)
+        i32 = np.int32
+        for l, plan in enumerate(model._plans):
+            n_in, n_out = self.sizes[l], self.sizes[l + 1]
+            last = l == n_layers - 1
+            self.k["forward", l].set(
+                n_in=i32(n_in), n_out=i32(n_out), rows=self.rows, gather=i32(l == 0),
+                x=self.acts[l], w=self.w_buf[l], bias=self.b_buf[l],
+                bias_shift=i32(plan["bias_shift"]), pre_spec=self._spec(plan["pre"]),
+                kind=i32(0 if p.sigmoid.kind == "lut" else 1), table=table,
+                r_raw=np.int64(r_raw), addr_shift=i32(addr_shift),
+                plan_f=i32(p.preactivation.fmt.frac_bits), act_spec=self._spec(plan["act"]),
+                a_out=self.acts[l + 1], ev=self.ev_buf, r_pre=i32(_R["preactivation"]),
+                r_act=i32(_R["activation"]))
+            self.k["delta", l].set(
+                n_cur=i32(n_out), n_next=i32(0 if last else self.sizes[l + 2]),
+                act=self.acts[l + 1], target=self.acts[l + 1], rows=self.rows,
+                delta_next=self.deltas[l + 1] if not last else self.deltas[l],
+                w_next=self.w_buf[l + 1] if not last else self.w_buf[l],
+                e_spec=self._spec(plan["err"]), use_derivative=i32(plan["derivative"]),
+                one=np.int64(1 << p.activation.fmt.frac_bits), d_spec=self._spec(plan["d"]),
+                delta_spec=self._spec(plan["delta"]), delta_out=self.deltas[l], ev=self.ev_buf,
+                r_err=i32(_R["error"]), r_d=i32(_R["derivative"]), r_delta=i32(_R["delta"]))
+            w_frac = max(u_frac, p.weight.fmt.frac_bits)
+            self.k["weight_update", l].set(
+                n_items=i32(n_in * n_out), n_in=i32(n_in), n_out=i32(n_out),
+                delta=self.deltas[l], a_prev=self.acts[l], rows=self.rows, gather=i32(l == 0),
+                w=self.w_buf[l], eta=np.int64(eta_raw), g_spec=self._spec(plan["g"]),
+                w_shift=i32(w_frac - p.weight.fmt.frac_bits), u_shift=i32(w_frac - u_frac),
+                upd_spec=self._spec(model._spec_update(w_frac, p.weight)), ev=self.ev_buf,
+                r_g=i32(_R["gradient"]), r_upd=i32(_R["weight_update"]))
+            b_frac = max(u_frac, p.bias.fmt.frac_bits)
+            self.k["bias_update", l].set(
+                n_out=i32(n_out), delta=self.deltas[l], bias=self.b_buf[l], eta=np.int64(eta_raw),
+                g_spec=self._spec(plan["gb"]), w_shift=i32(b_frac - p.bias.fmt.frac_bits),
+                u_shift=i32(b_frac - u_frac), upd_spec=self._spec(model._spec_update(b_frac, p.bias)),
+                ev=self.ev_buf, r_g=i32(_R["bias_gradient"]), r_upd=i32(_R["bias_update"]))
+        self._w_frac = max(u_frac, p.weight.fmt.frac_bits)
+        self._b_frac = max(u_frac, p.bias.fmt.frac_bits)
 
     def _key(self, frac, stage, site, layer) -> np.uint32:
         k = self.plan._key(frac, stage, site, layer)
         return np.uint32(k if k >= 0 else 0)
 
     # -- runtime interface -----------------------------------------------------------------
-    def prepare(self, x, t):
+    def _host_prepare(self, x, t):
         return self.plan.quantize_input(x), self.plan.quantize_target(t)
 
-    def _forward(self, x: np.ndarray) -> list:
-        """Enqueue the forward pass for raw inputs ``x``; device buffers of every layer."""
-        p = self.profile
-        n = len(x)
-        acts = [self._buf("a0", x.nbytes)]
-        self.cl.enqueue_copy(self.queue, acts[0], np.ascontiguousarray(x, dtype=np.int64))
-        kind = 0 if p.sigmoid.kind == "lut" else 1
-        r_raw, addr_shift = self.plan._lut
-        for l, plan in enumerate(self.plan._plans):
-            n_in, n_out = self.sizes[l], self.sizes[l + 1]
-            out = self._buf(f"a{l + 1}", n * n_out * 8)
-            self.k["forward"](self.queue, _global(n * n_out), (WORK_GROUP,),
-                              np.int32(n * n_out), np.int32(n_in), np.int32(n_out), acts[-1],
-                              self.w_buf[l], self.b_buf[l], np.int32(plan["bias_shift"]),
-                              self._spec(plan["pre"]), np.int32(kind), self.table,
-                              np.int64(r_raw), np.int32(addr_shift),
-                              np.int32(p.preactivation.fmt.frac_bits), self._spec(plan["act"]),
-                              out, self.ev_buf, np.int32(_R["preactivation"]),
-                              np.int32(_R["activation"]))
+    def _forward(self, data: DeviceData, rows, offset: int, n: int) -> None:
+        i32 = np.int32
+        self.k["forward", 0].set(x=data.x)
+        for l in range(len(self.sizes) - 1):
+            n_out = self.sizes[l + 1]
+            self.k["forward", l].set(n_items=i32(n * n_out), rows=rows, offset=i32(offset)).run(n * n_out)
             self.totals[_R["preactivation"]] += n * n_out
             self.totals[_R["activation"]] += n * n_out
-            acts.append(out)
-        return acts
 
-    def train_batch(self, x, t) -> None:
+    def _step(self, data: DeviceData, rows, offset: int, n: int) -> None:
         p, model = self.profile, self.plan
-        n = len(x)
         if n not in model._fits:
             model.check_fit(n)
             model._fits.add(n)
-        acts = self._forward(x)
-        t_buf = self._buf("t", t.nbytes)
-        self.cl.enqueue_copy(self.queue, t_buf, np.ascontiguousarray(t, dtype=np.int64))
-        one = np.int64(1 << p.activation.fmt.frac_bits)
+        self._forward(data, rows, offset, n)
+        i32 = np.int32
         n_layers = len(model._plans)
-        deltas = [None] * n_layers
         for l in range(n_layers - 1, -1, -1):
             plan, layer, n_cur = model._plans[l], l + 1, self.sizes[l + 1]
-            last = l == n_layers - 1
-            n_next = 0 if last else self.sizes[l + 2]
-            out = self._buf(f"d{layer}", n * n_cur * 8)
-            self.k["delta"](self.queue, _global(n * n_cur), (WORK_GROUP,), np.int32(n * n_cur),
-                            np.int32(n_cur), np.int32(n_next), acts[layer], t_buf,
-                            deltas[l + 1] if not last else t_buf,
-                            self.w_buf[l + 1] if not last else t_buf,
-                            self._spec(plan["err"]), self._key(plan["err_frac"], p.error, "error", layer),
-                            np.int32(plan["derivative"]), one,
-                            self._spec(plan["d"]), self._key(plan["d_frac"], p.derivative, "derivative", layer),
-                            self._spec(plan["delta"]), self._key(plan["delta_frac"], p.delta, "delta", layer),
-                            out, self.ev_buf, np.int32(_R["error"]), np.int32(_R["derivative"]),
-                            np.int32(_R["delta"]))
+            k = self.k["delta", l]
+            if l == n_layers - 1:
+                k.set(target=data.t)
+            k.set(n_items=i32(n * n_cur), rows=rows, offset=i32(offset),
+                  e_key=self._key(plan["err_frac"], p.error, "error", layer),
+                  d_key=self._key(plan["d_frac"], p.derivative, "derivative", layer),
+                  delta_key=self._key(plan["delta_frac"], p.delta, "delta", layer)).run(n * n_cur)
             self.totals[_R["error"]] += n * n_cur
             self.totals[_R["delta"]] += n * n_cur
             if plan["derivative"]:
                 self.totals[_R["derivative"]] += n * n_cur
-            deltas[l] = out
-        eta_raw, eta_frac = self.eta
-        u_frac = eta_frac + p.gradient.fmt.frac_bits
+        self.k["weight_update", 0].set(a_prev=data.x)
         for l, plan in enumerate(model._plans):
             layer, n_in, n_out = l + 1, self.sizes[l], self.sizes[l + 1]
-            w_frac = max(u_frac, p.weight.fmt.frac_bits)
-            self.k["weight_update"](
-                self.queue, _global(n_out * n_in), (WORK_GROUP,), np.int32(n_out * n_in),
-                np.int32(n_in), np.int32(n_out), np.int32(n), deltas[l], acts[l], self.w_buf[l],
-                np.int64(eta_raw), self._spec(plan["g"]),
-                self._key(plan["g_frac"], p.gradient, "gradient", layer),
-                np.int32(w_frac - p.weight.fmt.frac_bits), np.int32(w_frac - u_frac),
-                self._spec(model._spec_update(w_frac, p.weight)),
-                self._key(w_frac, p.weight, "weight_update", layer), self.ev_buf,
-                np.int32(_R["gradient"]), np.int32(_R["weight_update"]))
-            b_frac = max(u_frac, p.bias.fmt.frac_bits)
-            self.k["bias_update"](
-                self.queue, _global(n_out), (WORK_GROUP,), np.int32(n_out), np.int32(n),
-                deltas[l], self.b_buf[l], np.int64(eta_raw), self._spec(plan["gb"]),
-                self._key(plan["gb_frac"], p.gradient, "bias_gradient", layer),
-                np.int32(b_frac - p.bias.fmt.frac_bits), np.int32(b_frac - u_frac),
-                self._spec(model._spec_update(b_frac, p.bias)),
-                self._key(b_frac, p.bias, "bias_update", layer), self.ev_buf,
-                np.int32(_R["bias_gradient"]), np.int32(_R["bias_update"]))
+            self.k["weight_update", l].set(
+                batch=i32(n), rows=rows, offset=i32(offset),
+                g_key=self._key(plan["g_frac"], p.gradient, "gradient", layer),
+                upd_key=self._key(self._w_frac, p.weight, "weight_update", layer)).run(n_in * n_out)
+            self.k["bias_update", l].set(
+                batch=i32(n), g_key=self._key(plan["gb_frac"], p.gradient, "bias_gradient", layer),
+                upd_key=self._key(self._b_frac, p.bias, "bias_update", layer)).run(n_out)
             for site, size in (("gradient", n_out * n_in), ("weight_update", n_out * n_in),
                                ("bias_gradient", n_out), ("bias_update", n_out)):
                 self.totals[_R[site]] += size
         model.step += 1
 
     def predict(self, x) -> np.ndarray:
-        outs = []
-        chunk = 4096
-        for s in range(0, len(x), chunk):
-            acts = self._forward(x[s:s + chunk])
-            outs.append(self._read(acts[-1], (len(x[s:s + chunk]), self.sizes[-1]), np.int64))
+        out = self._predict_raw(x)
         self._sync_events()
-        return self.profile.activation.fmt.to_real(np.concatenate(outs))
+        return self.profile.activation.fmt.to_real(out)
 
     def raw_layers(self):
         return [(self._read(w, (self.sizes[l + 1], self.sizes[l]), np.int64),
@@ -312,8 +402,7 @@ class OpenCLRuntime(_OpenCLBase):
         return out
 
     def load_state(self, state):
-        n = len(self.w_buf)
-        for l in range(n):
+        for l in range(len(self.w_buf)):
             self.cl.enqueue_copy(self.queue, self.w_buf[l], np.ascontiguousarray(state[f"w{l}"], dtype=np.int64))
             self.cl.enqueue_copy(self.queue, self.b_buf[l], np.ascontiguousarray(state[f"b{l}"], dtype=np.int64))
         self.plan.step = int(state["step"])
@@ -326,13 +415,13 @@ class OpenCLRuntime(_OpenCLBase):
 
     def event_counts(self):
         self._sync_events()
-        golden = self.plan.event_counts()           # the host quantised the inputs
+        host = self.plan.event_counts()           # the host quantised the inputs
         counts = {}
         for name in EVENT_SITES:
             r = _R[name]
-            counts[name] = {"overflow": int(self.ev_host[r, 0]) + golden[name]["overflow"],
-                            "underflow": int(self.ev_host[r, 1]) + golden[name]["underflow"],
-                            "total": int(self.totals[r]) + golden[name]["total"]}
+            counts[name] = {"overflow": int(self.ev_host[r, 0]) + host[name]["overflow"],
+                            "underflow": int(self.ev_host[r, 1]) + host[name]["underflow"],
+                            "total": int(self.totals[r]) + host[name]["total"]}
         return counts
 
     def load_event_counts(self, counts):
@@ -356,6 +445,7 @@ class OpenCLFloatRuntime(_OpenCLBase):
     the final weights into the profile's formats like the other float backends."""
 
     name = "opencl-float32"
+    dtype = np.float32
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
                  device="auto"):
@@ -363,61 +453,61 @@ class OpenCLFloatRuntime(_OpenCLBase):
                          lr=lr, batch=batch, device=device)
         if not (np.isfinite(lr) and lr > 0):
             raise FxbpError(f"the learning rate must be a positive number, not {lr!r}")
-        self.k = _kernels(self.ctx, "float_train", ("-cl-fp32-correctly-rounded-divide-sqrt",),
-                          ("forward", "delta", "weight_update", "bias_update"))
+        program = _program(self.ctx, "float_train", ())
+        self.k = self._launches(program, ("forward", "delta", "weight_update", "bias_update"))
         self.w_buf = [self._upload(np.asarray(w, dtype=np.float32)) for w in init_weights]
         self.b_buf = [self._upload(np.asarray(b, dtype=np.float32)) for b in init_biases]
         self.step = 0
-
-    def prepare(self, x, t):
-        return np.asarray(x, dtype=np.float32), np.asarray(t, dtype=np.float32)
-
-    def _forward(self, x):
-        n = len(x)
-        acts = [self._buf("a0", x.nbytes)]
-        self.cl.enqueue_copy(self.queue, acts[0], np.ascontiguousarray(x, dtype=np.float32))
-        for l in range(len(self.w_buf)):
-            n_in, n_out = self.sizes[l], self.sizes[l + 1]
-            out = self._buf(f"a{l + 1}", n * n_out * 4)
-            self.k["forward"](self.queue, _global(n * n_out), (WORK_GROUP,), np.int32(n * n_out),
-                              np.int32(n_in), np.int32(n_out), acts[-1], self.w_buf[l],
-                              self.b_buf[l], out)
-            acts.append(out)
-        return acts
-
-    def train_batch(self, x, t) -> None:
-        n = len(x)
-        acts = self._forward(x)
-        t_buf = self._buf("t", t.nbytes)
-        self.cl.enqueue_copy(self.queue, t_buf, np.ascontiguousarray(t, dtype=np.float32))
+        i32 = np.int32
+        eta = np.float32(lr / batch)
         n_layers = len(self.w_buf)
-        deltas = [None] * n_layers
-        for l in range(n_layers - 1, -1, -1):
-            last = l == n_layers - 1
-            n_cur = self.sizes[l + 1]
-            out = self._buf(f"d{l + 1}", n * n_cur * 4)
-            self.k["delta"](self.queue, _global(n * n_cur), (WORK_GROUP,), np.int32(n * n_cur),
-                            np.int32(n_cur), np.int32(0 if last else self.sizes[l + 2]),
-                            acts[l + 1], t_buf, t_buf if last else deltas[l + 1],
-                            t_buf if last else self.w_buf[l + 1],
-                            np.int32(not (last and self.loss == "xent")), out)
-            deltas[l] = out
-        eta = np.float32(self.lr / self.batch)
         for l in range(n_layers):
             n_in, n_out = self.sizes[l], self.sizes[l + 1]
-            self.k["weight_update"](self.queue, _global(n_out * n_in), (WORK_GROUP,),
-                                    np.int32(n_out * n_in), np.int32(n_in), np.int32(n_out),
-                                    np.int32(n), deltas[l], acts[l], self.w_buf[l], eta)
-            self.k["bias_update"](self.queue, _global(n_out), (WORK_GROUP,), np.int32(n_out),
-                                  np.int32(n), deltas[l], self.b_buf[l], eta)
+            last = l == n_layers - 1
+            self.k["forward", l].set(n_in=i32(n_in), n_out=i32(n_out), x=self.acts[l],
+                                     rows=self.rows, gather=i32(l == 0), w=self.w_buf[l],
+                                     bias=self.b_buf[l], a_out=self.acts[l + 1])
+            self.k["delta", l].set(
+                n_cur=i32(n_out), n_next=i32(0 if last else self.sizes[l + 2]),
+                act=self.acts[l + 1], target=self.acts[l + 1], rows=self.rows,
+                delta_next=self.deltas[l + 1] if not last else self.deltas[l],
+                w_next=self.w_buf[l + 1] if not last else self.w_buf[l],
+                use_derivative=i32(not (last and loss == "xent")), delta_out=self.deltas[l])
+            self.k["weight_update", l].set(
+                n_items=i32(n_in * n_out), n_in=i32(n_in), n_out=i32(n_out), delta=self.deltas[l],
+                a_prev=self.acts[l], rows=self.rows, gather=i32(l == 0), w=self.w_buf[l], eta=eta)
+            self.k["bias_update", l].set(n_out=i32(n_out), delta=self.deltas[l],
+                                         bias=self.b_buf[l], eta=eta)
+
+    def _host_prepare(self, x, t):
+        return np.asarray(x, dtype=np.float32), np.asarray(t, dtype=np.float32)
+
+    def _forward(self, data, rows, offset, n):
+        i32 = np.int32
+        self.k["forward", 0].set(x=data.x)
+        for l in range(len(self.sizes) - 1):
+            n_out = self.sizes[l + 1]
+            self.k["forward", l].set(n_items=i32(n * n_out), rows=rows, offset=i32(offset)).run(n * n_out)
+
+    def _step(self, data, rows, offset, n):
+        i32 = np.int32
+        self._forward(data, rows, offset, n)
+        n_layers = len(self.w_buf)
+        for l in range(n_layers - 1, -1, -1):
+            k = self.k["delta", l]
+            if l == n_layers - 1:
+                k.set(target=data.t)
+            n_cur = self.sizes[l + 1]
+            k.set(n_items=i32(n * n_cur), rows=rows, offset=i32(offset)).run(n * n_cur)
+        self.k["weight_update", 0].set(a_prev=data.x)
+        for l in range(n_layers):
+            n_in, n_out = self.sizes[l], self.sizes[l + 1]
+            self.k["weight_update", l].set(batch=i32(n), rows=rows, offset=i32(offset)).run(n_in * n_out)
+            self.k["bias_update", l].set(batch=i32(n)).run(n_out)
         self.step += 1
 
     def predict(self, x):
-        outs = []
-        for s in range(0, len(x), 4096):
-            acts = self._forward(x[s:s + 4096])
-            outs.append(self._read(acts[-1], (len(x[s:s + 4096]), self.sizes[-1]), np.float32))
-        return np.concatenate(outs).astype(np.float64)
+        return self._predict_raw(x).astype(np.float64)
 
     def float_layers(self):
         return [(self._read(w, (self.sizes[l + 1], self.sizes[l]), np.float32),

@@ -53,6 +53,15 @@ class Runtime(abc.ABC):
     def train_batch(self, x, t) -> None:
         """One SGD step on prepared data."""
 
+    def train_epoch(self, x, t, order: np.ndarray, batch: int, on_batch=None) -> None:
+        """One pass over prepared data in ``order``, ``batch`` samples a step (the last
+        step takes what is left). Runtimes that keep data on a device override this."""
+        for s in range(0, len(order), batch):
+            idx = order[s:s + batch]
+            self.train_batch(x[idx], t[idx])
+            if on_batch is not None:
+                on_batch()
+
     @abc.abstractmethod
     def predict(self, x) -> np.ndarray:
         """Real-valued outputs for prepared inputs."""
@@ -72,6 +81,9 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`state` returned."""
+
+    def synchronize(self) -> None:
+        """Wait until queued work is done (for timing); host runtimes have none."""
 
     def event_counts(self) -> dict:
         """Cast events per site (``docs/datapath.md``); empty for float backends."""

@@ -230,11 +230,8 @@ class Trainer:
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
             order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
             t0 = time.perf_counter()
-            for i in range(n_batches):
-                idx = order[i * cfg.batch:(i + 1) * cfg.batch]
-                rt.train_batch(xtr[idx], ttr[idx])
-                if progress:
-                    progress.batch_done()
+            rt.train_epoch(xtr, ttr, order, cfg.batch, progress.batch_done if progress else None)
+            rt.synchronize()
             self.train_seconds += time.perf_counter() - t0
             self.samples_trained += n
             loss, train_acc = self.evaluate(xtr, ds.t_train, ds.y_train)

@@ -91,9 +91,11 @@ inline long plan_exact(long z, int f)
     return z < 0 ? (32L << f) - y : y;
 }
 
-/* Section 5: a[b, o] = sigmoid(cast(sum_k x[b, k] w[o, k] + (bias[o] << bias_shift))). */
+/* Section 5: a[b, o] = sigmoid(cast(sum_k x[b, k] w[o, k] + (bias[o] << bias_shift))).
+ * With gather != 0, row b of x is x[rows[offset + b]] (the batch's samples in the epoch order). */
 __kernel void forward(const int n_items, const int n_in, const int n_out,
-                      __global const long *x, __global const long *w, __global const long *bias,
+                      __global const long *x, __global const int *rows, const int offset,
+                      const int gather, __global const long *w, __global const long *bias,
                       const int bias_shift, __constant const long *pre_spec,
                       const int kind, __global const long *table, const long r_raw,
                       const int addr_shift, const int plan_f, __constant const long *act_spec,
@@ -102,7 +104,8 @@ __kernel void forward(const int n_items, const int n_in, const int n_out,
     const int gid = get_global_id(0);
     if (gid >= n_items) return;
     const int b = gid / n_out, o = gid - b * n_out;
-    __global const long *xr = x + (long)b * n_in, *wr = w + (long)o * n_in;
+    const long row = gather ? rows[offset + b] : b;
+    __global const long *xr = x + row * n_in, *wr = w + (long)o * n_in;
     ACC_T acc = 0;
     for (int k = 0; k < n_in; k++)
         acc += (ACC_T)xr[k] * (ACC_T)wr[k];
@@ -123,6 +126,7 @@ __kernel void forward(const int n_items, const int n_in, const int n_out,
  * err is a - t for the output layer (n_next == 0), else sum_o delta_next[b, o] w_next[o, j]. */
 __kernel void delta(const int n_items, const int n_cur, const int n_next,
                     __global const long *act, __global const long *target,
+                    __global const int *rows, const int offset,
                     __global const long *delta_next, __global const long *w_next,
                     __constant const long *e_spec, const uint e_key,
                     const int use_derivative, const long one,
@@ -134,10 +138,10 @@ __kernel void delta(const int n_items, const int n_cur, const int n_next,
     const int gid = get_global_id(0);
     if (gid >= n_items) return;
     long err;
+    const int b = gid / n_cur, j = gid - b * n_cur;
     if (n_next == 0) {
-        err = act[gid] - target[gid];
+        err = act[gid] - target[(long)rows[offset + b] * n_cur + j];
     } else {
-        const int b = gid / n_cur, j = gid - b * n_cur;
         __global const long *dr = delta_next + (long)b * n_next;
         ACC_T acc = 0;
         for (int o = 0; o < n_next; o++)
@@ -175,9 +179,11 @@ inline long update_value(long g_exact, long w, uint i, long eta, __constant cons
     return q;
 }
 
-/* w[o, i] <- cast(w - eta cast(sum_b delta[b, o] a_prev[b, i])), in place. */
+/* w[o, i] <- cast(w - eta cast(sum_b delta[b, o] a_prev[b, i])), in place; a_prev rows are
+ * gathered like the forward input when gather != 0. */
 __kernel void weight_update(const int n_items, const int n_in, const int n_out, const int batch,
                             __global const long *delta, __global const long *a_prev,
+                            __global const int *rows, const int offset, const int gather,
                             __global long *w, const long eta,
                             __constant const long *g_spec, const uint g_key,
                             const int w_shift, const int u_shift,
@@ -189,7 +195,8 @@ __kernel void weight_update(const int n_items, const int n_in, const int n_out, 
     const int o = gid / n_in, i = gid - o * n_in;
     ACC_T acc = 0;
     for (int b = 0; b < batch; b++)
-        acc += (ACC_T)delta[(long)b * n_out + o] * (ACC_T)a_prev[(long)b * n_in + i];
+        acc += (ACC_T)delta[(long)b * n_out + o]
+             * (ACC_T)a_prev[(gather ? (long)rows[offset + b] : (long)b) * n_in + i];
     w[gid] = update_value((long)acc, w[gid], gid, eta, g_spec, g_key, w_shift, u_shift,
                           upd_spec, upd_key, ev, r_g, r_upd);
 }
