@@ -17,6 +17,7 @@ import numpy as np
 from .errors import FxbpError
 from .fixed import quantize
 from .golden import EVENT_SITES, GoldenMLP, _R, learning_rate_raw
+from .profile import STAGES
 from .runtime import Runtime
 
 __all__ = ["select_device", "OpenCLRuntime", "OpenCLFloatRuntime", "opencl_available",
@@ -253,6 +254,9 @@ class OpenCLRuntime(_OpenCLBase):
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
                  device="auto"):
+        # Raw values travel as int32 when every stage format fits (arithmetic stays 64-bit).
+        narrow = all(profile.stage(s).fmt.total_bits <= 32 for s in STAGES)
+        self.dtype = np.int32 if narrow else np.int64
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch, device=device)
         self.eta = learning_rate_raw(lr, batch, profile)
@@ -266,10 +270,11 @@ class OpenCLRuntime(_OpenCLBase):
         acc = "double" if profile.accumulator_bits <= 53 else "long"
         if acc == "double" and "cl_khr_fp64" not in self.device.extensions:
             acc = "long"
-        program = _program(self.ctx, "fixed_train", (f"-DACC_T={acc}",))
+        raw_t = "int" if self.dtype == np.int32 else "long"
+        program = _program(self.ctx, "fixed_train", (f"-DACC_T={acc}", f"-DRAW_T={raw_t}"))
         self.k = self._launches(program, ("forward", "delta", "weight_update", "bias_update"))
-        self.w_buf = [self._upload(w) for w in self.plan.weights]
-        self.b_buf = [self._upload(b) for b in self.plan.biases]
+        self.w_buf = [self._upload(w.astype(self.dtype)) for w in self.plan.weights]
+        self.b_buf = [self._upload(b.astype(self.dtype)) for b in self.plan.biases]
         self.ev_buf = self._upload(np.zeros((len(EVENT_SITES), 2), dtype=np.uint32))
         self.ev_host = np.zeros((len(EVENT_SITES), 2), dtype=np.int64)
         self.totals = np.zeros(len(EVENT_SITES), dtype=np.int64)
@@ -284,7 +289,7 @@ class OpenCLRuntime(_OpenCLBase):
         """Set every argument that stays fixed for the whole run, once."""
         p, model = self.profile, self.plan
         r_raw, addr_shift = model._lut
-        table = self._upload(model._table)
+        table = self._upload(model._table.astype(self.dtype))
         eta_raw, eta_frac = self.eta
         u_frac = eta_frac + p.gradient.fmt.frac_bits
         n_layers = len(model._plans)
@@ -333,7 +338,8 @@ class OpenCLRuntime(_OpenCLBase):
 
     # -- runtime interface -----------------------------------------------------------------
     def _host_prepare(self, x, t):
-        return self.plan.quantize_input(x), self.plan.quantize_target(t)
+        return (self.plan.quantize_input(x).astype(self.dtype),
+                self.plan.quantize_target(t).astype(self.dtype))
 
     def _forward(self, data: DeviceData, rows, offset: int, n: int) -> None:
         i32 = np.int32
@@ -381,13 +387,13 @@ class OpenCLRuntime(_OpenCLBase):
         model.step += 1
 
     def predict(self, x) -> np.ndarray:
-        out = self._predict_raw(x)
+        out = self._predict_raw(x).astype(np.int64)
         self._sync_events()
         return self.profile.activation.fmt.to_real(out)
 
     def raw_layers(self):
-        return [(self._read(w, (self.sizes[l + 1], self.sizes[l]), np.int64),
-                 self._read(b, (self.sizes[l + 1],), np.int64))
+        return [(self._read(w, (self.sizes[l + 1], self.sizes[l]), self.dtype).astype(np.int64),
+                 self._read(b, (self.sizes[l + 1],), self.dtype).astype(np.int64))
                 for l, (w, b) in enumerate(zip(self.w_buf, self.b_buf))]
 
     def real_layers(self):
@@ -403,8 +409,8 @@ class OpenCLRuntime(_OpenCLBase):
 
     def load_state(self, state):
         for l in range(len(self.w_buf)):
-            self.cl.enqueue_copy(self.queue, self.w_buf[l], np.ascontiguousarray(state[f"w{l}"], dtype=np.int64))
-            self.cl.enqueue_copy(self.queue, self.b_buf[l], np.ascontiguousarray(state[f"b{l}"], dtype=np.int64))
+            self.cl.enqueue_copy(self.queue, self.w_buf[l], np.ascontiguousarray(state[f"w{l}"], dtype=self.dtype))
+            self.cl.enqueue_copy(self.queue, self.b_buf[l], np.ascontiguousarray(state[f"b{l}"], dtype=self.dtype))
         self.plan.step = int(state["step"])
 
     def _sync_events(self) -> None:

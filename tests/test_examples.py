@@ -33,3 +33,15 @@ def test_precision_table_script(tmp_path):
     rows = json.loads((tmp_path / "t.json").read_text())
     assert [r["backend"] for r in rows] == ["float32", "float64", "golden"]
     assert "stalled updates" in out and (tmp_path / "t.png").exists()
+
+
+def test_opencl_benchmark(tmp_path):
+    import pytest
+    opencl = pytest.importorskip("fxbp.sw.opencl")
+    if not opencl.opencl_available():
+        pytest.skip("no OpenCL device")
+    out = run_script("benchmarks/opencl_step.py", "--batches", "16", "--rounds", "1",
+                     "--json", str(tmp_path / "o.json"))
+    res = json.loads((tmp_path / "o.json").read_text())
+    assert res["rows"][0]["int_over_float32"] > 0 and res["device"]
+    assert "int/golden" in out

@@ -23,6 +23,7 @@ def wheel(tmp_path_factory):
 def test_wheel_contents(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for must in ("fxbp/sw/__init__.py", "fxbp/sw/golden.py", "fxbp/sw/presets/fx16.toml",
+                 "fxbp/sw/kernels/fixed_train.cl", "fxbp/sw/kernels/float_train.cl",
                  "fxbp/hw/__init__.py", "fxbp/sim/__init__.py", "fxbp/boards/__init__.py"):
         assert must in names
     assert not any(n.startswith(("sw/", "hw/", "tests/", "fxbp/__init__.py")) for n in names)

@@ -12,6 +12,11 @@
 #ifndef ACC_T
 #define ACC_T long
 #endif
+/* Storage type of raw values: int when every stage format has <= 32 bits, else long.
+ * Arithmetic on them is always done in long. */
+#ifndef RAW_T
+#define RAW_T long
+#endif
 
 /* Section 9: Jenkins' 32-bit integer hash. */
 inline uint hash32(uint a)
@@ -94,45 +99,45 @@ inline long plan_exact(long z, int f)
 /* Section 5: a[b, o] = sigmoid(cast(sum_k x[b, k] w[o, k] + (bias[o] << bias_shift))).
  * With gather != 0, row b of x is x[rows[offset + b]] (the batch's samples in the epoch order). */
 __kernel void forward(const int n_items, const int n_in, const int n_out,
-                      __global const long *x, __global const int *rows, const int offset,
-                      const int gather, __global const long *w, __global const long *bias,
+                      __global const RAW_T *x, __global const int *rows, const int offset,
+                      const int gather, __global const RAW_T *w, __global const RAW_T *bias,
                       const int bias_shift, __constant const long *pre_spec,
-                      const int kind, __global const long *table, const long r_raw,
+                      const int kind, __global const RAW_T *table, const long r_raw,
                       const int addr_shift, const int plan_f, __constant const long *act_spec,
-                      __global long *a_out, __global uint *ev, const int r_pre, const int r_act)
+                      __global RAW_T *a_out, __global uint *ev, const int r_pre, const int r_act)
 {
     const int gid = get_global_id(0);
     if (gid >= n_items) return;
     const int b = gid / n_out, o = gid - b * n_out;
     const long row = gather ? rows[offset + b] : b;
-    __global const long *xr = x + row * n_in, *wr = w + (long)o * n_in;
+    __global const RAW_T *xr = x + row * n_in, *wr = w + (long)o * n_in;
     ACC_T acc = 0;
     for (int k = 0; k < n_in; k++)
         acc += (ACC_T)xr[k] * (ACC_T)wr[k];
     int flags;
-    const long z = cast_value((long)acc + (bias[o] << bias_shift), gid, pre_spec, 0u, &flags);
+    const long z = cast_value((long)acc + ((long)bias[o] << bias_shift), gid, pre_spec, 0u, &flags);
     count(ev, r_pre, flags);
     long a;
     if (kind == 0) {
-        a = table[lut_index(z, r_raw, addr_shift)];
+        a = (long)table[lut_index(z, r_raw, addr_shift)];
     } else {
         a = cast_value(plan_exact(z, plan_f), gid, act_spec, 0u, &flags);
         count(ev, r_act, flags);
     }
-    a_out[gid] = a;
+    a_out[gid] = (RAW_T)a;
 }
 
 /* Section 6: e = cast(err); d = cast(a (1 - a)); delta = cast(e d) (or cast(e), xent output).
  * err is a - t for the output layer (n_next == 0), else sum_o delta_next[b, o] w_next[o, j]. */
 __kernel void delta(const int n_items, const int n_cur, const int n_next,
-                    __global const long *act, __global const long *target,
+                    __global const RAW_T *act, __global const RAW_T *target,
                     __global const int *rows, const int offset,
-                    __global const long *delta_next, __global const long *w_next,
+                    __global const RAW_T *delta_next, __global const RAW_T *w_next,
                     __constant const long *e_spec, const uint e_key,
                     const int use_derivative, const long one,
                     __constant const long *d_spec, const uint d_key,
                     __constant const long *delta_spec, const uint delta_key,
-                    __global long *delta_out, __global uint *ev,
+                    __global RAW_T *delta_out, __global uint *ev,
                     const int r_err, const int r_d, const int r_delta)
 {
     const int gid = get_global_id(0);
@@ -140,9 +145,9 @@ __kernel void delta(const int n_items, const int n_cur, const int n_next,
     long err;
     const int b = gid / n_cur, j = gid - b * n_cur;
     if (n_next == 0) {
-        err = act[gid] - target[(long)rows[offset + b] * n_cur + j];
+        err = (long)act[gid] - (long)target[(long)rows[offset + b] * n_cur + j];
     } else {
-        __global const long *dr = delta_next + (long)b * n_next;
+        __global const RAW_T *dr = delta_next + (long)b * n_next;
         ACC_T acc = 0;
         for (int o = 0; o < n_next; o++)
             acc += (ACC_T)dr[o] * (ACC_T)w_next[(long)o * n_cur + j];
@@ -153,7 +158,7 @@ __kernel void delta(const int n_items, const int n_cur, const int n_next,
     count(ev, r_err, flags);
     long q;
     if (use_derivative) {
-        const long a = act[gid];
+        const long a = (long)act[gid];
         const long d = cast_value(a * (one - a), gid, d_spec, d_key, &flags);
         count(ev, r_d, flags);
         q = cast_value(e * d, gid, delta_spec, delta_key, &flags);
@@ -161,7 +166,7 @@ __kernel void delta(const int n_items, const int n_cur, const int n_next,
         q = cast_value(e, gid, delta_spec, delta_key, &flags);
     }
     count(ev, r_delta, flags);
-    delta_out[gid] = q;
+    delta_out[gid] = (RAW_T)q;
 }
 
 /* Sections 7-8 for one parameter; returns the new value. */
@@ -182,9 +187,9 @@ inline long update_value(long g_exact, long w, uint i, long eta, __constant cons
 /* w[o, i] <- cast(w - eta cast(sum_b delta[b, o] a_prev[b, i])), in place; a_prev rows are
  * gathered like the forward input when gather != 0. */
 __kernel void weight_update(const int n_items, const int n_in, const int n_out, const int batch,
-                            __global const long *delta, __global const long *a_prev,
+                            __global const RAW_T *delta, __global const RAW_T *a_prev,
                             __global const int *rows, const int offset, const int gather,
-                            __global long *w, const long eta,
+                            __global RAW_T *w, const long eta,
                             __constant const long *g_spec, const uint g_key,
                             const int w_shift, const int u_shift,
                             __constant const long *upd_spec, const uint upd_key,
@@ -197,13 +202,13 @@ __kernel void weight_update(const int n_items, const int n_in, const int n_out, 
     for (int b = 0; b < batch; b++)
         acc += (ACC_T)delta[(long)b * n_out + o]
              * (ACC_T)a_prev[(gather ? (long)rows[offset + b] : (long)b) * n_in + i];
-    w[gid] = update_value((long)acc, w[gid], gid, eta, g_spec, g_key, w_shift, u_shift,
+    w[gid] = (RAW_T)update_value((long)acc, (long)w[gid], gid, eta, g_spec, g_key, w_shift, u_shift,
                           upd_spec, upd_key, ev, r_g, r_upd);
 }
 
 /* b[o] <- cast(b - eta cast(sum_b delta[b, o])), in place. */
-__kernel void bias_update(const int n_out, const int batch, __global const long *delta,
-                          __global long *bias, const long eta,
+__kernel void bias_update(const int n_out, const int batch, __global const RAW_T *delta,
+                          __global RAW_T *bias, const long eta,
                           __constant const long *g_spec, const uint g_key,
                           const int w_shift, const int u_shift,
                           __constant const long *upd_spec, const uint upd_key,
@@ -213,7 +218,7 @@ __kernel void bias_update(const int n_out, const int batch, __global const long 
     if (o >= n_out) return;
     long s = 0;
     for (int b = 0; b < batch; b++)
-        s += delta[(long)b * n_out + o];
-    bias[o] = update_value(s, bias[o], o, eta, g_spec, g_key, w_shift, u_shift, upd_spec,
+        s += (long)delta[(long)b * n_out + o];
+    bias[o] = (RAW_T)update_value(s, (long)bias[o], o, eta, g_spec, g_key, w_shift, u_shift, upd_spec,
                            upd_key, ev, r_g, r_upd);
 }
