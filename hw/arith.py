@@ -1,0 +1,94 @@
+"""Combinational building blocks shared by the units: the cast and the random hash.
+
+Both are transcriptions of ``docs/datapath.md`` (sections 1 and 9) into Amaranth
+expressions; the units register around them.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Mux, Value, unsigned
+
+from ..sw.fixed import Overflow, QFormat, Rounding
+
+__all__ = ["hash32", "cast_expr", "check_format", "check_rounding", "check_overflow"]
+
+
+def _mask32(v: Value) -> Value:
+    return v[:32].as_unsigned()
+
+
+def hash32(a: Value) -> Value:
+    """Jenkins' 32-bit integer hash (section 9): adds, XORs and shifts, modulo 2**32."""
+    a = _mask32(a)
+    a = _mask32((a + 0x7ED55D16) + (a << 12))
+    a = _mask32((a ^ 0xC761C23C) ^ (a >> 19))
+    a = _mask32((a + 0x165667B1) + (a << 5))
+    a = _mask32((a + 0xD3A2646C) ^ (a << 9))
+    a = _mask32((a + 0xFD7046C5) + (a << 3))
+    a = _mask32((a ^ 0xB55A4F09) ^ (a >> 16))
+    return a
+
+
+def cast_expr(x: Value, from_frac: int, fmt: QFormat, rounding: Rounding, overflow: Overflow,
+              random: Value | None = None) -> tuple[Value, Value, Value]:
+    """``(q, overflowed, underflowed)`` of ``cast(x, from_frac -> fmt)`` (section 1).
+
+    ``q`` is wider than ``fmt``; assigning it to a ``fmt``-wide signal keeps the low bits,
+    which after saturation is the value and without it is the wrap-around.
+    """
+    s = from_frac - fmt.frac_bits
+    if s > 0:
+        if rounding is Rounding.TRUNCATE:
+            q = x >> s
+        elif rounding is Rounding.TOWARD_ZERO:
+            q = (x + Mux(x < 0, (1 << s) - 1, 0)) >> s
+        elif rounding is Rounding.HALF_UP:
+            q = (x + (1 << (s - 1))) >> s
+        elif rounding is Rounding.NEAREST_EVEN:
+            q = (x + ((1 << (s - 1)) - 1) + x.as_signed()[s]) >> s
+        else:
+            if random is None:
+                raise ValueError("stochastic rounding needs a random word")
+            r = random.as_unsigned()
+            r = (r >> (32 - s)) if s <= 32 else (r << (s - 32))
+            q = (x + r) >> s
+    elif s < 0:
+        q = x << (-s)
+    else:
+        q = x
+    lo, hi = fmt.min_raw, fmt.max_raw
+    over = (q < lo) | (q > hi)
+    if overflow is Overflow.SATURATE:
+        q = Mux(q < lo, lo, Mux(q > hi, hi, q))
+    value = q[:fmt.total_bits]
+    value = value.as_signed() if fmt.signed else value.as_unsigned()
+    under = (value == 0) & (x != 0) if s > 0 else Value.cast(0)
+    return value, over, under
+
+
+def check_format(what: str, fmt) -> QFormat:
+    if isinstance(fmt, str):
+        fmt = QFormat.parse(fmt)
+    if not isinstance(fmt, QFormat):
+        raise TypeError(f"{what} must be a QFormat, not {fmt!r}")
+    return fmt
+
+
+def check_rounding(rounding) -> Rounding:
+    if isinstance(rounding, str):
+        rounding = Rounding.parse(rounding)
+    if not isinstance(rounding, Rounding):
+        raise TypeError(f"rounding must be a Rounding, not {rounding!r}")
+    return rounding
+
+
+def check_overflow(overflow) -> Overflow:
+    if isinstance(overflow, str):
+        overflow = Overflow.parse(overflow)
+    if not isinstance(overflow, Overflow):
+        raise TypeError(f"overflow must be an Overflow, not {overflow!r}")
+    return overflow
+
+
+def width_of_unsigned(n: int):
+    return unsigned(max(1, n.bit_length()))
