@@ -123,6 +123,43 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
 
 
 @cli.command()
+@click.argument("unit", required=False)
+@click.option("--precision", default="fx16", show_default=True,
+              help="Precision profile: a preset or a .toml file.")
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=None,
+              help="Rounding of the training casts (as for train).")
+@click.option("--stage", default=None, help="For cast: which cast site (preactivation, error, "
+              "derivative, delta, gradient).")
+@click.option("--out", type=click.Path(path_type=Path), help="Write the Verilog here (default: stdout).")
+@click.option("--list", "list_units", is_flag=True, help="List the units and their parameters.")
+def gen(unit, precision, rounding, stage, out, list_units):
+    """Emit Verilog for an RTL unit: mac, cast, sigmoid, sigmoid-derivative, weight-update."""
+    try:
+        from ..hw.generate import UNITS, build_unit, verilog
+    except ImportError as exc:
+        raise FxbpError(f"fxbp gen needs Amaranth ({exc}): pip install 'fxbp[hw]'") from None
+    from .profile import load_profile
+    if list_units:
+        for name, (_, params) in UNITS.items():
+            click.echo(f"{name:20s} {params}")
+        return
+    if unit is None:
+        raise FxbpError("name a unit (fxbp gen --list shows them)")
+    _check_output(out, "--out", (".v",))
+    profile = load_profile(precision)
+    if rounding is not None:
+        profile = profile.with_rounding(rounding)
+    component = build_unit(unit, profile, stage)
+    text = verilog(component, f"fxbp_{unit.replace('-', '_')}")
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        from .train import _atomic_write_bytes
+        _atomic_write_bytes(out, text.encode())
+        _console(stderr=True).print(f"wrote {out} ({len(text.splitlines())} lines)")
+
+
+@cli.command()
 def info():
     """Versions of the packages and tools fxbp uses, and how to get missing ones."""
     from .toolinfo import collect, info_table

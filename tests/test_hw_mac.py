@@ -1,0 +1,57 @@
+# amaranth: UnusedElaboratable=no
+"""MAC unit in Amaranth's simulator: exact sums, first/last framing, latency, stalls."""
+
+import numpy as np
+import pytest
+
+from fxbp.hw import MAC, max_exact_fan_in
+from fxbp.sim import models
+from fxbp.sim.amaranth_bench import run_stream
+
+
+def framed(rng, a_width, b_width, n_sums, max_len, edge=False):
+    lengths = rng.integers(1, max_len + 1, n_sums)
+    n = int(lengths.sum())
+    lo_a, hi_a = -(1 << (a_width - 1)), (1 << (a_width - 1)) - 1
+    lo_b, hi_b = -(1 << (b_width - 1)), (1 << (b_width - 1)) - 1
+    a = rng.integers(lo_a, hi_a + 1, n)
+    b = rng.integers(lo_b, hi_b + 1, n)
+    if edge:                       # the largest sums: most negative x most negative
+        a[:lengths[0]], b[:lengths[0]] = lo_a, lo_b
+    items, k = [], 0
+    for length in lengths:
+        for j in range(length):
+            items.append({"a": int(a[k]), "b": int(b[k]), "first": int(j == 0),
+                          "last": int(j == length - 1)})
+            k += 1
+    return items, models.mac_sums(a, b, lengths)
+
+
+@pytest.mark.parametrize("widths", [(16, 16, 40, 256), (8, 8, 24, 511), (18, 18, 48, 1024)])
+@pytest.mark.parametrize("valid_prob, ready_prob", [(1.0, 1.0), (0.6, 0.4)])
+def test_exact_sums(widths, valid_prob, ready_prob):
+    a_w, b_w, acc_w, fan_in = widths
+    dut = MAC(a_width=a_w, b_width=b_w, acc_width=acc_w, max_fan_in=fan_in)
+    rng = np.random.default_rng(sum(widths))
+    items, sums = framed(rng, a_w, b_w, 12, fan_in, edge=True)
+    out, _ = run_stream(dut, items, n_out=len(sums), valid_prob=valid_prob, ready_prob=ready_prob)
+    assert out == sums
+
+
+def test_latency_and_full_rate():
+    dut = MAC(a_width=16, b_width=16, acc_width=40, max_fan_in=8)
+    items = [{"a": 3, "b": 5, "first": 1, "last": 1}] + [
+        {"a": i, "b": -i, "first": int(i == 1), "last": int(i == 8)} for i in range(1, 9)]
+    out, latency = run_stream(dut, items, n_out=2)
+    assert out == [15, -sum(i * i for i in range(1, 9))]
+    assert latency == MAC.LATENCY          # one-product sum: accepted at 0, out at 3
+
+
+def test_fan_in_check():
+    assert max_exact_fan_in(16, 16, 40) == 511
+    with pytest.raises(ValueError, match="exact for at most 511 products of 16x16 bits, not 512"):
+        MAC(a_width=16, b_width=16, acc_width=40, max_fan_in=512)
+    with pytest.raises(ValueError, match="MAC maximum fan-in must be a positive integer, not 0"):
+        MAC(max_fan_in=0)
+    with pytest.raises(TypeError, match="MAC operand width must be an integer, not '16'"):
+        MAC(a_width="16")

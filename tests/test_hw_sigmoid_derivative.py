@@ -1,0 +1,29 @@
+# amaranth: UnusedElaboratable=no
+"""SigmoidDerivative unit in Amaranth's simulator: every activation of the format."""
+
+import numpy as np
+import pytest
+
+from fxbp.hw import SigmoidDerivative
+from fxbp.sim import models
+from fxbp.sim.amaranth_bench import run_stream
+from fxbp.sw.fixed import Overflow, QFormat, Rounding
+
+
+@pytest.mark.parametrize("rounding", list(Rounding))
+@pytest.mark.parametrize("a_fmt, d_fmt", [(QFormat(1, 7), QFormat(1, 7)),
+                                           (QFormat(2, 10), QFormat(1, 11))])
+def test_every_activation(rounding, a_fmt, d_fmt):
+    dut = SigmoidDerivative(a_fmt=a_fmt, d_fmt=d_fmt, rounding=rounding)
+    a = np.arange(a_fmt.min_raw, a_fmt.max_raw + 1)
+    out, lat = run_stream(dut, [{"value": int(v), "index": i} for i, v in enumerate(a)],
+                          statics=[(dut.key, 5)], valid_prob=0.9, ready_prob=0.8)
+    want = models.derivative_model(a, a_fmt, d_fmt, rounding, Overflow.SATURATE, key=5)
+    for field in ("value", "overflow", "underflow"):
+        assert [o[field] for o in out] == want[field].tolist()
+    assert run_stream(dut, [{"value": 1, "index": 0}], statics=[(dut.key, 5)])[1] == 3
+
+
+def test_parameter_checks():
+    with pytest.raises(TypeError, match="SigmoidDerivative activation format must be a QFormat"):
+        SigmoidDerivative(a_fmt=None, d_fmt=QFormat(1, 15))
