@@ -14,10 +14,10 @@ from ..sw.errors import FxbpError
 
 __all__ = ["synthesize", "FAMILIES", "yosys_command"]
 
-#: family -> (yosys synthesis command, the cell types reported as LUT, FF and DSP)
+#: family -> (yosys synthesis command, the cell types reported as LUT, FF, DSP and block RAM)
 FAMILIES = {
-    "ice40": ("synth_ice40 -dsp", ("SB_LUT4",), ("SB_DFF",), ("SB_MAC16",)),
-    "ecp5": ("synth_ecp5", ("LUT4",), ("TRELLIS_FF",), ("MULT18X18D",)),
+    "ice40": ("synth_ice40 -dsp", ("SB_LUT4",), ("SB_DFF",), ("SB_MAC16",), ("SB_RAM40_4K",)),
+    "ecp5": ("synth_ecp5", ("LUT4",), ("TRELLIS_FF",), ("MULT18X18D",), ("DP16KD", "PDPW16KD")),
 }
 
 
@@ -32,7 +32,7 @@ def synthesize(verilog_text: str, top: str, family: str, *, timeout: float = 600
     """Synthesise ``top`` for ``family``; return cell counts and LUT/FF/DSP totals."""
     if family not in FAMILIES:
         raise FxbpError(f"unknown FPGA family {family!r}: choose ice40 or ecp5")
-    command, luts, ffs, dsps = FAMILIES[family]
+    command, luts, ffs, dsps, brams = FAMILIES[family]
     with tempfile.TemporaryDirectory(prefix="fxbp-synth-") as tmp:
         src = Path(tmp) / f"{top}.v"
         src.write_text(verilog_text)
@@ -54,4 +54,4 @@ def synthesize(verilog_text: str, top: str, family: str, *, timeout: float = 600
         return sum(n for t, n in cells.items() if t.startswith(prefixes))
 
     return {"family": family, "cells": dict(sorted(cells.items())), "lut": total(luts),
-            "ff": total(ffs), "dsp": total(dsps)}
+            "ff": total(ffs), "dsp": total(dsps), "bram": total(brams)}
