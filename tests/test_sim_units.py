@@ -26,3 +26,13 @@ def test_a_wrong_expectation_is_reported(tmp_path):
     assert res["failures"] == 4
     log = Path(res["log"]).read_text()
     assert "output 100, unit 0 (lut), field value: expected" in log and "inputs {'value': -28}" in log
+
+
+def test_waves_on_demand(tmp_path, monkeypatch):
+    from fxbp.sim.runner import fst_supported
+    monkeypatch.setenv("WAVES", "1")
+    res = run_case("sigmoid-plan-8bit", tmp_path)
+    assert res["failures"] == 0
+    # FST when the lz4/zlib headers Verilator's FST writer needs are installed, else VCD.
+    dump = Path(res["build_dir"]) / ("dump.fst" if fst_supported() else "dump.vcd")
+    assert dump.exists() and dump.stat().st_size > 1000
