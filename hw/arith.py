@@ -6,11 +6,11 @@ expressions; the units register around them.
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux, Value, unsigned
+from amaranth.hdl import Mux, Value, signed, unsigned
 
 from ..sw.fixed import Overflow, QFormat, Rounding
 
-__all__ = ["hash32", "cast_expr", "check_format", "check_rounding", "check_overflow"]
+__all__ = ["hash32", "cast_expr", "check_format", "check_rounding", "check_overflow", "fmt_shape"]
 
 
 def _mask32(v: Value) -> Value:
@@ -90,5 +90,6 @@ def check_overflow(overflow) -> Overflow:
     return overflow
 
 
-def width_of_unsigned(n: int):
-    return unsigned(max(1, n.bit_length()))
+def fmt_shape(fmt: QFormat):
+    """The Amaranth shape of raw values in ``fmt``."""
+    return signed(fmt.total_bits) if fmt.signed else unsigned(fmt.total_bits)

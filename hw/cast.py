@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.fixed import Overflow, Rounding
-from .arith import cast_expr, check_format, check_overflow, check_rounding, hash32
+from .arith import cast_expr, check_format, check_overflow, check_rounding, fmt_shape, hash32
 from .pipeline import PipelineControl
 
 __all__ = ["Cast"]
@@ -59,7 +59,7 @@ class Cast(wiring.Component):
         self.rounding = check_rounding(rounding)
         self.overflow = check_overflow(overflow)
         self.in_width, self.from_frac = in_width, from_frac
-        out_shape = signed(self.fmt.total_bits) if self.fmt.signed else unsigned(self.fmt.total_bits)
+        out_shape = fmt_shape(self.fmt)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"value": signed(in_width),
                                                         "index": unsigned(32)}))),

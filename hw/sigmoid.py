@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.fixed import Overflow, Rounding
 from ..sw.sigmoid import SigmoidSpec, lut_params, sigmoid_lut_table
-from .arith import cast_expr, check_format, check_rounding
+from .arith import cast_expr, check_format, check_rounding, fmt_shape
 from .pipeline import PipelineControl
 
 __all__ = ["Sigmoid"]
-
-
-def _shape(fmt):
-    return signed(fmt.total_bits) if fmt.signed else unsigned(fmt.total_bits)
 
 
 class Sigmoid(wiring.Component):
@@ -55,8 +51,8 @@ class Sigmoid(wiring.Component):
             self.r_raw, self.addr_shift = lut_params(self.z_fmt, spec)
             self.table = [int(v) for v in sigmoid_lut_table(spec, self.a_fmt)]
         self.latency = 1 if spec.kind == "lut" else 2
-        super().__init__({"i": In(stream.Signature(_shape(self.z_fmt))),
-                          "o": Out(stream.Signature(_shape(self.a_fmt)))})
+        super().__init__({"i": In(stream.Signature(fmt_shape(self.z_fmt))),
+                          "o": Out(stream.Signature(fmt_shape(self.a_fmt)))})
 
     def elaborate(self, platform):
         m = Module()
@@ -64,7 +60,7 @@ class Sigmoid(wiring.Component):
         m.d.comb += [self.i.ready.eq(ctl.enable), self.o.valid.eq(ctl.valid[-1])]
         z = self.i.payload
         if self.spec.kind == "lut":
-            m.submodules.rom = rom = memory.Memory(shape=_shape(self.a_fmt),
+            m.submodules.rom = rom = memory.Memory(shape=fmt_shape(self.a_fmt),
                                                    depth=self.spec.entries, init=self.table)
             rd = rom.read_port()
             r = self.r_raw
@@ -73,7 +69,7 @@ class Sigmoid(wiring.Component):
                          self.o.payload.eq(rd.data)]
             return m
         f = self.z_fmt.frac_bits
-        zr = Signal(_shape(self.z_fmt))
+        zr = Signal(fmt_shape(self.z_fmt))
         with m.If(ctl.enable):
             m.d.sync += zr.eq(z)
         t = Mux(zr < 0, -zr, zr)

@@ -7,14 +7,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.fixed import Overflow, Rounding
-from .arith import cast_expr, check_format, check_overflow, check_rounding, hash32
+from .arith import cast_expr, check_format, check_overflow, check_rounding, fmt_shape, hash32
 from .pipeline import PipelineControl
 
 __all__ = ["SigmoidDerivative"]
-
-
-def _shape(fmt):
-    return signed(fmt.total_bits) if fmt.signed else unsigned(fmt.total_bits)
 
 
 class SigmoidDerivative(wiring.Component):
@@ -52,9 +48,9 @@ class SigmoidDerivative(wiring.Component):
         self.rounding = check_rounding(rounding)
         self.overflow = check_overflow(overflow)
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"value": _shape(self.a_fmt),
+            "i": In(stream.Signature(data.StructLayout({"value": fmt_shape(self.a_fmt),
                                                         "index": unsigned(32)}))),
-            "o": Out(stream.Signature(data.StructLayout({"value": _shape(self.d_fmt),
+            "o": Out(stream.Signature(data.StructLayout({"value": fmt_shape(self.d_fmt),
                                                          "overflow": 1, "underflow": 1}))),
             "key": In(32),
         })

@@ -7,14 +7,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.fixed import Overflow, Rounding
-from .arith import cast_expr, check_format, check_overflow, check_rounding, hash32
+from .arith import cast_expr, check_format, check_overflow, check_rounding, fmt_shape, hash32
 from .pipeline import PipelineControl
 
 __all__ = ["WeightUpdate"]
-
-
-def _shape(fmt):
-    return signed(fmt.total_bits) if fmt.signed else unsigned(fmt.total_bits)
 
 
 class WeightUpdate(wiring.Component):
@@ -66,12 +62,12 @@ class WeightUpdate(wiring.Component):
         self.w_shift = self.frac - self.w_fmt.frac_bits
         self.u_shift = self.frac - u_frac
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"w": _shape(self.w_fmt),
-                                                        "g": _shape(self.g_fmt),
+            "i": In(stream.Signature(data.StructLayout({"w": fmt_shape(self.w_fmt),
+                                                        "g": fmt_shape(self.g_fmt),
                                                         "index": unsigned(32)}))),
-            "o": Out(stream.Signature(data.StructLayout({"value": _shape(self.w_fmt),
+            "o": Out(stream.Signature(data.StructLayout({"value": fmt_shape(self.w_fmt),
                                                          "overflow": 1, "stalled": 1}))),
-            "eta": In(_shape(self.lr_fmt)),
+            "eta": In(fmt_shape(self.lr_fmt)),
             "key": In(32),
         })
 
@@ -79,9 +75,9 @@ class WeightUpdate(wiring.Component):
         m = Module()
         ctl = PipelineControl(m, self.LATENCY, self.i.valid, self.o.ready)
         m.d.comb += [self.i.ready.eq(ctl.enable), self.o.valid.eq(ctl.valid[-1])]
-        wb, gb, lb = self.w_fmt.total_bits, self.g_fmt.total_bits, self.lr_fmt.total_bits
-        w = [Signal(_shape(self.w_fmt), name=f"w{k}") for k in range(2)]
-        g = Signal(_shape(self.g_fmt))
+        gb, lb = self.g_fmt.total_bits, self.lr_fmt.total_bits
+        w = [Signal(fmt_shape(self.w_fmt), name=f"w{k}") for k in range(2)]
+        g = Signal(fmt_shape(self.g_fmt))
         eta = Signal(signed(lb + 1))
         u = Signal(signed(gb + lb + 1))
         r = [Signal(32, name=f"r{k}") for k in range(2)]

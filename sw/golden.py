@@ -300,7 +300,6 @@ class GoldenMLP:
         fin = self._in_fmt(l).frac_bits
         fw, fb, fa = p.weight.fmt.frac_bits, p.bias.fmt.frac_bits, p.activation.fmt.frac_bits
         fd, fe, fdl = p.derivative.fmt.frac_bits, p.error.fmt.frac_bits, p.delta.fmt.frac_bits
-        fg = p.gradient.fmt.frac_bits
         last = l == len(self.sizes) - 2
         err_frac = fa if last else fdl + fw
         derivative = not (last and self.loss == "xent")

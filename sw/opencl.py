@@ -16,9 +16,9 @@ import numpy as np
 
 from .errors import FxbpError
 from .fixed import quantize
-from .golden import EVENT_SITES, GoldenMLP, _R, learning_rate_raw
+from .golden import EVENT_SITES, _R, learning_rate_raw
 from .profile import STAGES
-from .runtime import Runtime
+from .runtime import Runtime, golden_model
 
 __all__ = ["select_device", "OpenCLRuntime", "OpenCLFloatRuntime", "opencl_available",
            "DEVICE_CHOICES"]
@@ -262,11 +262,8 @@ class OpenCLRuntime(_OpenCLBase):
         self.eta = learning_rate_raw(lr, batch, profile)
         # The golden model holds the static plan (formats, cast specs, random keys, fit
         # checks) and quantises host data; the device holds the parameters and does the work.
-        self.plan = GoldenMLP(sizes, profile,
-                              [quantize(w, profile.weight.fmt) for w in init_weights],
-                              [quantize(b, profile.bias.fmt) for b in init_biases],
-                              loss=loss, seed=seed)
-        self.plan.check_fit(batch)
+        self.plan = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
+                                 batch=batch)
         acc = "double" if profile.accumulator_bits <= 53 else "long"
         if acc == "double" and "cl_khr_fp64" not in self.device.extensions:
             acc = "long"

@@ -21,6 +21,15 @@ from .profile import PrecisionProfile
 __all__ = ["Runtime", "GoldenRuntime", "FloatRuntime", "BACKENDS", "make_runtime"]
 
 
+def golden_model(sizes, profile, init_weights, init_biases, *, loss, seed, batch) -> GoldenMLP:
+    """A golden model from real initial values (rounded into the formats), fit-checked for
+    ``batch``. The OpenCL runtime uses one too, as its static plan."""
+    model = GoldenMLP(sizes, profile, [quantize(w, profile.weight.fmt) for w in init_weights],
+                      [quantize(b, profile.bias.fmt) for b in init_biases], loss=loss, seed=seed)
+    model.check_fit(batch)
+    return model
+
+
 class Runtime(abc.ABC):
     """What a training backend provides.
 
@@ -110,11 +119,8 @@ class GoldenRuntime(Runtime):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch)
         self.eta = learning_rate_raw(lr, batch, profile)
-        self.model = GoldenMLP(sizes, profile,
-                               [quantize(w, profile.weight.fmt) for w in init_weights],
-                               [quantize(b, profile.bias.fmt) for b in init_biases],
-                               loss=loss, seed=seed)
-        self.model.check_fit(batch)
+        self.model = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
+                                  batch=batch)
 
     def prepare(self, x, t):
         return self.model.quantize_input(x), self.model.quantize_target(t)

@@ -21,7 +21,6 @@ from .errors import FxbpError
 from .fixed import quantize
 from .profile import PrecisionProfile, load_profile
 from .runtime import Runtime, make_runtime
-from .sigmoid import SigmoidSpec
 
 __all__ = ["TrainConfig", "Trainer", "initial_parameters", "loss_value", "accuracy",
            "CHECKPOINT_FILE", "SCHEMA_VERSION"]

@@ -1,7 +1,6 @@
 """Smoke tests of the runnable examples and benchmark scripts (no timing asserted)."""
 
 import json
-import runpy
 import subprocess
 import sys
 from pathlib import Path

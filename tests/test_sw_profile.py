@@ -1,14 +1,10 @@
 """Precision profiles: presets, the TOML format, and its errors."""
 
-import dataclasses
-import tomllib
-
 import pytest
 
 from fxbp.sw.errors import FxbpError
 from fxbp.sw.fixed import QFormat, Rounding
-from fxbp.sw.profile import (FORWARD_STAGES, STAGES, TRAINING_STAGES, load_profile,
-                             preset_names, profile_from_dict)
+from fxbp.sw.profile import FORWARD_STAGES, STAGES, TRAINING_STAGES, load_profile, preset_names
 
 
 def test_presets():
