@@ -3,7 +3,7 @@ configurations (rounding x overflow) on the same vectors."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,6 +25,10 @@ class UnitBank(wiring.Component):
     -------
     i : In(stream.Signature(unit input payload))
     o : Out(stream.Signature(ArrayLayout(unit output payload, len(units))))
+    monitor : Out(2 + payload width)
+        ``{o.payload, o.valid, i.ready}`` in one vector (bit 0 ``i.ready``, bit 1
+        ``o.valid``), so a testbench reads the cycle's handshake and data at once: each
+        signal read from cocotb costs microseconds, whatever its width.
     """
 
     def __init__(self, units, statics=()):
@@ -37,8 +41,10 @@ class UnitBank(wiring.Component):
         for u in self.units[1:]:
             if u.i.payload.shape() != in_shape or u.o.payload.shape() != out_shape:
                 raise ValueError("UnitBank units must have equal payload shapes")
+        out_layout = data.ArrayLayout(out_shape, len(self.units))
         members = {"i": In(stream.Signature(in_shape)),
-                   "o": Out(stream.Signature(data.ArrayLayout(out_shape, len(self.units))))}
+                   "o": Out(stream.Signature(out_layout)),
+                   "monitor": Out(2 + out_layout.size)}
         for name in statics:
             members[name] = In(getattr(first, name).shape())
         self.statics = tuple(statics)
@@ -52,5 +58,6 @@ class UnitBank(wiring.Component):
                          u.o.ready.eq(self.o.ready), self.o.payload[k].eq(u.o.payload)]
             for name in self.statics:
                 m.d.comb += getattr(u, name).eq(getattr(self, name))
-        m.d.comb += [self.i.ready.eq(self.units[0].i.ready), self.o.valid.eq(self.units[0].o.valid)]
+        m.d.comb += [self.i.ready.eq(self.units[0].i.ready), self.o.valid.eq(self.units[0].o.valid),
+                     self.monitor.eq(Cat(self.i.ready, self.o.valid, self.o.payload))]
         return m
