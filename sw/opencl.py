@@ -143,11 +143,8 @@ class _Launch:
 
 
 class DeviceData:
-    """Prepared data resident on the device: inputs ``x`` and targets ``t``.
-
-    Indexing with an index array (``data[idx]``) returns the host rows, so code
-    written for host arrays keeps working.
-    """
+    """Prepared data resident on the device: inputs ``x`` and targets ``t`` (``prepare``
+    returns the same object for both; kernels gather batch rows through an index buffer)."""
 
     def __init__(self, runtime, x: np.ndarray, t: np.ndarray):
         self.host_x, self.host_t = x, t
