@@ -171,10 +171,13 @@ class _OpenCLBase(Runtime):
         self.capacity = max(batch, EVAL_CHUNK)
         item = np.dtype(self.dtype).itemsize
         mf = self.cl.mem_flags
-        self.acts = [self.cl.Buffer(self.ctx, mf.READ_WRITE, self.capacity * n * item)
-                     for n in self.sizes]
-        self.deltas = [self.cl.Buffer(self.ctx, mf.READ_WRITE, self.capacity * n * item)
-                       for n in self.sizes[1:]]
+        def scratch(n):
+            return self.cl.Buffer(self.ctx, mf.READ_WRITE, self.capacity * n * item)
+        # Row-major [batch, width] and transposed [width, batch] copies (see the kernels).
+        self.acts = [scratch(n) for n in self.sizes]
+        self.acts_t = [scratch(n) for n in self.sizes]
+        self.deltas = [scratch(n) for n in self.sizes[1:]]
+        self.deltas_t = [scratch(n) for n in self.sizes[1:]]
         self.rows = self.cl.Buffer(self.ctx, mf.READ_WRITE, 4 * max(self.capacity, 1))
         self._rows_len = 0
 
@@ -187,6 +190,17 @@ class _OpenCLBase(Runtime):
         """Kernel objects per (kernel, layer), created once and reused every step."""
         return {(n, l): _Launch(self.cl, program, n, self.queue)
                 for n in names for l in range(len(self.sizes) - 1)}
+
+    def _upload_weights(self, weights) -> None:
+        """Weights and their transposed copies onto the device."""
+        self.w_buf = [self._upload(np.asarray(w, dtype=self.dtype)) for w in weights]
+        self.w_t_buf = [self._upload(np.asarray(w, dtype=self.dtype).T) for w in weights]
+
+    def _write_weights(self, weights) -> None:
+        for l, w in enumerate(weights):
+            w = np.asarray(w, dtype=self.dtype)
+            self.cl.enqueue_copy(self.queue, self.w_buf[l], np.ascontiguousarray(w))
+            self.cl.enqueue_copy(self.queue, self.w_t_buf[l], np.ascontiguousarray(w.T))
 
     def _upload(self, array: np.ndarray):
         mf = self.cl.mem_flags
@@ -261,13 +275,10 @@ class OpenCLRuntime(_OpenCLBase):
         # checks) and quantises host data; the device holds the parameters and does the work.
         self.plan = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                                  batch=batch)
-        acc = "double" if profile.accumulator_bits <= 53 else "long"
-        if acc == "double" and "cl_khr_fp64" not in self.device.extensions:
-            acc = "long"
         raw_t = "int" if self.dtype == np.int32 else "long"
-        program = _program(self.ctx, "fixed_train", (f"-DACC_T={acc}", f"-DRAW_T={raw_t}"))
+        program = _program(self.ctx, "fixed_train", (f"-DRAW_T={raw_t}",))
         self.k = self._launches(program, ("forward", "delta", "weight_update", "bias_update"))
-        self.w_buf = [self._upload(w.astype(self.dtype)) for w in self.plan.weights]
+        self._upload_weights(self.plan.weights)
         self.b_buf = [self._upload(b.astype(self.dtype)) for b in self.plan.biases]
         self.ev_buf = self._upload(np.zeros((len(EVENT_SITES), 2), dtype=np.uint32))
         self.ev_host = np.zeros((len(EVENT_SITES), 2), dtype=np.int64)
@@ -293,33 +304,35 @@ class OpenCLRuntime(_OpenCLBase):
             last = l == n_layers - 1
             self.k["forward", l].set(
                 n_in=i32(n_in), n_out=i32(n_out), rows=self.rows, gather=i32(l == 0),
-                x=self.acts[l], w=self.w_buf[l], bias=self.b_buf[l],
+                x=self.acts[l], x_t=self.acts_t[l], w=self.w_buf[l], bias=self.b_buf[l],
                 bias_shift=i32(plan["bias_shift"]), pre_spec=self._spec(plan["pre"]),
                 kind=i32(0 if p.sigmoid.kind == "lut" else 1), table=table,
                 r_raw=np.int64(r_raw), addr_shift=i32(addr_shift),
                 plan_f=i32(p.preactivation.fmt.frac_bits), act_spec=self._spec(plan["act"]),
-                a_out=self.acts[l + 1], ev=self.ev_buf, r_pre=i32(_R["preactivation"]),
+                a_out=self.acts[l + 1], a_t=self.acts_t[l + 1], ev=self.ev_buf,
+                r_pre=i32(_R["preactivation"]),
                 r_act=i32(_R["activation"]))
             self.k["delta", l].set(
                 n_cur=i32(n_out), n_next=i32(0 if last else self.sizes[l + 2]),
                 act=self.acts[l + 1], target=self.acts[l + 1], rows=self.rows,
                 delta_next=self.deltas[l + 1] if not last else self.deltas[l],
-                w_next=self.w_buf[l + 1] if not last else self.w_buf[l],
+                w_next_t=self.w_t_buf[l + 1] if not last else self.w_t_buf[l],
                 e_spec=self._spec(plan["err"]), use_derivative=i32(plan["derivative"]),
                 one=np.int64(1 << p.activation.fmt.frac_bits), d_spec=self._spec(plan["d"]),
-                delta_spec=self._spec(plan["delta"]), delta_out=self.deltas[l], ev=self.ev_buf,
+                delta_spec=self._spec(plan["delta"]), delta_out=self.deltas[l],
+                delta_t=self.deltas_t[l], ev=self.ev_buf,
                 r_err=i32(_R["error"]), r_d=i32(_R["derivative"]), r_delta=i32(_R["delta"]))
             w_frac = max(u_frac, p.weight.fmt.frac_bits)
             self.k["weight_update", l].set(
                 n_items=i32(n_in * n_out), n_in=i32(n_in), n_out=i32(n_out),
-                delta=self.deltas[l], a_prev=self.acts[l], rows=self.rows, gather=i32(l == 0),
-                w=self.w_buf[l], eta=np.int64(eta_raw), g_spec=self._spec(plan["g"]),
+                delta_t=self.deltas_t[l], a_prev_t=self.acts_t[l], w=self.w_buf[l],
+                w_t=self.w_t_buf[l], eta=np.int64(eta_raw), g_spec=self._spec(plan["g"]),
                 w_shift=i32(w_frac - p.weight.fmt.frac_bits), u_shift=i32(w_frac - u_frac),
                 upd_spec=self._spec(model._spec_update(w_frac, p.weight)), ev=self.ev_buf,
                 r_g=i32(_R["gradient"]), r_upd=i32(_R["weight_update"]))
             b_frac = max(u_frac, p.bias.fmt.frac_bits)
             self.k["bias_update", l].set(
-                n_out=i32(n_out), delta=self.deltas[l], bias=self.b_buf[l], eta=np.int64(eta_raw),
+                n_out=i32(n_out), delta_t=self.deltas_t[l], bias=self.b_buf[l], eta=np.int64(eta_raw),
                 g_spec=self._spec(plan["gb"]), w_shift=i32(b_frac - p.bias.fmt.frac_bits),
                 u_shift=i32(b_frac - u_frac), upd_spec=self._spec(model._spec_update(b_frac, p.bias)),
                 ev=self.ev_buf, r_g=i32(_R["bias_gradient"]), r_upd=i32(_R["bias_update"]))
@@ -365,12 +378,10 @@ class OpenCLRuntime(_OpenCLBase):
             self.totals[_R["delta"]] += n * n_cur
             if plan["derivative"]:
                 self.totals[_R["derivative"]] += n * n_cur
-        self.k["weight_update", 0].set(a_prev=data.x)
         for l, plan in enumerate(model._plans):
             layer, n_in, n_out = l + 1, self.sizes[l], self.sizes[l + 1]
             self.k["weight_update", l].set(
-                batch=i32(n), rows=rows, offset=i32(offset),
-                g_key=self._key(plan["g_frac"], p.gradient, "gradient", layer),
+                batch=i32(n), g_key=self._key(plan["g_frac"], p.gradient, "gradient", layer),
                 upd_key=self._key(self._w_frac, p.weight, "weight_update", layer)).run(n_in * n_out)
             self.k["bias_update", l].set(
                 batch=i32(n), g_key=self._key(plan["gb_frac"], p.gradient, "bias_gradient", layer),
@@ -402,8 +413,8 @@ class OpenCLRuntime(_OpenCLBase):
         return out
 
     def load_state(self, state):
+        self._write_weights([state[f"w{l}"] for l in range(len(self.w_buf))])
         for l in range(len(self.w_buf)):
-            self.cl.enqueue_copy(self.queue, self.w_buf[l], np.ascontiguousarray(state[f"w{l}"], dtype=self.dtype))
             self.cl.enqueue_copy(self.queue, self.b_buf[l], np.ascontiguousarray(state[f"b{l}"], dtype=self.dtype))
         self.plan.step = int(state["step"])
 
@@ -455,7 +466,7 @@ class OpenCLFloatRuntime(_OpenCLBase):
             raise FxbpError(f"the learning rate must be a positive number, not {lr!r}")
         program = _program(self.ctx, "float_train", ())
         self.k = self._launches(program, ("forward", "delta", "weight_update", "bias_update"))
-        self.w_buf = [self._upload(np.asarray(w, dtype=np.float32)) for w in init_weights]
+        self._upload_weights(init_weights)
         self.b_buf = [self._upload(np.asarray(b, dtype=np.float32)) for b in init_biases]
         self.step = 0
         i32 = np.int32
@@ -465,18 +476,21 @@ class OpenCLFloatRuntime(_OpenCLBase):
             n_in, n_out = self.sizes[l], self.sizes[l + 1]
             last = l == n_layers - 1
             self.k["forward", l].set(n_in=i32(n_in), n_out=i32(n_out), x=self.acts[l],
-                                     rows=self.rows, gather=i32(l == 0), w=self.w_buf[l],
-                                     bias=self.b_buf[l], a_out=self.acts[l + 1])
+                                     rows=self.rows, gather=i32(l == 0), x_t=self.acts_t[l],
+                                     w=self.w_buf[l], bias=self.b_buf[l], a_out=self.acts[l + 1],
+                                     a_t=self.acts_t[l + 1])
             self.k["delta", l].set(
                 n_cur=i32(n_out), n_next=i32(0 if last else self.sizes[l + 2]),
                 act=self.acts[l + 1], target=self.acts[l + 1], rows=self.rows,
                 delta_next=self.deltas[l + 1] if not last else self.deltas[l],
-                w_next=self.w_buf[l + 1] if not last else self.w_buf[l],
-                use_derivative=i32(not (last and loss == "xent")), delta_out=self.deltas[l])
+                w_next_t=self.w_t_buf[l + 1] if not last else self.w_t_buf[l],
+                use_derivative=i32(not (last and loss == "xent")), delta_out=self.deltas[l],
+                delta_t=self.deltas_t[l])
             self.k["weight_update", l].set(
-                n_items=i32(n_in * n_out), n_in=i32(n_in), n_out=i32(n_out), delta=self.deltas[l],
-                a_prev=self.acts[l], rows=self.rows, gather=i32(l == 0), w=self.w_buf[l], eta=eta)
-            self.k["bias_update", l].set(n_out=i32(n_out), delta=self.deltas[l],
+                n_items=i32(n_in * n_out), n_in=i32(n_in), n_out=i32(n_out),
+                delta_t=self.deltas_t[l], a_prev_t=self.acts_t[l], w=self.w_buf[l],
+                w_t=self.w_t_buf[l], eta=eta)
+            self.k["bias_update", l].set(n_out=i32(n_out), delta_t=self.deltas_t[l],
                                          bias=self.b_buf[l], eta=eta)
 
     def _host_prepare(self, x, t):
@@ -499,10 +513,9 @@ class OpenCLFloatRuntime(_OpenCLBase):
                 k.set(target=data.t)
             n_cur = self.sizes[l + 1]
             k.set(n_items=i32(n * n_cur), rows=rows, offset=i32(offset)).run(n * n_cur)
-        self.k["weight_update", 0].set(a_prev=data.x)
         for l in range(n_layers):
             n_in, n_out = self.sizes[l], self.sizes[l + 1]
-            self.k["weight_update", l].set(batch=i32(n), rows=rows, offset=i32(offset)).run(n_in * n_out)
+            self.k["weight_update", l].set(batch=i32(n)).run(n_in * n_out)
             self.k["bias_update", l].set(batch=i32(n)).run(n_out)
         self.step += 1
 
@@ -530,7 +543,7 @@ class OpenCLFloatRuntime(_OpenCLBase):
         return out
 
     def load_state(self, state):
+        self._write_weights([state[f"w{l}"] for l in range(len(self.w_buf))])
         for l in range(len(self.w_buf)):
-            self.cl.enqueue_copy(self.queue, self.w_buf[l], np.ascontiguousarray(state[f"w{l}"], dtype=np.float32))
             self.cl.enqueue_copy(self.queue, self.b_buf[l], np.ascontiguousarray(state[f"b{l}"], dtype=np.float32))
         self.step = int(state["step"])

@@ -1,17 +1,16 @@
 /* fxbp integer training kernels: docs/datapath.md, bit for bit.
  *
  * One work-item per output element; global sizes are rounded up to the
- * work-group size, so every kernel first checks its index. Exact sums use
- * ACC_T: double when the profile's accumulator has <= 53 bits (every partial
- * sum is then an integer below 2^52, exact in double, and FMA contraction
- * cannot round it), long otherwise. Cast parameters come as 7 longs
+ * work-group size, so every kernel first checks its index. Sums are exact in
+ * long (the host refuses profiles whose sums could exceed the accumulator).
+ * Every inner loop walks memory contiguously: activations and deltas are also
+ * written transposed ([width, batch]) and weights kept transposed too, so that
+ * sums over the batch or over the next layer read consecutive words (CPU
+ * devices vectorise them; GPUs coalesce). Cast parameters come as 7 longs
  * (shift, mode, saturate, lo, hi, total_bits, signed), as fixed.cast_spec builds them.
  * Event counters: ev[2 * row] overflow, ev[2 * row + 1] underflow.
  */
 
-#ifndef ACC_T
-#define ACC_T long
-#endif
 /* Storage type of raw values: int when every stage format has <= 32 bits, else long.
  * Arithmetic on them is always done in long. */
 #ifndef RAW_T
@@ -97,23 +96,31 @@ inline long plan_exact(long z, int f)
 }
 
 /* Section 5: a[b, o] = sigmoid(cast(sum_k x[b, k] w[o, k] + (bias[o] << bias_shift))).
- * With gather != 0, row b of x is x[rows[offset + b]] (the batch's samples in the epoch order). */
+ * With gather != 0, row b of x is x[rows[offset + b]] (the batch's samples in the epoch order),
+ * and the items of row b also write those inputs transposed into x_t[k, b].
+ * a_t[o, b] receives the activations transposed. */
 __kernel void forward(const int n_items, const int n_in, const int n_out,
                       __global const RAW_T *x, __global const int *rows, const int offset,
-                      const int gather, __global const RAW_T *w, __global const RAW_T *bias,
+                      const int gather, __global RAW_T *x_t,
+                      __global const RAW_T *w, __global const RAW_T *bias,
                       const int bias_shift, __constant const long *pre_spec,
                       const int kind, __global const RAW_T *table, const long r_raw,
                       const int addr_shift, const int plan_f, __constant const long *act_spec,
-                      __global RAW_T *a_out, __global uint *ev, const int r_pre, const int r_act)
+                      __global RAW_T *a_out, __global RAW_T *a_t, __global uint *ev,
+                      const int r_pre, const int r_act)
 {
     const int gid = get_global_id(0);
     if (gid >= n_items) return;
+    const int n = n_items / n_out;
     const int b = gid / n_out, o = gid - b * n_out;
     const long row = gather ? rows[offset + b] : b;
     __global const RAW_T *xr = x + row * n_in, *wr = w + (long)o * n_in;
-    ACC_T acc = 0;
+    long acc = 0;
     for (int k = 0; k < n_in; k++)
-        acc += (ACC_T)xr[k] * (ACC_T)wr[k];
+        acc += (long)xr[k] * (long)wr[k];
+    if (gather)                         /* each item transposes every n_out-th input */
+        for (int k = o; k < n_in; k += n_out)
+            x_t[(long)k * n + b] = xr[k];
     int flags;
     const long z = cast_value((long)acc + ((long)bias[o] << bias_shift), gid, pre_spec, 0u, &flags);
     count(ev, r_pre, flags);
@@ -125,32 +132,36 @@ __kernel void forward(const int n_items, const int n_in, const int n_out,
         count(ev, r_act, flags);
     }
     a_out[gid] = (RAW_T)a;
+    a_t[(long)o * n + b] = (RAW_T)a;
 }
 
 /* Section 6: e = cast(err); d = cast(a (1 - a)); delta = cast(e d) (or cast(e), xent output).
- * err is a - t for the output layer (n_next == 0), else sum_o delta_next[b, o] w_next[o, j]. */
+ * err is a - t for the output layer (n_next == 0), else sum_o delta_next[b, o] w_next[o, j],
+ * read through the transposed weights w_next_t[j, o]. Writes delta and delta_t[j, b]. */
 __kernel void delta(const int n_items, const int n_cur, const int n_next,
                     __global const RAW_T *act, __global const RAW_T *target,
                     __global const int *rows, const int offset,
-                    __global const RAW_T *delta_next, __global const RAW_T *w_next,
+                    __global const RAW_T *delta_next, __global const RAW_T *w_next_t,
                     __constant const long *e_spec, const uint e_key,
                     const int use_derivative, const long one,
                     __constant const long *d_spec, const uint d_key,
                     __constant const long *delta_spec, const uint delta_key,
-                    __global RAW_T *delta_out, __global uint *ev,
+                    __global RAW_T *delta_out, __global RAW_T *delta_t, __global uint *ev,
                     const int r_err, const int r_d, const int r_delta)
 {
     const int gid = get_global_id(0);
     if (gid >= n_items) return;
     long err;
+    const int n = n_items / n_cur;
     const int b = gid / n_cur, j = gid - b * n_cur;
     if (n_next == 0) {
         err = (long)act[gid] - (long)target[(long)rows[offset + b] * n_cur + j];
     } else {
         __global const RAW_T *dr = delta_next + (long)b * n_next;
-        ACC_T acc = 0;
+        __global const RAW_T *wr = w_next_t + (long)j * n_next;
+        long acc = 0;
         for (int o = 0; o < n_next; o++)
-            acc += (ACC_T)dr[o] * (ACC_T)w_next[(long)o * n_cur + j];
+            acc += (long)dr[o] * (long)wr[o];
         err = (long)acc;
     }
     int flags;
@@ -167,6 +178,7 @@ __kernel void delta(const int n_items, const int n_cur, const int n_next,
     }
     count(ev, r_delta, flags);
     delta_out[gid] = (RAW_T)q;
+    delta_t[(long)j * n + b] = (RAW_T)q;
 }
 
 /* Sections 7-8 for one parameter; returns the new value. */
@@ -184,12 +196,11 @@ inline long update_value(long g_exact, long w, uint i, long eta, __constant cons
     return q;
 }
 
-/* w[o, i] <- cast(w - eta cast(sum_b delta[b, o] a_prev[b, i])), in place; a_prev rows are
- * gathered like the forward input when gather != 0. */
+/* w[o, i] <- cast(w - eta cast(sum_b delta_t[o, b] a_prev_t[i, b])), in place, with the
+ * transposed copy w_t[i, o] kept equal. */
 __kernel void weight_update(const int n_items, const int n_in, const int n_out, const int batch,
-                            __global const RAW_T *delta, __global const RAW_T *a_prev,
-                            __global const int *rows, const int offset, const int gather,
-                            __global RAW_T *w, const long eta,
+                            __global const RAW_T *delta_t, __global const RAW_T *a_prev_t,
+                            __global RAW_T *w, __global RAW_T *w_t, const long eta,
                             __constant const long *g_spec, const uint g_key,
                             const int w_shift, const int u_shift,
                             __constant const long *upd_spec, const uint upd_key,
@@ -198,16 +209,18 @@ __kernel void weight_update(const int n_items, const int n_in, const int n_out, 
     const int gid = get_global_id(0);
     if (gid >= n_items) return;
     const int o = gid / n_in, i = gid - o * n_in;
-    ACC_T acc = 0;
+    __global const RAW_T *dr = delta_t + (long)o * batch, *ar = a_prev_t + (long)i * batch;
+    long acc = 0;
     for (int b = 0; b < batch; b++)
-        acc += (ACC_T)delta[(long)b * n_out + o]
-             * (ACC_T)a_prev[(gather ? (long)rows[offset + b] : (long)b) * n_in + i];
-    w[gid] = (RAW_T)update_value((long)acc, (long)w[gid], gid, eta, g_spec, g_key, w_shift, u_shift,
-                          upd_spec, upd_key, ev, r_g, r_upd);
+        acc += (long)dr[b] * (long)ar[b];
+    const RAW_T q = (RAW_T)update_value(acc, (long)w[gid], gid, eta, g_spec, g_key, w_shift,
+                                        u_shift, upd_spec, upd_key, ev, r_g, r_upd);
+    w[gid] = q;
+    w_t[(long)i * n_out + o] = q;
 }
 
 /* b[o] <- cast(b - eta cast(sum_b delta[b, o])), in place. */
-__kernel void bias_update(const int n_out, const int batch, __global const RAW_T *delta,
+__kernel void bias_update(const int n_out, const int batch, __global const RAW_T *delta_t,
                           __global RAW_T *bias, const long eta,
                           __constant const long *g_spec, const uint g_key,
                           const int w_shift, const int u_shift,
@@ -216,9 +229,10 @@ __kernel void bias_update(const int n_out, const int batch, __global const RAW_T
 {
     const int o = get_global_id(0);
     if (o >= n_out) return;
+    __global const RAW_T *dr = delta_t + (long)o * batch;
     long s = 0;
     for (int b = 0; b < batch; b++)
-        s += (long)delta[(long)b * n_out + o];
+        s += (long)dr[b];
     bias[o] = (RAW_T)update_value(s, (long)bias[o], o, eta, g_spec, g_key, w_shift, u_shift, upd_spec,
                            upd_key, ev, r_g, r_upd);
 }
