@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..sw.errors import FxbpError
-from ..sw.fixed import QFormat
 from ..sw.profile import PrecisionProfile
 from .cast import Cast
 from .mac import MAC, max_exact_fan_in
@@ -57,8 +56,11 @@ def _derivative(p, stage):
 
 
 def _weight_update(p, stage):
-    lr = p.learning_rate if p.lr_mode == "multiply" else QFormat(0, 16, signed=False)
-    return WeightUpdate(w_fmt=p.weight.fmt, g_fmt=p.gradient.fmt, lr_fmt=lr,
+    if p.lr_mode != "multiply":
+        raise FxbpError(f"profile {p.name} uses lr_mode = \"shift\", whose shift depends on --lr "
+                        f"and --batch; fxbp gen builds the multiplier form only: use lr_mode = "
+                        f"\"multiply\"")
+    return WeightUpdate(w_fmt=p.weight.fmt, g_fmt=p.gradient.fmt, lr_fmt=p.learning_rate,
                         rounding=p.weight.rounding, overflow=p.weight.overflow)
 
 

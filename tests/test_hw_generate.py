@@ -55,8 +55,13 @@ def test_list_and_stdout(capsys):
     (["gen", "mac", "--stage", "delta"], "--stage applies to the cast unit only"),
     (["gen"], "name a unit"),
     (["gen", "mac", "--out", "x.txt"], "must end in .v"),
+    (["gen", "weight-update", "--precision", "SHIFT"], "builds the multiplier form only"),
 ])
-def test_bad_gen_input(argv, match, capsys):
+def test_bad_gen_input(argv, match, capsys, tmp_path):
+    if "SHIFT" in argv:
+        shift = tmp_path / "shift.toml"
+        shift.write_text('base = "fx16"\nlr_mode = "shift"\n')
+        argv = [str(shift) if a == "SHIFT" else a for a in argv]
     with pytest.raises(SystemExit) as exc:
         main(argv)
     err = capsys.readouterr().err
