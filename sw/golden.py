@@ -1,7 +1,10 @@
 """The golden model: bit-accurate fixed-point MLP training per ``docs/datapath.md``.
 
 Everything here is integer arithmetic on raw values; the only floats are the
-float64 BLAS products, which :func:`fxbp.sw.fixed.exact_matmul` proves exact.
+float64 BLAS products, exact because the fit check bounds every partial sum by
+the accumulator width (at most 53 bits for the float path; wider accumulators
+use int64 products). Casts run in compiled kernels that call
+:func:`fxbp.sw.fixed.cast_value`.
 Section numbers in comments refer to ``docs/datapath.md``.
 """
 
