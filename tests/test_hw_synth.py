@@ -25,3 +25,14 @@ def test_every_unit_synthesises(unit, family):
     res = synthesize(verilog(build_unit(unit, load_profile("fx16").with_rounding("stochastic")), top),
                      top, family)
     assert res["lut"] > 0 and res["ff"] > 0
+
+
+def test_fxbp_synth_command(tmp_path, capsys):
+    import json
+    from fxbp.sw.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "mac", "--family", "ecp5", "--json", str(tmp_path / "s.json")])
+    assert exc.value.code == 0
+    res = json.loads((tmp_path / "s.json").read_text())["results"]
+    assert res[0]["family"] == "ecp5" and res[0]["cells"]["MULT18X18D"] == 1
+    assert "MULT18X18D 1" in capsys.readouterr().out

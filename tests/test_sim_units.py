@@ -36,3 +36,18 @@ def test_waves_on_demand(tmp_path, monkeypatch):
     # FST when the lz4/zlib headers Verilator's FST writer needs are installed, else VCD.
     dump = Path(res["build_dir"]) / ("dump.fst" if fst_supported() else "dump.vcd")
     assert dump.exists() and dump.stat().st_size > 1000
+
+
+def test_fxbp_sim_command(tmp_path, capsys):
+    import json
+    from fxbp.sw.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["sim", "sigmoid-plan-8bit", "--build-dir", str(tmp_path), "--json",
+              str(tmp_path / "r.json")])
+    assert exc.value.code == 0
+    (res,) = json.loads((tmp_path / "r.json").read_text())
+    assert res["case"] == "sigmoid-plan-8bit" and res["failures"] == 0
+    assert "4/4" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["sim", "no-such-case"])
+    assert exc.value.code == 2
