@@ -24,7 +24,7 @@ __all__ = [
     "CastEvents",
     "cast",
     "cast_spec",
-    "cast_with",
+    "cast_value",
     "quantize",
     "exact_matmul",
     "matmul_bound",
@@ -211,17 +211,6 @@ class CastEvents:
     underflow: int = 0
     total: int = 0
 
-    def add(self, other: CastEvents) -> None:
-        self.overflow += other.overflow
-        self.underflow += other.underflow
-        self.total += other.total
-
-    def record(self, counts, total: int) -> None:
-        """Add a kernel's ``(overflow, underflow)`` counts for ``total`` values."""
-        self.overflow += int(counts[0])
-        self.underflow += int(counts[1])
-        self.total += total
-
     def as_dict(self) -> dict:
         return {"overflow": self.overflow, "underflow": self.underflow, "total": self.total}
 
@@ -345,12 +334,6 @@ def cast(raw, from_frac: int, fmt: QFormat, rounding: Rounding = Rounding.NEARES
     numpy.ndarray of int64, raw values in ``fmt``, shaped like ``raw``.
     """
     spec = cast_spec(from_frac, fmt, rounding, overflow)
-    return cast_with(raw, spec, random_bits=random_bits, random_key=random_key, events=events)
-
-
-def cast_with(raw, spec: np.ndarray, *, random_bits=None, random_key: int | None = None,
-              events: CastEvents | None = None) -> np.ndarray:
-    """:func:`cast` with a precomputed :func:`cast_spec` (the golden model's fast path)."""
     if type(raw) is np.ndarray and raw.dtype == np.int64 and raw.flags.c_contiguous:
         x = raw
     else:
