@@ -20,7 +20,7 @@ from numba import njit
 from .errors import FxbpError
 from .fixed import _NO_BITS, CastEvents, QFormat, Rounding, cast_spec, cast_value, quantize
 from .profile import PrecisionProfile, Stage
-from .rng import SITE_CODES, site_id, site_key
+from .rng import SITE_CODES, site_id, step_keys
 from .sigmoid import lut_index, lut_params, plan_exact, sigmoid_lut_table
 
 __all__ = ["GoldenMLP", "weights_digest", "learning_rate_raw", "LOSSES"]
@@ -232,6 +232,10 @@ class GoldenMLP:
         self._fits = {1}
         self._plans = [self._layer_plan(l) for l in range(len(sizes) - 1)]
         self._update_specs: dict = {}
+        pairs = [(l, s) for l in range(1, len(sizes)) for s in SITE_CODES]
+        self._site_pos = {pair: j for j, pair in enumerate(pairs)}
+        self._site_ids = np.array([site_id(l, s) for l, s in pairs], dtype=np.int64)
+        self._keys_step = None
 
     def set_parameters(self, weights, biases, step: int | None = None) -> None:
         """Replace the raw weights and biases (and the step counter)."""
@@ -326,10 +330,15 @@ class GoldenMLP:
         return plan
 
     def _key(self, frac: int, stage: Stage, site: str, layer: int) -> int:
-        """The site's random key this step, or -1 when the cast draws no random bits."""
-        if stage.rounding is Rounding.STOCHASTIC and frac > stage.fmt.frac_bits:
-            return int(site_key(self.seed, self.step, site_id(layer, site)))
-        return -1
+        """The site's random key this step, or -1 when the cast draws no random bits.
+
+        All of a step's keys come from one :func:`fxbp.sw.rng.step_keys` call."""
+        if stage.rounding is not Rounding.STOCHASTIC or frac <= stage.fmt.frac_bits:
+            return -1
+        if self._keys_step != (self.seed, self.step):
+            self._keys = step_keys(self.seed, self.step, self._site_ids)
+            self._keys_step = (self.seed, self.step)
+        return int(self._keys[self._site_pos[(layer, site)]])
 
     def _matmul(self, a, b):
         """Exact product of exact-integer operands (float64 or int64)."""

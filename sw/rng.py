@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["hash32", "site_key", "random_words", "site_id"]
+__all__ = ["hash32", "site_key", "step_keys", "random_words", "site_id"]
 
 _M32 = 0xFFFFFFFF
 
@@ -63,6 +63,17 @@ def site_key(seed, step, site):
     (each argument taken modulo ``2**32``)."""
     m = np.int64(0xFFFFFFFF)
     return hash32(hash32(hash32(seed & m) ^ (step & m)) ^ (site & m))
+
+
+@njit(cache=True, nogil=True)
+def step_keys(seed, step, sites):
+    """:func:`site_key` for every site in ``sites`` (int64 array) at one step, in one call."""
+    m = np.int64(0xFFFFFFFF)
+    base = hash32(hash32(seed & m) ^ (step & m))
+    out = np.empty(sites.size, dtype=np.int64)
+    for j in range(sites.size):
+        out[j] = hash32(base ^ (sites[j] & m))
+    return out
 
 
 @njit(cache=True, nogil=True)
