@@ -57,3 +57,10 @@ def test_words_look_uniform():
     for bit in range(8):
         frac = np.mean((top >> bit) & 1)
         assert abs(frac - 0.5) < 6 * np.sqrt(0.25 / top.size)
+
+
+def test_step_keys_equal_site_keys():
+    from fxbp.sw.rng import step_keys
+    sites = np.array([site_id(l, s) for l in (1, 2, 3) for s in SITE_CODES], dtype=np.int64)
+    keys = step_keys(99, 12345, sites)
+    assert keys.tolist() == [int(site_key(99, 12345, int(s))) for s in sites]
