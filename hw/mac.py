@@ -34,8 +34,10 @@ class MAC(wiring.Component):
     i : In(stream.Signature(...))
         Payload ``a``, ``b`` and the flags ``first`` (start a new sum with this product)
         and ``last`` (emit the sum after this product).
-    o : Out(stream.Signature(signed(acc_width)))
-        One sum per ``last``.
+    o : Out(stream.Signature(...))
+        One result per ``last``: payload ``sum`` (signed ``acc_width``) and
+        ``fan_in_exceeded``, set when the sum had more than ``max_fan_in`` products (its
+        exactness is then no longer guaranteed).
 
     Latency
     -------
@@ -64,7 +66,8 @@ class MAC(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"a": signed(a_width), "b": signed(b_width),
                                                         "first": 1, "last": 1}))),
-            "o": Out(stream.Signature(signed(acc_width))),
+            "o": Out(stream.Signature(data.StructLayout({"sum": signed(acc_width),
+                                                         "fan_in_exceeded": 1}))),
         })
 
     def elaborate(self, platform):
@@ -75,6 +78,8 @@ class MAC(wiring.Component):
         b = Signal(signed(self.b_width))
         p = Signal(signed(self.a_width + self.b_width))
         acc = Signal(signed(self.acc_width))
+        # Products in the current sum, saturating one above the limit.
+        count = Signal(range(self.max_fan_in + 2))
         first = [Signal(name=f"first{k}") for k in range(2)]
         last = [Signal(name=f"last{k}") for k in range(3)]
         with m.If(ctl.enable):
@@ -83,7 +88,13 @@ class MAC(wiring.Component):
             m.d.sync += [p.eq(a * b), first[1].eq(first[0]), last[1].eq(last[0])]
             with m.If(ctl.valid[1]):
                 m.d.sync += acc.eq(Mux(first[1], p, acc + p))
+                with m.If(first[1]):
+                    m.d.sync += count.eq(1)
+                with m.Elif(count <= self.max_fan_in):
+                    m.d.sync += count.eq(count + 1)
             m.d.sync += last[2].eq(last[1] & ctl.valid[1])
         m.d.comb += [out_valid.eq(ctl.valid[2] & last[2]), self.o.valid.eq(out_valid),
-                     self.o.payload.eq(acc), self.i.ready.eq(ctl.enable)]
+                     self.o.payload.sum.eq(acc),
+                     self.o.payload.fan_in_exceeded.eq(count > self.max_fan_in),
+                     self.i.ready.eq(ctl.enable)]
         return m

@@ -128,9 +128,11 @@ def _mac_case(a_width, b_width, acc_width, fan_in, a, b, seed):
         last[starts + np.array(lengths) - 1] = 1
         unit = MAC(a_width=a_width, b_width=b_width, acc_width=acc_width, max_fan_in=fan_in)
         sums = np.array(models.mac_sums(a, b, lengths), dtype=np.int64)
+        exceeded = (np.array(lengths) > fan_in).astype(np.int64)
         return (UnitBank([unit]), {}, _fields(unit.i.payload.shape()),
-                [("sum", acc_width, True)], [f"{a_width}x{b_width}->{acc_width}"],
-                {"a": a, "b": b, "first": first, "last": last}, [{"sum": sums}], len(sums),
+                _fields(unit.o.payload.shape()), [f"{a_width}x{b_width}->{acc_width}"],
+                {"a": a, "b": b, "first": first, "last": last},
+                [{"sum": sums, "fan_in_exceeded": exceeded}], len(sums),
                 MAC.LATENCY if lengths[0] == 1 else None)
     return make
 

@@ -35,7 +35,8 @@ def test_exact_sums(widths, valid_prob, ready_prob):
     rng = np.random.default_rng(sum(widths))
     items, sums = framed(rng, a_w, b_w, 12, fan_in, edge=True)
     out, _ = run_stream(dut, items, n_out=len(sums), valid_prob=valid_prob, ready_prob=ready_prob)
-    assert out == sums
+    assert [o["sum"] for o in out] == sums
+    assert not any(o["fan_in_exceeded"] for o in out)
 
 
 def test_latency_and_full_rate():
@@ -43,8 +44,18 @@ def test_latency_and_full_rate():
     items = [{"a": 3, "b": 5, "first": 1, "last": 1}] + [
         {"a": i, "b": -i, "first": int(i == 1), "last": int(i == 8)} for i in range(1, 9)]
     out, latency = run_stream(dut, items, n_out=2)
-    assert out == [15, -sum(i * i for i in range(1, 9))]
+    assert [o["sum"] for o in out] == [15, -sum(i * i for i in range(1, 9))]
     assert latency == MAC.LATENCY          # one-product sum: accepted at 0, out at 3
+
+
+def test_sums_longer_than_the_fan_in_are_flagged():
+    dut = MAC(a_width=8, b_width=8, acc_width=20, max_fan_in=4)
+    items = []
+    for length in (4, 5, 1, 9):
+        items += [{"a": 3, "b": 2, "first": int(j == 0), "last": int(j == length - 1)}
+                  for j in range(length)]
+    out, _ = run_stream(dut, items, n_out=4, ready_prob=0.6)
+    assert [(o["sum"], o["fan_in_exceeded"]) for o in out] == [(24, 0), (30, 1), (6, 0), (54, 1)]
 
 
 def test_fan_in_check():
