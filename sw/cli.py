@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import FxbpError
 
@@ -104,9 +105,9 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
     out = _console()
     rt = trainer.runtime.describe()
     if not quiet:
-        err.print(f"[bold]fxbp[/] training {trainer.dataset.name} "
-                  f"{'-'.join(map(str, trainer.sizes))} on {rt['backend']} "
-                  f"({rt['platform']}, {rt['device']})"
+        err.print(f"[bold]fxbp[/] training {escape(trainer.dataset.name)} "
+                  f"{'-'.join(map(str, trainer.sizes))} on {escape(rt['backend'])} "
+                  f"({escape(rt['platform'])}, {escape(rt['device'])})"
                   + (f", resuming at epoch {trainer.epoch}" if resume else ""))
     progress = None if quiet else TrainProgress(err, trainer.dataset.name)
     result = trainer.run(progress=progress, checkpoint_dir=checkpoint or resume)
@@ -116,10 +117,10 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
         out.print(ev)
     if json_out:
         write_json(json_out, result)
-        out.print(f"result JSON: {json_out}")
+        out.print(f"result JSON: {escape(str(json_out))}")
     if plot:
         save_plot([result], plot)
-        out.print(f"plot: {plot}")
+        out.print(f"plot: {escape(str(plot))}")
 
 
 @cli.command()
@@ -156,7 +157,7 @@ def gen(unit, precision, rounding, stage, out, list_units):
     else:
         from .train import _atomic_write_bytes
         _atomic_write_bytes(out, text.encode())
-        _console(stderr=True).print(f"wrote {out} ({len(text.splitlines())} lines)")
+        _console(stderr=True).print(f"wrote {escape(str(out))} ({len(text.splitlines())} lines)")
 
 
 @cli.command()
@@ -188,7 +189,7 @@ def synth(unit, precision, rounding, stage, family, json_out):
     for fam in (("ice40", "ecp5") if family == "both" else (family,)):
         with err.status(f"synthesising {unit} for {fam} (yosys)"):
             rows.append(synthesize(text, top, fam))
-    t = Table(title=f"{unit}, profile {profile.name}")
+    t = Table(title=escape(f"{unit}, profile {profile.name}"))
     for col in ("family", "LUT", "FF", "DSP", "BRAM", "cells"):
         t.add_column(col)
     for r in rows:
@@ -285,7 +286,7 @@ def profile(profile, as_toml):
     if as_toml:
         click.echo(p.to_toml(), nl=False)
         return
-    t = Table(title=f"precision profile {p.name}: {p.description}")
+    t = Table(title=escape(f"precision profile {p.name}: {p.description}"))
     for col in ("stage", "format", "bits", "range", "resolution", "rounding", "overflow"):
         t.add_column(col)
     for n in STAGES:

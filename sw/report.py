@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
@@ -45,16 +46,17 @@ class TrainProgress:
 
 def result_table(result: dict) -> Table:
     """The closing table: what ran, how well, how fast, and the digest."""
-    t = Table(title=f"fxbp train: {result['dataset']['name']}", show_header=False)
+    t = Table(title=escape(f"fxbp train: {result['dataset']['name']}"), show_header=False)
     t.add_column("what", style="bold")
     t.add_column("value")
     rt = result["runtime"]
-    t.add_row("backend", f"{rt['backend']} ({rt['platform']}, {rt['device']})")
+    t.add_row("backend", escape(f"{rt['backend']} ({rt['platform']}, {rt['device']})"))
     t.add_row("network", "-".join(str(s) for s in result["network"]["sizes"])
               + f" sigmoid, loss {result['network']['loss']}")
     if result["fixed_point"]:
-        t.add_row("precision", f"{result['precision']['name']}, rounding {result['rounding']}, "
-                               f"sigmoid {result['network']['sigmoid']['kind']}")
+        t.add_row("precision", escape(f"{result['precision']['name']}, rounding "
+                                      f"{result['rounding']}, sigmoid "
+                                      f"{result['network']['sigmoid']['kind']}"))
     lr = result["learning_rate"]
     t.add_row("schedule", f"{result['epochs']} epochs, batch {result['batch']}, lr {lr['lr']:g} "
                           f"(eta {lr['eta']:.6g} per sample)")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["collect", "info_table", "verilator_root"]
@@ -115,14 +116,14 @@ def info_table(data: dict) -> Table:
     t.add_column("fix if missing")
     for p in data["packages"]:
         t.add_row(p["name"], p["for"], p["version"] or "[red]missing[/]",
-                  "" if p["version"] else p["fix"])
+                  "" if p["version"] else escape(p["fix"]))
     for tool in data["tools"]:
         found = tool.get("version") or tool.get("path")
-        t.add_row(tool["name"], f"tool: {tool['command']}", found or "[red]missing[/]",
-                  "" if found else tool["fix"])
+        t.add_row(tool["name"], f"tool: {tool['command']}", escape(found) if found else "[red]missing[/]",
+                  "" if found else escape(tool["fix"]))
     if data["opencl_devices"]:
         for d in data["opencl_devices"]:
             t.add_row("OpenCL device", d["platform"], f"{d['device']} ({d['type']})", "")
     else:
-        t.add_row("OpenCL device", "GPU/CPU kernels", "[red]none[/]", data["opencl_error"] or "")
+        t.add_row("OpenCL device", "GPU/CPU kernels", "[red]none[/]", escape(data["opencl_error"] or ""))
     return t

@@ -119,3 +119,27 @@ def test_bad_input_from_a_real_process(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "fxbp: error: unknown dataset 'nope': choose one of seed-neuron, xor, iris, digits, or "
         "pass --data FILE.csv|FILE.npz --target COLUMN"]
+
+
+def test_info_names_the_fix_for_a_missing_package(monkeypatch, capsys):
+    import importlib.metadata as md
+    real = md.version
+
+    def version(name):
+        if name == "cocotb":
+            raise md.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(md, "version", version)
+    code, out, _ = run(["info"], capsys)
+    line = next(l for l in out.splitlines() if "cocotb " in l or "│ cocotb" in l)
+    assert code == 0 and "missing" in line and "pip install 'fxbp[sim]'" in line
+
+
+def test_names_with_brackets_print_as_written(tmp_path, capsys):
+    path = tmp_path / "data[v2].csv"
+    path.write_text("a,b,y\n" + "\n".join(f"{i},{i % 5},{i % 2}" for i in range(40)) + "\n")
+    code, out, err = run(["train", "--data", str(path), "--target", "y", "--epochs", "1",
+                          "--batch", "8", "--lr", "1", "--json", str(tmp_path / "[r].json")], capsys)
+    assert code == 0, err
+    assert "fxbp train: data[v2]" in out and "[r].json" in out
