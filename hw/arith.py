@@ -66,28 +66,26 @@ def cast_expr(x: Value, from_frac: int, fmt: QFormat, rounding: Rounding, overfl
     return value, over, under
 
 
+def _checked(value, cls, what: str):
+    """``value`` as a ``cls`` (strings are parsed); TypeError otherwise."""
+    if isinstance(value, str):
+        value = cls.parse(value)
+    if not isinstance(value, cls):
+        article = "an" if cls.__name__[0] in "AEIOU" else "a"
+        raise TypeError(f"{what} must be {article} {cls.__name__}, not {value!r}")
+    return value
+
+
 def check_format(what: str, fmt) -> QFormat:
-    if isinstance(fmt, str):
-        fmt = QFormat.parse(fmt)
-    if not isinstance(fmt, QFormat):
-        raise TypeError(f"{what} must be a QFormat, not {fmt!r}")
-    return fmt
+    return _checked(fmt, QFormat, what)
 
 
 def check_rounding(rounding) -> Rounding:
-    if isinstance(rounding, str):
-        rounding = Rounding.parse(rounding)
-    if not isinstance(rounding, Rounding):
-        raise TypeError(f"rounding must be a Rounding, not {rounding!r}")
-    return rounding
+    return _checked(rounding, Rounding, "rounding")
 
 
 def check_overflow(overflow) -> Overflow:
-    if isinstance(overflow, str):
-        overflow = Overflow.parse(overflow)
-    if not isinstance(overflow, Overflow):
-        raise TypeError(f"overflow must be an Overflow, not {overflow!r}")
-    return overflow
+    return _checked(overflow, Overflow, "overflow")
 
 
 def fmt_shape(fmt: QFormat):

@@ -196,11 +196,14 @@ class _OpenCLBase(Runtime):
         self.w_buf = [self._upload(np.asarray(w, dtype=self.dtype)) for w in weights]
         self.w_t_buf = [self._upload(np.asarray(w, dtype=self.dtype).T) for w in weights]
 
-    def _write_weights(self, weights) -> None:
-        for l, w in enumerate(weights):
+    def _set_parameters(self, weights, biases, step) -> None:
+        """Write weights (and their transposed copies) and biases to the device."""
+        for l, (w, b) in enumerate(zip(weights, biases)):
             w = np.asarray(w, dtype=self.dtype)
             self.cl.enqueue_copy(self.queue, self.w_buf[l], np.ascontiguousarray(w))
             self.cl.enqueue_copy(self.queue, self.w_t_buf[l], np.ascontiguousarray(w.T))
+            self.cl.enqueue_copy(self.queue, self.b_buf[l], np.ascontiguousarray(b, dtype=self.dtype))
+        self.step = step
 
     def _upload(self, array: np.ndarray):
         mf = self.cl.mem_flags
@@ -406,17 +409,16 @@ class OpenCLRuntime(_OpenCLBase):
         return [{"weights": p.weight.fmt.to_real(w).tolist(), "bias": p.bias.fmt.to_real(b).tolist()}
                 for w, b in self.raw_layers()]
 
-    def state(self):
-        out = {"step": np.array(self.plan.step)}
-        for l, (w, b) in enumerate(self.raw_layers()):
-            out[f"w{l}"], out[f"b{l}"] = w, b
-        return out
+    @property
+    def step(self) -> int:
+        return self.plan.step
 
-    def load_state(self, state):
-        self._write_weights([state[f"w{l}"] for l in range(len(self.w_buf))])
-        for l in range(len(self.w_buf)):
-            self.cl.enqueue_copy(self.queue, self.b_buf[l], np.ascontiguousarray(state[f"b{l}"], dtype=self.dtype))
-        self.plan.step = int(state["step"])
+    @step.setter
+    def step(self, value: int) -> None:
+        self.plan.step = value
+
+    def _parameters(self):
+        return self.step, self.raw_layers()
 
     def _sync_events(self) -> None:
         """Move the device's 32-bit counters into the host's 64-bit ones."""
@@ -536,14 +538,5 @@ class OpenCLFloatRuntime(_OpenCLBase):
         return [{"weights": w.astype(np.float64).tolist(), "bias": b.astype(np.float64).tolist()}
                 for w, b in self.float_layers()]
 
-    def state(self):
-        out = {"step": np.array(self.step)}
-        for l, (w, b) in enumerate(self.float_layers()):
-            out[f"w{l}"], out[f"b{l}"] = w, b
-        return out
-
-    def load_state(self, state):
-        self._write_weights([state[f"w{l}"] for l in range(len(self.w_buf))])
-        for l in range(len(self.w_buf)):
-            self.cl.enqueue_copy(self.queue, self.b_buf[l], np.ascontiguousarray(state[f"b{l}"], dtype=np.float32))
-        self.step = int(state["step"])
+    def _parameters(self):
+        return self.step, self.float_layers()

@@ -84,12 +84,26 @@ class Runtime(abc.ABC):
         """Weights and biases as real numbers, layer by layer."""
 
     @abc.abstractmethod
-    def state(self) -> dict[str, np.ndarray]:
-        """Everything needed to continue training exactly (arrays only)."""
+    def _parameters(self) -> tuple[int, list]:
+        """``(step, [(weights, bias), ...])`` in the runtime's own representation."""
 
     @abc.abstractmethod
+    def _set_parameters(self, weights: list, biases: list, step: int) -> None:
+        """Replace the parameters and the step counter."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue training exactly (arrays only)."""
+        step, layers = self._parameters()
+        out = {"step": np.array(step)}
+        for l, (w, b) in enumerate(layers):
+            out[f"w{l}"], out[f"b{l}"] = w, b
+        return out
+
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`state` returned."""
+        n = len(self.sizes) - 1
+        self._set_parameters([state[f"w{l}"] for l in range(n)],
+                             [state[f"b{l}"] for l in range(n)], int(state["step"]))
 
     def synchronize(self) -> None:
         """Wait until queued work is done (for timing); host runtimes have none."""
@@ -137,16 +151,11 @@ class GoldenRuntime(Runtime):
     def real_layers(self):
         return self.model.real_layers()
 
-    def state(self):
-        out = {"step": np.array(self.model.step)}
-        for l, (w, b) in enumerate(self.model.layers()):
-            out[f"w{l}"], out[f"b{l}"] = w, b
-        return out
+    def _parameters(self):
+        return self.model.step, self.model.layers()
 
-    def load_state(self, state):
-        n = len(self.model.weights)
-        self.model.set_parameters([state[f"w{l}"] for l in range(n)],
-                                  [state[f"b{l}"] for l in range(n)], int(state["step"]))
+    def _set_parameters(self, weights, biases, step):
+        self.model.set_parameters(weights, biases, step)
 
     def event_counts(self):
         return self.model.event_counts()
@@ -192,17 +201,13 @@ class FloatRuntime(Runtime):
     def real_layers(self):
         return self.model.real_layers()
 
-    def state(self):
-        out = {"step": np.array(self.model.step)}
-        for l, (w, b) in enumerate(zip(self.model.weights, self.model.biases)):
-            out[f"w{l}"], out[f"b{l}"] = w, b
-        return out
+    def _parameters(self):
+        return self.model.step, list(zip(self.model.weights, self.model.biases))
 
-    def load_state(self, state):
-        n = len(self.model.weights)
-        self.model.weights = [np.array(state[f"w{l}"], dtype=self.dtype) for l in range(n)]
-        self.model.biases = [np.array(state[f"b{l}"], dtype=self.dtype) for l in range(n)]
-        self.model.step = int(state["step"])
+    def _set_parameters(self, weights, biases, step):
+        self.model.weights = [np.array(w, dtype=self.dtype) for w in weights]
+        self.model.biases = [np.array(b, dtype=self.dtype) for b in biases]
+        self.model.step = step
 
 
 def _opencl(*args, device="auto", **kwargs):
