@@ -20,7 +20,7 @@ from numba import njit
 from .errors import FxbpError
 from .fixed import _NO_BITS, CastEvents, QFormat, Rounding, cast_spec, cast_value, quantize
 from .profile import PrecisionProfile, Stage
-from .rng import SITE_CODES, site_id, step_keys
+from .rng import SITE_CODES, _words, site_id, step_keys
 from .sigmoid import lut_index, lut_params, plan_exact, sigmoid_lut_table
 
 __all__ = ["GoldenMLP", "weights_digest", "learning_rate_raw", "LOSSES"]
@@ -113,17 +113,22 @@ def _delta_kernel(err_exact, act, e_spec, e_key, use_derivative, one, d_spec, d_
     """Section 6: ``e = cast(err)``; ``d = cast(a (1 - a))``; ``delta = cast(e d)``
     (``delta = cast(e)`` for the cross-entropy output layer)."""
     c0 = c1 = c2 = c3 = c4 = c5 = 0
-    for i in range(act.size):
-        e, ov, un = cast_value(np.int64(err_exact[i]), i, e_spec, _NO_BITS, e_key)
+    n = act.size
+    # Random words first, in simple loops the compiler vectorises (section 9 order).
+    e_bits = _words(e_key, n) if e_key >= 0 else _NO_BITS
+    d_bits = _words(d_key, n) if d_key >= 0 and use_derivative else _NO_BITS
+    q_bits = _words(delta_key, n) if delta_key >= 0 else _NO_BITS
+    for i in range(n):
+        e, ov, un = cast_value(np.int64(err_exact[i]), i, e_spec, e_bits, -1)
         c0 += ov
         c1 += un
         if use_derivative:
-            d, ov, un = cast_value(act[i] * (one - act[i]), i, d_spec, _NO_BITS, d_key)
+            d, ov, un = cast_value(act[i] * (one - act[i]), i, d_spec, d_bits, -1)
             c2 += ov
             c3 += un
-            q, ov, un = cast_value(e * d, i, delta_spec, _NO_BITS, delta_key)
+            q, ov, un = cast_value(e * d, i, delta_spec, q_bits, -1)
         else:
-            q, ov, un = cast_value(e, i, delta_spec, _NO_BITS, delta_key)
+            q, ov, un = cast_value(e, i, delta_spec, q_bits, -1)
         c4 += ov
         c5 += un
         delta_out[i] = q
@@ -135,16 +140,16 @@ def _delta_kernel(err_exact, act, e_spec, e_key, use_derivative, one, d_spec, d_
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _update_value(g_exact, w, i, eta, g_spec, g_key, w_shift, u_shift, upd_spec, upd_key):
+def _update_value(g_exact, w, i, eta, g_spec, g_bits, w_shift, u_shift, upd_spec, upd_bits):
     """Sections 7-8 for one parameter: ``g = cast(sum)``, ``w' = cast(w - eta g)``.
 
     Returns ``(w', g overflowed, g underflowed, w' overflowed, stalled)``, where
     *stalled* marks a non-zero update that left ``w`` unchanged (the update
     cast's "underflow").
     """
-    g, g_ov, g_un = cast_value(g_exact, i, g_spec, _NO_BITS, g_key)
+    g, g_ov, g_un = cast_value(g_exact, i, g_spec, g_bits, -1)
     u = (g * eta) << u_shift
-    q, ov, un = cast_value((w << w_shift) - u, i, upd_spec, _NO_BITS, upd_key)
+    q, ov, un = cast_value((w << w_shift) - u, i, upd_spec, upd_bits, -1)
     return q, g_ov, g_un, ov, 1 if (u != 0 and q == w) else 0
 
 
@@ -152,9 +157,11 @@ def _update_value(g_exact, w, i, eta, g_spec, g_key, w_shift, u_shift, upd_spec,
 def _weight_update_kernel(g_exact, w, eta, g_spec, g_key, w_shift, u_shift, upd_spec, upd_key,
                           w_out, w_float, ev, r_g, r_upd):
     c0 = c1 = c2 = c3 = 0
+    g_bits = _words(g_key, w.size) if g_key >= 0 else _NO_BITS
+    u_bits = _words(upd_key, w.size) if upd_key >= 0 else _NO_BITS
     for i in range(w.size):
-        q, a, b, c, d = _update_value(np.int64(g_exact[i]), w[i], i, eta, g_spec, g_key, w_shift,
-                                      u_shift, upd_spec, upd_key)
+        q, a, b, c, d = _update_value(np.int64(g_exact[i]), w[i], i, eta, g_spec, g_bits, w_shift,
+                                      u_shift, upd_spec, u_bits)
         w_out[i] = q
         w_float[i] = q
         c0 += a
@@ -170,12 +177,14 @@ def _bias_update_kernel(delta, b, eta, g_spec, g_key, w_shift, u_shift, upd_spec
                         ev, r_g, r_upd):
     """The bias gradient is the batch sum of the deltas (``delta`` is ``[batch, out]``)."""
     c0 = c1 = c2 = c3 = 0
+    g_bits = _words(g_key, b.size) if g_key >= 0 else _NO_BITS
+    u_bits = _words(upd_key, b.size) if upd_key >= 0 else _NO_BITS
     for j in range(b.size):
         s = np.int64(0)
         for k in range(delta.shape[0]):
             s += delta[k, j]
-        q, a, bb, c, d = _update_value(s, b[j], j, eta, g_spec, g_key, w_shift, u_shift,
-                                       upd_spec, upd_key)
+        q, a, bb, c, d = _update_value(s, b[j], j, eta, g_spec, g_bits, w_shift, u_shift,
+                                       upd_spec, u_bits)
         b_out[j] = q
         c0 += a
         c1 += bb
