@@ -31,17 +31,17 @@ def _load():
     return case_dir, cfg, vec
 
 
-def _pack(fields_layout, arrays, n):
-    """Packed payload integers, fields LSB first in declaration order."""
-    packed = [0] * n
-    offset = 0
+def _pack(fields_layout, columns, n, words=None, offset=0):
+    """Pack ``columns[name]`` (one array per field) into integers, fields LSB first in
+    declaration order from bit ``offset``; adds into ``words`` when given."""
+    words = [0] * n if words is None else words
     for name, width, _signed in fields_layout:
         mask = (1 << width) - 1
-        col = arrays[f"in_{name}"].tolist()
+        col = columns[name].tolist()
         for k in range(n):
-            packed[k] |= (col[k] & mask) << offset
+            words[k] |= (col[k] & mask) << offset
         offset += width
-    return packed
+    return words
 
 
 def _unpack(value, fields_layout):
@@ -62,13 +62,8 @@ def _expected_words(cfg, vec, n_out):
     unit_width = sum(w for _, w, _ in out_layout)
     words = [0] * n_out
     for u in range(cfg["n_units"]):
-        offset = u * unit_width
-        for name, width, _signed in out_layout:
-            mask = (1 << width) - 1
-            col = vec[f"exp_{u}_{name}"].tolist()
-            for k in range(n_out):
-                words[k] |= (col[k] & mask) << offset
-            offset += width
+        columns = {name: vec[f"exp_{u}_{name}"] for name, _, _ in out_layout}
+        _pack(out_layout, columns, n_out, words, u * unit_width)
     return words
 
 
@@ -101,7 +96,7 @@ async def stream_vectors(dut, pattern):
     valid_prob, ready_prob = PATTERNS[pattern]
     n = int(cfg["n_inputs"])
     n_out = int(cfg["n_outputs"])
-    packed = _pack(cfg["in_fields"], vec, n)
+    packed = _pack(cfg["in_fields"], {name: vec[f"in_{name}"] for name, _, _ in cfg["in_fields"]}, n)
     expected = _expected_words(cfg, vec, n_out)
     rng = np.random.default_rng(sorted(PATTERNS).index(pattern))
     offers = (rng.random(n * 4 + 1000) < valid_prob).tolist()

@@ -76,7 +76,3 @@ class FloatMLP:
             self.biases[l] -= eta * gb
         self.step += 1
         return acts
-
-    def real_layers(self) -> list[dict]:
-        return [{"weights": w.astype(np.float64).tolist(), "bias": b.astype(np.float64).tolist()}
-                for w, b in zip(self.weights, self.biases)]

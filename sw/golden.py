@@ -476,11 +476,6 @@ class GoldenMLP:
     def digest(self) -> str:
         return weights_digest(self.layers())
 
-    def real_layers(self) -> list[dict]:
-        p = self.profile
-        return [{"weights": p.weight.fmt.to_real(w).tolist(), "bias": p.bias.fmt.to_real(b).tolist()}
-                for w, b in self.layers()]
-
     def event_counts(self) -> dict[str, dict]:
         return {name: {"overflow": int(o), "underflow": int(u), "total": int(t)}
                 for name, (o, u, t) in zip(EVENT_SITES, self.events)}

@@ -15,7 +15,6 @@ from importlib import resources
 import numpy as np
 
 from .errors import FxbpError
-from .fixed import quantize
 from .golden import EVENT_SITES, _R, learning_rate_raw
 from .profile import STAGES
 from .runtime import Runtime, golden_model
@@ -195,6 +194,12 @@ class _OpenCLBase(Runtime):
         """Weights and their transposed copies onto the device."""
         self.w_buf = [self._upload(np.asarray(w, dtype=self.dtype)) for w in weights]
         self.w_t_buf = [self._upload(np.asarray(w, dtype=self.dtype).T) for w in weights]
+
+    def _device_layers(self) -> list:
+        """``[(weights, bias), ...]`` read back from the device in the storage type."""
+        return [(self._read(w, (self.sizes[l + 1], self.sizes[l]), self.dtype),
+                 self._read(b, (self.sizes[l + 1],), self.dtype))
+                for l, (w, b) in enumerate(zip(self.w_buf, self.b_buf))]
 
     def _set_parameters(self, weights, biases, step) -> None:
         """Write weights (and their transposed copies) and biases to the device."""
@@ -399,16 +404,6 @@ class OpenCLRuntime(_OpenCLBase):
         self._sync_events()
         return self.profile.activation.fmt.to_real(out)
 
-    def raw_layers(self):
-        return [(self._read(w, (self.sizes[l + 1], self.sizes[l]), self.dtype).astype(np.int64),
-                 self._read(b, (self.sizes[l + 1],), self.dtype).astype(np.int64))
-                for l, (w, b) in enumerate(zip(self.w_buf, self.b_buf))]
-
-    def real_layers(self):
-        p = self.profile
-        return [{"weights": p.weight.fmt.to_real(w).tolist(), "bias": p.bias.fmt.to_real(b).tolist()}
-                for w, b in self.raw_layers()]
-
     @property
     def step(self) -> int:
         return self.plan.step
@@ -418,7 +413,7 @@ class OpenCLRuntime(_OpenCLBase):
         self.plan.step = value
 
     def _parameters(self):
-        return self.step, self.raw_layers()
+        return self.step, self._device_layers()
 
     def _sync_events(self) -> None:
         """Move the device's 32-bit counters into the host's 64-bit ones."""
@@ -446,11 +441,6 @@ class OpenCLRuntime(_OpenCLBase):
                 self.ev_host[r] = (c["overflow"], c["underflow"])
                 self.totals[r] = c["total"]
 
-    @property
-    def learning_rate_info(self):
-        raw, frac = self.eta
-        return {"lr": self.lr, "batch": self.batch, "eta": raw * 2.0 ** -frac, "eta_raw": raw,
-                "eta_frac_bits": frac, "mode": self.profile.lr_mode}
 
 
 class OpenCLFloatRuntime(_OpenCLBase):
@@ -525,18 +515,8 @@ class OpenCLFloatRuntime(_OpenCLBase):
         return self._predict_raw(x).astype(np.float64)
 
     def float_layers(self):
-        return [(self._read(w, (self.sizes[l + 1], self.sizes[l]), np.float32),
-                 self._read(b, (self.sizes[l + 1],), np.float32))
-                for l, (w, b) in enumerate(zip(self.w_buf, self.b_buf))]
-
-    def raw_layers(self):
-        p = self.profile
-        return [(quantize(w.astype(np.float64), p.weight.fmt), quantize(b.astype(np.float64), p.bias.fmt))
-                for w, b in self.float_layers()]
-
-    def real_layers(self):
-        return [{"weights": w.astype(np.float64).tolist(), "bias": b.astype(np.float64).tolist()}
-                for w, b in self.float_layers()]
+        """The float32 weights and biases, read from the device."""
+        return self._device_layers()
 
     def _parameters(self):
-        return self.step, self.float_layers()
+        return self.step, self._device_layers()

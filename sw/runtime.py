@@ -75,13 +75,24 @@ class Runtime(abc.ABC):
     def predict(self, x) -> np.ndarray:
         """Real-valued outputs for prepared inputs."""
 
-    @abc.abstractmethod
     def raw_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Weights and biases as raw integers in the profile's formats."""
+        """Weights and biases as raw integers in the profile's formats (float runtimes
+        round theirs to nearest-even, saturating)."""
+        layers = self._parameters()[1]
+        if self.fixed_point:
+            return [(np.asarray(w, dtype=np.int64), np.asarray(b, dtype=np.int64)) for w, b in layers]
+        p = self.profile
+        return [(quantize(np.asarray(w, dtype=np.float64), p.weight.fmt),
+                 quantize(np.asarray(b, dtype=np.float64), p.bias.fmt)) for w, b in layers]
 
-    @abc.abstractmethod
     def real_layers(self) -> list[dict]:
         """Weights and biases as real numbers, layer by layer."""
+        p = self.profile
+        if self.fixed_point:
+            return [{"weights": p.weight.fmt.to_real(w).tolist(), "bias": p.bias.fmt.to_real(b).tolist()}
+                    for w, b in self.raw_layers()]
+        return [{"weights": np.asarray(w, dtype=np.float64).tolist(),
+                 "bias": np.asarray(b, dtype=np.float64).tolist()} for w, b in self._parameters()[1]]
 
     @abc.abstractmethod
     def _parameters(self) -> tuple[int, list]:
@@ -117,7 +128,12 @@ class Runtime(abc.ABC):
 
     @property
     def learning_rate_info(self) -> dict:
-        return {"lr": self.lr, "batch": self.batch, "eta": self.lr / self.batch}
+        """The learning rate asked for and the per-sample rate applied."""
+        if not self.fixed_point:
+            return {"lr": self.lr, "batch": self.batch, "eta": self.lr / self.batch}
+        raw, frac = self.eta
+        return {"lr": self.lr, "batch": self.batch, "eta": raw * 2.0 ** -frac, "eta_raw": raw,
+                "eta_frac_bits": frac, "mode": self.profile.lr_mode}
 
     def digest(self) -> str:
         return weights_digest(self.raw_layers())
@@ -145,12 +161,6 @@ class GoldenRuntime(Runtime):
     def predict(self, x) -> np.ndarray:
         return self.model.predict(x)
 
-    def raw_layers(self):
-        return self.model.layers()
-
-    def real_layers(self):
-        return self.model.real_layers()
-
     def _parameters(self):
         return self.model.step, self.model.layers()
 
@@ -163,11 +173,6 @@ class GoldenRuntime(Runtime):
     def load_event_counts(self, counts):
         self.model.set_event_counts(counts)
 
-    @property
-    def learning_rate_info(self):
-        raw, frac = self.eta
-        return {"lr": self.lr, "batch": self.batch, "eta": raw * 2.0 ** -frac, "eta_raw": raw,
-                "eta_frac_bits": frac, "mode": self.profile.lr_mode}
 
 
 class FloatRuntime(Runtime):
@@ -192,14 +197,6 @@ class FloatRuntime(Runtime):
 
     def predict(self, x):
         return self.model.predict(x)
-
-    def raw_layers(self):
-        p = self.profile
-        return [(quantize(w.astype(np.float64), p.weight.fmt), quantize(b.astype(np.float64), p.bias.fmt))
-                for w, b in zip(self.model.weights, self.model.biases)]
-
-    def real_layers(self):
-        return self.model.real_layers()
 
     def _parameters(self):
         return self.model.step, list(zip(self.model.weights, self.model.biases))
