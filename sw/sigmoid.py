@@ -5,6 +5,7 @@ Both follow ``docs/datapath.md`` section "Sigmoid" to the bit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,24 @@ def _is_power_of_two(n) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and n > 0 and n & (n - 1) == 0
 
 
+#: The largest LUT (a ROM of 2**20 words is beyond the FPGAs fxbp targets).
+MAX_LUT_ENTRIES = 1 << 20
+#: The LUT input range is ``2**k`` with ``k`` in this interval (raw ranges stay within int64).
+RANGE_EXPONENTS = (-62, 62)
+
+
+def _power_of_two_exponent(x) -> int | None:
+    """``k`` when ``x`` is exactly ``2**k`` (an int or a float, ``k`` may be negative), else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    if isinstance(x, int):
+        return x.bit_length() - 1 if _is_power_of_two(x) else None
+    if not math.isfinite(x) or x <= 0:
+        return None
+    mantissa, exponent = math.frexp(x)
+    return exponent - 1 if mantissa == 0.5 else None
+
+
 @dataclass(frozen=True)
 class SigmoidSpec:
     """Which sigmoid approximation the datapath uses.
@@ -29,22 +48,34 @@ class SigmoidSpec:
     kind : str
         ``"lut"`` (table over a clamped range) or ``"plan"`` (Amin et al., 1997).
     entries : int
-        LUT entries, a power of two.
-    input_range : int
-        LUT input range ``R``: inputs are clamped to ``[-R, R)``; a power of two.
+        LUT entries, a power of two from 2 to 2**20.
+    input_range : int or float
+        LUT input range ``R``: inputs are clamped to ``[-R, R)``; a power of two
+        ``2**k`` for an integer ``k`` from -62 to 62 (``0.5`` and ``0.25`` included).
+        Integral values are stored as ``int``.
     """
 
     kind: str = "lut"
     entries: int = 256
-    input_range: int = 8
+    input_range: int | float = 8
 
     def __post_init__(self):
         if self.kind not in ("lut", "plan"):
             raise ValueError(f"sigmoid kind must be 'lut' or 'plan', not {self.kind!r}")
-        if not _is_power_of_two(self.entries) or self.entries < 2:
-            raise ValueError(f"sigmoid LUT entries must be a power of two >= 2, not {self.entries!r}")
-        if not _is_power_of_two(self.input_range):
-            raise ValueError(f"sigmoid LUT input range must be a power of two, not {self.input_range!r}")
+        if not _is_power_of_two(self.entries) or not 2 <= self.entries <= MAX_LUT_ENTRIES:
+            raise ValueError(f"sigmoid LUT entries must be a power of two from 2 to 2**20, not "
+                             f"{self.entries!r}")
+        k = _power_of_two_exponent(self.input_range)
+        lo, hi = RANGE_EXPONENTS
+        if k is None or not lo <= k <= hi:
+            raise ValueError(f"sigmoid LUT input range must be a power of two 2**k with k from "
+                             f"{lo} to {hi} (e.g. 8, 1, 0.5), not {self.input_range!r}")
+        object.__setattr__(self, "input_range", 1 << k if k >= 0 else 2.0 ** k)
+
+    @property
+    def range_exponent(self) -> int:
+        """``k`` with ``input_range == 2**k``."""
+        return _power_of_two_exponent(self.input_range)
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "entries": self.entries, "input_range": self.input_range}
@@ -65,8 +96,17 @@ def lut_params(z_fmt: QFormat, spec: SigmoidSpec) -> tuple[int, int]:
     """``(r_raw, addr_shift)``: the LUT clamps to ``[-r_raw, r_raw)`` and the
     address is ``(z + r_raw) >> addr_shift`` (section 3.1)."""
     n, r = spec.entries, spec.input_range
-    r_raw = r << z_fmt.frac_bits
-    span_bits = (2 * r_raw).bit_length() - 1          # log2(2R * 2**f)
+    raw_exponent = spec.range_exponent + z_fmt.frac_bits   # r_raw = R * 2**f = 2**raw_exponent
+    if raw_exponent < 0:
+        raise ValueError(f"sigmoid LUT input range {r} is below the LSB of the pre-activation "
+                         f"format {z_fmt} ({z_fmt.resolution:g}): use a wider range or more "
+                         f"fraction bits")
+    if raw_exponent > 62:
+        raise ValueError(f"sigmoid LUT input range {r} is 2**{raw_exponent} LSBs of the "
+                         f"pre-activation format {z_fmt}, beyond 64-bit raw values: use a "
+                         f"smaller range")
+    r_raw = 1 << raw_exponent
+    span_bits = raw_exponent + 1                      # log2(2R * 2**f)
     index_bits = n.bit_length() - 1                   # log2(N)
     if span_bits < index_bits:
         raise ValueError(f"sigmoid LUT of {n} entries over [-{r}, {r}) is finer than the "
