@@ -303,6 +303,49 @@ def profile(profile, as_toml):
                     f"accumulators: {p.accumulator_bits} bits; sigmoid: PLAN")
 
 
+@cli.command()
+@click.option("--dataset", help="Built-in dataset: seed-neuron, xor, iris, digits.")
+@click.option("--data", "data", type=click.Path(path_type=Path, dir_okay=True),
+              help="User data: FILE.csv (header row) or FILE.npz (arrays x, y).")
+@click.option("--target", help="Label column of --data (CSV column name or NPZ array).")
+@click.option("--precision", default=None, help="Precision profile: a preset or a .toml file (as for train).")
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=None,
+              help="Rounding of the training casts (as for train).")
+@click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
+              help="Override the profile's sigmoid approximation.")
+@click.option("--hidden", type=int, multiple=True, help="Hidden layer width; repeat for more layers.")
+@click.option("--batch", type=int, default=None, help="Batch size (as for train).")
+@click.option("--lr", type=float, default=None, help="Learning rate (as for train).")
+@click.option("--loss", type=click.Choice(["mse", "xent"]), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--test-fraction", type=float, default=None)
+@click.option("--scale", type=click.Choice(["minmax", "none"]), default=None,
+              help="Feature scaling of --data into the input format.")
+@click.option("--neuron", help="Follow one neuron, L:J (layer from 1, neuron from 0), e.g. 1:3.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the explanation JSON here.")
+def explain(dataset, data, target, precision, rounding, sigmoid, hidden, batch, lr, loss, seed,
+            test_fraction, scale, neuron, json_out):
+    """Show the first training step stage by stage: float64 next to the fixed-point datapath."""
+    from .explain import explain_step, parse_neuron, tables
+    from .train import TrainConfig, Trainer, write_json
+
+    _check_output(json_out, "--json")
+    chosen = parse_neuron(neuron)         # its range is checked once the network is known
+    given = {"dataset": dataset, "data": str(data) if data else None, "target": target,
+             "precision": precision, "rounding": rounding, "sigmoid": sigmoid,
+             "hidden": tuple(hidden) if hidden else None, "batch": batch, "lr": lr, "loss": loss,
+             "seed": seed, "test_fraction": test_fraction, "scale": scale}
+    config = TrainConfig(backend="golden", epochs=1,
+                         **{k: v for k, v in given.items() if v is not None})
+    result = explain_step(Trainer(config), neuron=chosen)
+    out = _console()
+    for table in tables(result):
+        out.print(table)
+    if json_out:
+        write_json(json_out, result.record())
+        out.print(f"explanation JSON: {escape(str(json_out))}")
+
+
 def main(argv=None) -> None:
     """Entry point: runs the command, turning user errors into one line and status 2."""
     try:
