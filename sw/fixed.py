@@ -350,20 +350,53 @@ def cast(raw, from_frac: int, fmt: QFormat, rounding: Rounding = Rounding.NEARES
 
 def quantize(values, fmt: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
              overflow: Overflow = Overflow.SATURATE, events: CastEvents | None = None) -> np.ndarray:
-    """Raw integers in ``fmt`` for real (float) values.
+    """Raw integers in ``fmt`` for real (float) values, with one exact rounding.
 
-    The float64 value is first made exact at ``fmt.frac_bits + 30`` fraction
-    bits (float64 has 53 significant bits, so only values far below one LSB are
-    affected), then :func:`cast` rounds it. Non-finite values are refused.
+    A float64 value is an exact binary fraction, so ``v * 2**f`` is exact too; it is
+    rounded once with ``rounding`` (deterministic modes only) and then saturated or
+    wrapped (``docs/datapath.md`` section 2). Every format width up to
+    :data:`MAX_TOTAL_BITS` is exact, and so is any float64 magnitude, however far
+    outside the format (it overflows, and ``wrap`` keeps its exact low bits).
+    Non-finite values are refused. Events: *overflow* for values outside ``fmt``,
+    *underflow* for non-zero values whose result is 0.
     """
+    if not isinstance(rounding, Rounding) or not rounding.deterministic:
+        raise ValueError(f"quantize rounds deterministically, not with {rounding!r}")
     v = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(v)):
         raise ValueError("cannot quantize NaN or infinite values")
-    guard = 30
-    limit = float(1 << (MAX_TOTAL_BITS - 1 - guard))
-    v = np.clip(v * 2.0 ** fmt.frac_bits, -limit, limit)
-    exact = np.round(v * 2.0 ** guard).astype(np.int64)
-    return cast(exact, fmt.frac_bits + guard, fmt, rounding, overflow, events=events)
+    limit = float(1 << (MAX_TOTAL_BITS))            # beyond every format's range
+    with np.errstate(over="ignore"):
+        x = np.ldexp(v, fmt.frac_bits)              # exact: a power-of-two scaling
+    huge = ~(np.abs(x) < limit)                     # also catches ldexp overflowing to inf
+    xs = np.where(huge, 0.0, x)
+    floor = np.floor(xs)
+    frac = xs - floor                               # exact: both lie in one binade
+    q = floor.astype(np.int64)
+    if rounding is Rounding.TOWARD_ZERO:
+        q += (xs < 0) & (frac > 0)
+    elif rounding is Rounding.HALF_UP:
+        q += frac >= 0.5
+    elif rounding is Rounding.NEAREST_EVEN:
+        q += (frac > 0.5) | ((frac == 0.5) & ((q & 1) == 1))
+    n_huge = int(np.count_nonzero(huge))
+    if n_huge:                                      # outside every format: saturate, or wrap exactly
+        q[huge] = np.where(v[huge] < 0, -(1 << MAX_TOTAL_BITS), 1 << MAX_TOTAL_BITS)
+    ev = CastEvents()
+    out = cast(q, fmt.frac_bits, fmt, rounding, overflow, events=ev)
+    if n_huge and overflow is Overflow.WRAP:
+        from fractions import Fraction
+        bits, mask = fmt.total_bits, (1 << fmt.total_bits) - 1
+        wrapped = []
+        for value in v[huge].reshape(-1):
+            w = int(Fraction(float(value)) * (1 << fmt.frac_bits)) & mask   # an integer: |v 2^f| >= 2^62
+            wrapped.append(w - (1 << bits) if fmt.signed and w >> (bits - 1) else w)
+        out[huge] = wrapped
+    if events is not None:
+        events.overflow += ev.overflow
+        events.underflow += int(np.count_nonzero((out == 0) & (v != 0)))
+        events.total += out.size
+    return out
 
 
 def matmul_bound(a, b, a_max: int | None = None, b_max: int | None = None) -> int:

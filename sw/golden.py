@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -23,7 +24,8 @@ from .profile import PrecisionProfile, Stage
 from .rng import SITE_CODES, _words, site_id, step_keys
 from .sigmoid import lut_index, lut_params, plan_exact, sigmoid_lut_table
 
-__all__ = ["GoldenMLP", "weights_digest", "learning_rate_raw", "LOSSES"]
+__all__ = ["GoldenMLP", "weights_digest", "learning_rate_raw", "shift_exponent", "check_fit",
+           "accumulator_bounds", "LOSSES"]
 
 LOSSES = ("mse", "xent")
 
@@ -42,33 +44,77 @@ def weights_digest(layers) -> str:
     return h.hexdigest()
 
 
-def learning_rate_raw(lr: float, batch: int, profile: PrecisionProfile) -> tuple[int, int]:
-    """The per-sample learning rate ``eta = lr / batch`` as ``(raw, frac_bits)`` (section 7).
+def shift_exponent(eta: float) -> int:
+    """``k = round(-log2(eta))`` for the shift-mode learning rate, computed exactly.
 
-    ``multiply`` mode: ``eta`` rounded to nearest-even into the learning-rate
-    format. ``shift`` mode: ``eta = 2**-k`` with ``k = round(-log2(eta))``, i.e.
-    raw 1 with ``k`` fraction bits.
+    ``eta`` is a float64, hence rational, and ``2**-(k + 1/2)`` is irrational, so
+    ``-log2(eta)`` is never exactly halfway between two integers: the nearest
+    integer is unique and no tie rule is needed. It is found with exact
+    comparisons ``2**(-2k-1) < eta**2 < 2**(-2k+1)`` rather than a float ``log2``,
+    whose rounding could manufacture a tie (``docs/datapath.md`` section 8).
+    """
+    e2 = Fraction(eta) ** 2
+    k = -math.floor(math.log2(eta))
+    while e2 <= Fraction(1, 2) ** (2 * k + 1):      # eta <= 2**-(k + 1/2): k too small
+        k += 1
+    while e2 >= Fraction(1, 2) ** (2 * k - 1):      # eta >= 2**-(k - 1/2): k too large
+        k -= 1
+    return k
+
+
+def learning_rate_raw(lr: float, batch: int, profile: PrecisionProfile) -> tuple[int, int]:
+    """The per-sample learning rate ``eta = lr / batch`` as ``(raw, frac_bits)`` (section 8).
+
+    ``multiply`` mode: ``eta`` cast into the learning-rate format ``L`` with the
+    profile's learning-rate rounding. ``shift`` mode: ``eta = 2**-k`` with
+    ``k = round(-log2(eta))`` (:func:`shift_exponent`), i.e. raw 1 with ``k``
+    fraction bits. Either way the applied rate must be representable in ``L``:
+    not zero, not above its maximum.
     """
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise FxbpError(f"the learning rate must be a positive number, not {lr!r}")
     eta = lr / batch
     fmt = profile.learning_rate
+    largest = f"the largest --lr that fits with --batch {batch} is {fmt.max_real * batch:g}"
     if profile.lr_mode == "shift":
-        k = round(-math.log2(eta))
-        if k < 0:
-            raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} exceeds 1, which the "
-                            f"power-of-two shift mode cannot apply: lower --lr or raise --batch")
+        k = shift_exponent(eta)
+        if 2.0 ** -k > fmt.max_real:
+            raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} gives the shift 2^-{k}, "
+                            f"above the learning-rate format {fmt} (max {fmt.max_real:g}): lower "
+                            f"--lr or raise --batch ({largest})")
+        if k > fmt.frac_bits:
+            raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} gives the shift 2^-{k}, "
+                            f"below the learning-rate format {fmt} (LSB 2^-{fmt.frac_bits}): raise "
+                            f"--lr, lower --batch, or give learning_rate more fraction bits")
+        _refuse_vanishing_updates(1, k, lr, batch, profile)
         return 1, k
-    raw = int(quantize(eta, fmt)[()])
+    if eta > fmt.max_real:
+        raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} exceeds the learning-rate "
+                        f"format {fmt} (max {fmt.max_real:g}): lower --lr or raise --batch "
+                        f"({largest}), or widen learning_rate")
+    raw = int(quantize(eta, fmt, profile.learning_rate_rounding)[()])
     if raw == 0:
         raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} rounds to zero in the "
                         f"learning-rate format {fmt} (LSB {fmt.resolution:g}): raise --lr, lower "
                         f"--batch, or give learning_rate more fraction bits")
-    if eta > fmt.max_real:
-        raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} exceeds the learning-rate "
-                        f"format {fmt} (max {fmt.max_real:g}): lower --lr, raise --batch, or "
-                        f"widen learning_rate")
+    _refuse_vanishing_updates(raw, fmt.frac_bits, lr, batch, profile)
     return raw, fmt.frac_bits
+
+
+def _refuse_vanishing_updates(eta_raw: int, eta_frac: int, lr, batch, profile) -> None:
+    """Refuse a rate at which every update rounds away: with a round-to-nearest update
+    cast, ``|eta G| < 1/2 LSB`` of the parameter for the largest gradient ``G``."""
+    g = profile.gradient.fmt
+    for name in ("weight", "bias"):
+        stage = profile.stage(name)
+        if stage.rounding not in (Rounding.NEAREST_EVEN, Rounding.HALF_UP):
+            continue
+        largest = _max_abs(g) * eta_raw                 # fraction bits eta_frac + fg
+        if largest << (stage.fmt.frac_bits + 1) < 1 << (eta_frac + g.frac_bits):
+            raise FxbpError(f"learning rate {lr} / batch {batch}: even the largest {name} update "
+                            f"(eta x max gradient {g.max_real:g}) is below half an LSB of {stage.fmt}, "
+                            f"so {stage.rounding.value} rounds every update away: raise --lr, or "
+                            f"give the {name} format more fraction bits")
 
 
 # Fused kernels. Each runs a few steps of docs/datapath.md over a whole tensor in
@@ -199,6 +245,47 @@ EVENT_SITES = ("input", *SITE_CODES)
 _R = {name: i for i, name in enumerate(EVENT_SITES)}
 
 
+def _in_format(profile: PrecisionProfile, layer: int) -> QFormat:
+    """Format of layer ``layer``'s input (0-based): the input format, then activations."""
+    return profile.input.fmt if layer == 0 else profile.activation.fmt
+
+
+def accumulator_bounds(sizes, profile: PrecisionProfile, batch: int) -> dict[str, int]:
+    """Largest magnitude each multiply-accumulate of a network can reach (section 4)."""
+    p = profile
+    wmax, dmax, bmax = _max_abs(p.weight.fmt), _max_abs(p.delta.fmt), _max_abs(p.bias.fmt)
+    bounds = {}
+    for l in range(len(sizes) - 1):
+        fin = _in_format(p, l)
+        bias_shift = p.weight.fmt.frac_bits + fin.frac_bits - p.bias.fmt.frac_bits
+        bounds[f"layer {l + 1} forward"] = (sizes[l] * wmax * _max_abs(fin)
+                                            + (bmax << max(bias_shift, 0)))
+        bounds[f"layer {l + 1} weight gradient"] = batch * dmax * _max_abs(fin)
+        bounds[f"layer {l + 1} bias gradient"] = batch * dmax
+        if l > 0:
+            bounds[f"layer {l} backpropagated error"] = sizes[l + 1] * dmax * wmax
+    return bounds
+
+
+def check_fit(sizes, profile: PrecisionProfile, batch: int) -> None:
+    """Refuse a network or batch for which an accumulator could overflow (section 4).
+
+    Needs only the sizes, so callers can run it before allocating any parameter."""
+    p = profile
+    limit = (1 << (p.accumulator_bits - 1)) - 1
+    for l in range(len(sizes) - 1):
+        shift = p.weight.fmt.frac_bits + _in_format(p, l).frac_bits - p.bias.fmt.frac_bits
+        if shift < 0:
+            raise FxbpError(f"bias format {p.bias.fmt} has more fraction bits than the layer "
+                            f"{l + 1} products ({p.weight.fmt.frac_bits + _in_format(p, l).frac_bits}): "
+                            f"give the bias fewer fraction bits")
+    for name, bound in accumulator_bounds(sizes, p, batch).items():
+        if bound > limit:
+            raise FxbpError(f"{name} sums can reach {bound.bit_length() + 1} bits, more than the "
+                            f"{p.accumulator_bits}-bit accumulator: lower the fan-in or --batch, "
+                            f"or raise accumulator_bits in the profile")
+
+
 class GoldenMLP:
     """A sigmoid MLP trained with the fixed-point datapath of ``docs/datapath.md``.
 
@@ -238,7 +325,7 @@ class GoldenMLP:
                      if profile.sigmoid.kind == "lut" else (0, 0))
         self.set_parameters(weights, biases, step)
         self.check_fit(1)
-        self._fits = {1}
+        self._fits: set[tuple[int, tuple[int, int]]] = set()
         self._plans = [self._layer_plan(l) for l in range(len(sizes) - 1)]
         self._update_specs: dict = {}
         pairs = [(l, s) for l in range(1, len(sizes)) for s in SITE_CODES]
@@ -275,40 +362,83 @@ class GoldenMLP:
     # -- formats ---------------------------------------------------------------------------
     def _in_fmt(self, layer: int) -> QFormat:
         """Format of layer ``layer``'s input (0-based): the input format, then activations."""
-        p = self.profile
-        return p.input.fmt if layer == 0 else p.activation.fmt
+        return _in_format(self.profile, layer)
 
     def accumulator_bounds(self, batch: int) -> dict[str, int]:
         """Largest magnitude each multiply-accumulate can reach (section 4)."""
-        p = self.profile
-        wmax, dmax, bmax = _max_abs(p.weight.fmt), _max_abs(p.delta.fmt), _max_abs(p.bias.fmt)
-        bounds = {}
-        for l in range(len(self.sizes) - 1):
-            fin = self._in_fmt(l)
-            bias_shift = p.weight.fmt.frac_bits + fin.frac_bits - p.bias.fmt.frac_bits
-            bounds[f"layer {l + 1} forward"] = (self.sizes[l] * wmax * _max_abs(fin)
-                                                + (bmax << max(bias_shift, 0)))
-            bounds[f"layer {l + 1} weight gradient"] = batch * dmax * _max_abs(fin)
-            bounds[f"layer {l + 1} bias gradient"] = batch * dmax
-            if l > 0:
-                bounds[f"layer {l} backpropagated error"] = self.sizes[l + 1] * dmax * wmax
-        return bounds
+        return accumulator_bounds(self.sizes, self.profile, batch)
 
     def check_fit(self, batch: int) -> None:
         """Refuse a network or batch for which an accumulator could overflow."""
+        check_fit(self.sizes, self.profile, batch)
+
+    def intermediate_bounds(self, batch: int, eta: tuple[int, int]) -> dict[str, tuple[int, str]]:
+        """Largest magnitude of every exact intermediate between casts (section 4), with
+        the formats that set it: ``{name: (bound, formats)}``.
+
+        Each cast ``from F -> fmt`` also needs ``x + 2^s`` (rounding, ``s = F - f > 0``)
+        or ``x << -s`` (``s < 0``) to fit; that is included in the bound of its input.
+        """
         p = self.profile
-        limit = (1 << (p.accumulator_bits - 1)) - 1
-        for l in range(len(self.sizes) - 1):
-            shift = p.weight.fmt.frac_bits + self._in_fmt(l).frac_bits - p.bias.fmt.frac_bits
-            if shift < 0:
-                raise FxbpError(f"bias format {p.bias.fmt} has more fraction bits than the layer "
-                                f"{l + 1} products ({p.weight.fmt.frac_bits + self._in_fmt(l).frac_bits}): "
-                                f"give the bias fewer fraction bits")
-        for name, bound in self.accumulator_bounds(batch).items():
-            if bound > limit:
-                raise FxbpError(f"{name} sums can reach {bound.bit_length() + 1} bits, more than the "
-                                f"{p.accumulator_bits}-bit accumulator: lower the fan-in or --batch, "
-                                f"or raise accumulator_bits in the profile")
+        M = {n: _max_abs(p.stage(n).fmt) for n in ("weight", "bias", "preactivation", "activation",
+                                                   "derivative", "error", "delta", "gradient")}
+        fw, fa, fz = p.weight.fmt.frac_bits, p.activation.fmt.frac_bits, p.preactivation.fmt.frac_bits
+        eta_raw, fl = eta
+        out: dict[str, tuple[int, str]] = {}
+
+        def cast_in(name, bound, from_frac, fmt, formats):
+            s = from_frac - fmt.frac_bits
+            if s > 62:
+                bound = max(bound, 1 << 63)           # the shift itself leaves the 64-bit word
+            need = bound + (1 << s) if s > 0 else bound << -s
+            if name not in out or out[name][0] < need:
+                out[name] = (need, formats)
+
+        acc = self.accumulator_bounds(batch)
+        for l, plan in enumerate(self._plans):
+            fin = self._in_fmt(l).frac_bits
+            cast_in("pre-activation sum", acc[f"layer {l + 1} forward"], fw + fin, p.preactivation.fmt,
+                    "weight, input/activation, preactivation")
+            if p.sigmoid.kind == "plan":
+                cast_in("PLAN sigmoid", max(8 * M["preactivation"] + (16 << fz), 32 << fz), fz + 5,
+                        p.activation.fmt, "preactivation, activation")
+            if plan["err_frac"] == fa:
+                cast_in("output error a - t", 2 * M["activation"], fa, p.error.fmt, "activation, error")
+            else:
+                cast_in("back-propagated error", acc[f"layer {l + 1} backpropagated error"],
+                        plan["err_frac"], p.error.fmt, "delta, weight, error")
+            cast_in("a(1 - a)", M["activation"] * ((1 << fa) + M["activation"]), 2 * fa,
+                    p.derivative.fmt, "activation, derivative")
+            cast_in("e * d" if plan["derivative"] else "e", M["error"] * (M["derivative"] if
+                    plan["derivative"] else 1), plan["delta_frac"], p.delta.fmt,
+                    "error, derivative, delta")
+            cast_in("weight gradient sum", acc[f"layer {l + 1} weight gradient"], plan["g_frac"],
+                    p.gradient.fmt, "delta, input/activation, gradient")
+            cast_in("bias gradient sum", acc[f"layer {l + 1} bias gradient"], plan["gb_frac"],
+                    p.gradient.fmt, "delta, gradient")
+        fg = p.gradient.fmt.frac_bits
+        for what in ("weight", "bias"):
+            fmt = p.stage(what).fmt
+            big = max(fl + fg, fmt.frac_bits)
+            u = M["gradient"] * eta_raw
+            cast_in(f"{what} update w - eta g", (M[what] << (big - fmt.frac_bits)) +
+                    (u << (big - fl - fg)), big, fmt, f"{what}, gradient, learning_rate")
+        return out
+
+    def check_widths(self, batch: int, eta: tuple[int, int]) -> None:
+        """Refuse a profile whose exact intermediates leave the 64-bit two's complement
+        word that the golden model, the OpenCL kernels and the RTL compute in."""
+        for name, (bound, formats) in self.intermediate_bounds(batch, eta).items():
+            if bound >= 1 << 63:
+                raise FxbpError(f"the {name} needs {bound.bit_length() + 1} bits, more than the "
+                                f"64-bit datapath: narrow the formats ({formats}) in the profile")
+
+    def ensure_fits(self, batch: int, eta: tuple[int, int]) -> None:
+        """:meth:`check_fit` and :meth:`check_widths`, once per ``(batch, eta)``."""
+        if (batch, eta) not in self._fits:
+            self.check_fit(batch)
+            self.check_widths(batch, eta)
+            self._fits.add((batch, eta))
 
     def _layer_plan(self, l: int) -> dict:
         """Static kernel parameters of layer ``l`` (0-based): cast specs and alignment shifts."""
@@ -408,9 +538,7 @@ class GoldenMLP:
         if x_raw.ndim != 2 or x_raw.shape[1] != self.sizes[0] or t_raw.shape != (len(x_raw), self.sizes[-1]):
             raise FxbpError(f"a batch must be inputs [n, {self.sizes[0]}] and targets "
                             f"[n, {self.sizes[-1]}], not {x_raw.shape} and {t_raw.shape}")
-        if len(x_raw) not in self._fits:
-            self.check_fit(len(x_raw))
-            self._fits.add(len(x_raw))
+        self.ensure_fits(len(x_raw), eta)
         acts, acts_f = self._forward(x_raw)
         one = 1 << p.activation.fmt.frac_bits
         n_layers = len(self._plans)

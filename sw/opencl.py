@@ -49,10 +49,41 @@ def _devices():
             continue
     if not found:
         raise FxbpError(f"OpenCL platforms load but offer no device: {_FIX}")
-    return found
+    working = [(p, d) for p, d in found if compiler_problem(d) is None]
+    if not working:
+        p, d = found[0]
+        raise FxbpError(f"the OpenCL device {d.name.strip()} ({p.name.strip()}) cannot compile "
+                        f"kernels: {compiler_problem(d)}; use --backend golden, or install an "
+                        f"OpenCL driver that supports this processor")
+    return working
+
+
+_COMPILER_PROBLEMS: dict = {}
+
+
+def compiler_problem(device) -> str | None:
+    """Why ``device`` cannot build a trivial kernel, or None when it can (cached).
+
+    PoCL 3.0 (the PyPI build, LLVM 14) cannot compile for processors newer than
+    LLVM 14 knows (AMD family 26, Zen 5, say): LLVM names the host ``generic`` and
+    the build fails. Such a device is left out, never half used."""
+    key = device.int_ptr
+    if key not in _COMPILER_PROBLEMS:
+        cl = _cl()
+        try:
+            ctx = cl.Context([device])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cl.Program(ctx, "__kernel void probe(__global int *a) { a[0] = 1; }").build()
+            _COMPILER_PROBLEMS[key] = None
+        except cl.Error as exc:
+            log = " ".join(line.strip() for line in str(exc).splitlines() if "error" in line.lower())
+            _COMPILER_PROBLEMS[key] = (log or str(exc).splitlines()[0])[:200]
+    return _COMPILER_PROBLEMS[key]
 
 
 def opencl_available() -> bool:
+    """True when some OpenCL device loads and compiles kernels."""
     try:
         _devices()
         return True
@@ -282,7 +313,7 @@ class OpenCLRuntime(_OpenCLBase):
         # The golden model holds the static plan (formats, cast specs, random keys, fit
         # checks) and quantises host data; the device holds the parameters and does the work.
         self.plan = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
-                                 batch=batch)
+                                 batch=batch, eta=self.eta)
         raw_t = "int" if self.dtype == np.int32 else "long"
         program = _program(self.ctx, "fixed_train", (f"-DRAW_T={raw_t}",))
         self.k = self._launches(program, ("forward", "delta", "weight_update", "bias_update"))
@@ -367,9 +398,7 @@ class OpenCLRuntime(_OpenCLBase):
 
     def _step(self, data: DeviceData, rows, offset: int, n: int) -> None:
         p, model = self.profile, self.plan
-        if n not in model._fits:
-            model.check_fit(n)
-            model._fits.add(n)
+        model.ensure_fits(n, self.eta)
         self._forward(data, rows, offset, n)
         i32 = np.int32
         n_layers = len(model._plans)

@@ -18,23 +18,30 @@ from .float_ref import FloatMLP
 from .golden import GoldenMLP, learning_rate_raw, weights_digest
 from .profile import PrecisionProfile
 
-__all__ = ["Runtime", "GoldenRuntime", "FloatRuntime", "BACKENDS", "make_runtime"]
+__all__ = ["Runtime", "GoldenRuntime", "FloatRuntime", "BACKENDS", "FLOAT_BACKENDS", "make_runtime"]
 
 
-def golden_model(sizes, profile, init_weights, init_biases, *, loss, seed, batch) -> GoldenMLP:
-    """A golden model from real initial values (rounded into the formats), fit-checked for
-    ``batch``. The OpenCL runtime uses one too, as its static plan."""
+def golden_model(sizes, profile, init_weights, init_biases, *, loss, seed, batch,
+                 eta: tuple[int, int]) -> GoldenMLP:
+    """A golden model from real initial values (rounded into the formats), checked for
+    ``batch`` and ``eta`` before any work: accumulators (section 4) and every exact
+    intermediate. The OpenCL runtime uses one too, as its static plan."""
     model = GoldenMLP(sizes, profile, [quantize(w, profile.weight.fmt) for w in init_weights],
                       [quantize(b, profile.bias.fmt) for b in init_biases], loss=loss, seed=seed)
     model.check_fit(batch)
+    model.check_widths(batch, eta)
     return model
 
 
 class Runtime(abc.ABC):
     """What a training backend provides.
 
-    ``init_weights``/``init_biases`` are real values already representable in the
-    profile's weight and bias formats, so every backend starts from the same point.
+    ``init_weights``/``init_biases`` are real values. Fixed-point runtimes round them
+    into the weight and bias formats (nearest-even, saturate); float runtimes take
+    them as given. Random initialisation (``train.initial_parameters``) draws values
+    already representable in the weight format, so every backend starts from the same
+    point; a dataset's fixed values (seed-neuron's textbook weights) reach the float
+    backends exactly.
     """
 
     name: str = "?"
@@ -116,6 +123,11 @@ class Runtime(abc.ABC):
         self._set_parameters([state[f"w{l}"] for l in range(n)],
                              [state[f"b{l}"] for l in range(n)], int(state["step"]))
 
+    def warm_up(self) -> None:
+        """Compile, or load from cache, whatever the first step would otherwise compile,
+        without touching this runtime's state; the training loop calls it outside the
+        timed region. Runtimes with nothing to compile keep this no-op."""
+
     def synchronize(self) -> None:
         """Wait until queued work is done (for timing); host runtimes have none."""
 
@@ -150,10 +162,22 @@ class GoldenRuntime(Runtime):
                          lr=lr, batch=batch)
         self.eta = learning_rate_raw(lr, batch, profile)
         self.model = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
-                                  batch=batch)
+                                  batch=batch, eta=self.eta)
 
     def prepare(self, x, t):
         return self.model.quantize_input(x), self.model.quantize_target(t)
+
+    def warm_up(self) -> None:
+        """One step and one prediction of a throwaway two-wide network with this profile,
+        loss and rate: the same compiled kernels (numba specialises on types, not sizes)."""
+        tiny = (2,) * len(self.sizes)
+        p = self.profile
+        model = GoldenMLP(tiny, p, [np.zeros((2, 2), dtype=np.int64)] * (len(tiny) - 1),
+                          [np.zeros(2, dtype=np.int64)] * (len(tiny) - 1), loss=self.loss,
+                          seed=self.seed)
+        x = model.quantize_input(np.zeros((1, 2)))
+        model.train_step(x, model.quantize_target(np.zeros((1, 2))), self.eta)
+        model.predict(x)
 
     def train_batch(self, x, t) -> None:
         self.model.train_step(x, t, self.eta)
@@ -240,6 +264,8 @@ BACKENDS = {
     "opencl-float32": _opencl_float32,
 }
 BACKEND_CHOICES = (*BACKENDS, "best")
+#: Backends that do not implement docs/datapath.md (no accumulator or width checks apply).
+FLOAT_BACKENDS = ("float32", "float64", "opencl-float32")
 
 
 def make_runtime(backend: str, *args, device: str = "auto", **kwargs) -> Runtime:

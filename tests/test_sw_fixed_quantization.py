@@ -139,3 +139,88 @@ def test_quantize_rounds_reals(fx16):
     assert quantize([0.1, -0.1, 1e-9], QFormat(4, 12)).tolist() == [410, -410, 0]
     with pytest.raises(ValueError, match="NaN"):
         quantize([np.nan], QFormat(4, 12))
+
+
+# -- quantize: one exact rounding from float64, every width --------------------------------------
+
+def exact_quantize(value: float, fmt: QFormat, rounding: Rounding, overflow: Overflow) -> int:
+    """Reference: exact rational arithmetic (fractions), independent of fixed.py."""
+    from fractions import Fraction
+    import math
+    x = Fraction(value) * (1 << fmt.frac_bits)
+    fl = math.floor(x)
+    rem = x - fl
+    up = {Rounding.TRUNCATE: False,
+          Rounding.TOWARD_ZERO: x < 0 and rem > 0,
+          Rounding.HALF_UP: rem >= Fraction(1, 2),
+          Rounding.NEAREST_EVEN: rem > Fraction(1, 2) or (rem == Fraction(1, 2) and fl % 2 == 1),
+          }[rounding]
+    q = fl + int(up)
+    if overflow is None:
+        return q
+    if fmt.min_raw <= q <= fmt.max_raw:
+        return q
+    if overflow is Overflow.SATURATE:
+        return fmt.min_raw if q < fmt.min_raw else fmt.max_raw
+    q &= (1 << fmt.total_bits) - 1
+    return q - (1 << fmt.total_bits) if fmt.signed and q >> (fmt.total_bits - 1) else q
+
+
+wide_formats = st.one_of(
+    st.builds(QFormat, st.integers(1, 31), st.integers(0, 31)),
+    st.builds(QFormat, st.integers(1, 8), st.integers(24, 54)),
+    st.builds(lambda i, f, s: QFormat(i, f, signed=s), st.integers(1, 4), st.integers(50, 58),
+              st.booleans()),
+)
+reals = st.one_of(st.floats(-1e3, 1e3, allow_nan=False), st.floats(allow_nan=False, allow_infinity=False),
+                  st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 1.5e308, -1.5e308, 0.5, -0.5]))
+
+
+@pytest.mark.parametrize("rounding", list(APY_ROUNDING))
+@pytest.mark.parametrize("overflow", list(Overflow))
+@settings(max_examples=150, deadline=None)
+@given(fmt=wide_formats, vals=st.lists(reals, min_size=1, max_size=20))
+def test_quantize_is_one_exact_rounding(rounding, overflow, fmt, vals):
+    ev = CastEvents()
+    got = quantize(vals, fmt, rounding, overflow, events=ev).tolist()
+    want = [exact_quantize(v, fmt, rounding, overflow) for v in vals]
+    assert got == want
+    rounded = [exact_quantize(v, fmt, rounding, None) for v in vals]
+    assert ev.total == len(vals)
+    assert ev.overflow == sum(1 for q in rounded if not fmt.min_raw <= q <= fmt.max_raw)
+    assert ev.underflow == sum(1 for v, q in zip(vals, want) if v != 0 and q == 0)
+
+
+def test_quantize_ties_and_near_ties_round_once():
+    lsb = 2.0 ** -12
+    fmt = QFormat(4, 12)
+    # exact ties go to even; a value 2^-40 LSB above a tie rounds up (no double rounding
+    # through guard bits), one 2^-40 LSB below rounds down
+    assert quantize([0.5 * lsb, 1.5 * lsb, 2.5 * lsb, -2.5 * lsb], fmt).tolist() == [0, 2, 2, -2]
+    above, below = (2.5 + 2.0 ** -40) * lsb, (1.5 - 2.0 ** -40) * lsb
+    assert quantize([above, below], fmt).tolist() == [3, 1]
+
+
+def test_quantize_wide_formats_are_exact():
+    """Formats of 32 bits and more: Q4.58 weights and a Q2.32 sigmoid table are exact."""
+    from fxbp.sw.sigmoid import SigmoidSpec, sigmoid_lut_table
+    w = [0.5, -1.3, 7.99, 1e-9, -7.45e-9]
+    f = QFormat(4, 58)
+    raw = quantize(w, f)
+    assert raw.tolist() == [exact_quantize(v, f, Rounding.NEAREST_EVEN, Overflow.SATURATE) for v in w]
+    assert np.abs(f.to_real(raw) - w).max() <= 2.0 ** -59
+    table = QFormat(2, 32).to_real(sigmoid_lut_table(SigmoidSpec(), QFormat(2, 32)))
+    assert table.max() > 0.9996 and table.min() < 0.0004
+
+
+def test_quantize_beyond_int64_overflows_exactly():
+    ev = CastEvents()
+    fmt = QFormat(2, 6)
+    assert quantize([1e300, -1e300, 3.0], fmt, events=ev).tolist() == [127, -128, 127]
+    assert (ev.overflow, ev.underflow) == (3, 0)
+    ev = CastEvents()
+    assert quantize([1e300, 3.0, 2.0 ** 70 + 2.0 ** 20], fmt, overflow=Overflow.WRAP,
+                    events=ev).tolist() == [0, -64, 0]
+    assert ev.overflow == 3
+    with pytest.raises(ValueError, match="deterministic"):
+        quantize([0.5], fmt, Rounding.STOCHASTIC)

@@ -89,3 +89,23 @@ def test_float32_tracks_float64():
         m32.train_step(x, t, 0.1)
     # float32 rounding (2**-24 relative) over 20 steps of O(1) arithmetic: 1e-4 is generous.
     assert np.max(np.abs(m64.weights[0] - m32.weights[0])) < 1e-4
+
+
+def test_cli_float64_reproduces_the_textbook(tmp_path):
+    """`fxbp train --dataset seed-neuron --backend float64 --epochs 1 --batch 1 --lr 0.01
+    --loss mse` starts from the dataset's exact values (not values rounded into the
+    weight format) and lands on the textbook's weights to 1e-9."""
+    import json
+    from fxbp.sw.cli import main
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "seed-neuron", "--backend", "float64", "--epochs", "1",
+              "--batch", "1", "--lr", "0.01", "--loss", "mse", "--quiet", "--json", str(out)])
+    assert exc.value.code == 0
+    res = json.loads(out.read_text())
+    (w1, w2), = res["layers"][0]["weights"]
+    (b,) = res["layers"][0]["bias"]
+    assert abs(w1 - 0.49990723907) < 1e-9 and abs(w2 - 0.1997217172) < 1e-9
+    assert abs(b - (1.83 - 0.01 * 0.09276093)) < 1e-9
+    y, loss, grads, new = textbook()
+    assert np.allclose([w1, w2, b], new, rtol=0, atol=1e-12)

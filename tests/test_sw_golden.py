@@ -175,3 +175,85 @@ def test_bias_format_finer_than_products_is_refused():
     fine = dataclasses.replace(p, bias=dataclasses.replace(p.bias, fmt=QFormat(1, 20)))
     with pytest.raises(FxbpError, match="more fraction bits than the layer 1 products"):
         make_model((4, 3), fine)
+
+
+# -- every exact intermediate must fit the 64-bit datapath (section 4) -------------------------
+
+def _profile(tmp_path, **stages):
+    from fxbp.sw.profile import load_profile
+    extra = stages.pop("top", "")
+    body = "".join(f'{k} = "{v}"\n' for k, v in stages.items())
+    p = tmp_path / "p.toml"
+    p.write_text(f'base = "fx16"\n{extra}\n[stages]\n{body}')
+    return load_profile(str(p))
+
+
+@pytest.mark.parametrize("stages, what", [
+    # the issue's reproduction: u = eta * G needs 40 + 60 bits
+    (dict(gradient="Q30.30", learning_rate="UQ0.40", top="accumulator_bits = 62"),
+     r"weight update w - eta g needs \d+ bits"),
+    (dict(error="Q30.30", derivative="Q2.40"), r"e \* d needs \d+ bits"),
+    (dict(activation="Q2.33", input="Q2.14", top="accumulator_bits = 62"),
+     r"a\(1 - a\) needs \d+ bits"),
+    (dict(preactivation="Q8.54", top="[sigmoid]\nkind = \"plan\""), r"PLAN sigmoid needs \d+ bits"),
+])
+def test_wide_intermediates_are_refused(tmp_path, stages, what):
+    from fxbp.sw.runtime import GoldenRuntime
+    p = _profile(tmp_path, **stages)
+    sizes = (4, 3, 2)
+    w = [np.zeros((3, 4)), np.zeros((2, 3))]
+    b = [np.zeros(3), np.zeros(2)]
+    with pytest.raises(FxbpError, match=what + ", more than the 64-bit datapath: narrow"):
+        GoldenRuntime(sizes, p, w, b, loss="mse", seed=0, lr=1e-3, batch=1)
+    # the model itself refuses too, before it steps
+    m = GoldenMLP(sizes, p, [np.zeros((3, 4), np.int64), np.zeros((2, 3), np.int64)],
+                  [np.zeros(3, np.int64), np.zeros(2, np.int64)])
+    with pytest.raises(FxbpError, match=what):
+        m.train_step(np.zeros((1, 4), np.int64), np.zeros((1, 2), np.int64), (1, 40))
+
+
+def test_presets_fit_with_room():
+    from fxbp.sw.profile import load_profile
+    for name in ("fx8", "fx12", "fx16"):
+        p = load_profile(name)
+        m = GoldenMLP((64, 32, 10), p, [np.zeros((32, 64), np.int64), np.zeros((10, 32), np.int64)],
+                      [np.zeros(32, np.int64), np.zeros(10, np.int64)])
+        bounds = m.intermediate_bounds(256, learning_rate_raw(2.0, 256, p))
+        assert max(b for b, _ in bounds.values()) < 1 << 62
+
+
+# -- the shift-mode learning rate ----------------------------------------------------------------
+
+def test_shift_exponent_is_exact_where_a_float_log2_ties():
+    """fl(2**-3.5) is just above 2**-3.5, so -log2(eta) is just below 3.5: k = 3. A float
+    log2 returns exactly 3.5 there, where Python's round (half-even) and C's round
+    (half-away) would both say 4."""
+    from fractions import Fraction
+    import math
+    from fxbp.sw.golden import shift_exponent
+    eta = 2.0 ** -3.5
+    assert math.log2(eta) == -3.5 and round(3.5) == 4
+    assert Fraction(eta) ** 2 > Fraction(1, 2 ** 7)          # eta > 2**-3.5 exactly
+    assert shift_exponent(eta) == 3
+    assert shift_exponent(2.0 ** -2.5) == 2                    # fl(2**-2.5) > 2**-2.5 too
+    assert [shift_exponent(e) for e in (1.0, 0.75, 0.5, 2 ** -15, 3.05e-5)] == [0, 0, 1, 15, 15]
+    for k in range(40):                                        # exact powers map to themselves
+        assert shift_exponent(2.0 ** -k) == k
+
+
+def test_shift_mode_is_bounded_by_the_formats(tmp_path):
+    p = _profile(tmp_path, top='lr_mode = "shift"')
+    assert learning_rate_raw(1e-3, 32, p) == (1, 15)
+    with pytest.raises(FxbpError, match=r"shift 2\^-105, below the learning-rate format UQ0\.16"):
+        learning_rate_raw(1e-30, 32, p)
+    with pytest.raises(FxbpError, match=r"shift 2\^-0, above the learning-rate format UQ0\.16"):
+        learning_rate_raw(1.0, 1, p)
+    wide = _profile(tmp_path, top='lr_mode = "shift"', learning_rate="UQ0.40")
+    with pytest.raises(FxbpError, match="rounds every update away"):
+        learning_rate_raw(1e-9, 1, wide)
+
+
+def test_largest_rate_is_named():
+    from fxbp.sw.profile import load_profile
+    with pytest.raises(FxbpError, match=r"the largest --lr that fits with --batch 1 is 0\.999985"):
+        learning_rate_raw(1.0, 1, load_profile("fx16"))
