@@ -31,7 +31,7 @@ from .errors import FxbpError
 from .fixed import MAX_TOTAL_BITS, Overflow, QFormat, cast, exact_matmul, quantize
 from .float_ref import FloatMLP
 from .golden import GoldenMLP, learning_rate_raw
-from .profile import Stage
+from .profile import TRAINING_STAGES, Stage
 from .rng import site_id, site_key
 from .sigmoid import _plan_exact_kernel, sigmoid_lut, sigmoid_lut_table
 from .train import loss_value
@@ -581,9 +581,10 @@ def first_step_record(trainer) -> dict:
         grads = {"weights": [fixed["G", l].real.tolist() for l in layers],
                  "bias": [fixed["g", l].real.tolist() for l in layers]}
     else:
-        w, b, _ = _float_start(trainer)
-        dtype = np.asarray(rt._parameters()[1][0][0]).dtype
-        model = FloatMLP(trainer.sizes, w, b, loss=rt.loss, dtype=dtype)
+        layers = rt._parameters()[1]
+        dtype = np.asarray(layers[0][0]).dtype
+        model = FloatMLP(trainer.sizes, [w for w, _ in layers], [b for _, b in layers],
+                         loss=rt.loss, dtype=dtype)
         g, acts = model.gradients(np.asarray(x, dtype=dtype), np.asarray(t, dtype=dtype))
         y = acts[-1].astype(np.float64)
         grads = {"weights": [gw.astype(np.float64).tolist() for gw, _ in g],
@@ -614,7 +615,8 @@ def tables(ex: Explanation) -> list:
     head.add_column("what", style="bold")
     head.add_column("value")
     head.add_row("network", "-".join(map(str, tr.sizes)) + f" sigmoid, loss {rt.loss}")
-    head.add_row("precision", escape(f"{tr.profile.name}, rounding {tr.config.rounding}, sigmoid "
+    rounding = "/".join(sorted({tr.profile.stage(n).rounding.value for n in TRAINING_STAGES}))
+    head.add_row("precision", escape(f"{tr.profile.name}, training casts {rounding}, sigmoid "
                                      f"{tr.profile.sigmoid.kind}"))
     head.add_row("batch", f"{len(ex.samples)} sample(s) {_short(ex.samples.tolist())}, "
                           f"batch size {rt.batch}")
@@ -628,9 +630,12 @@ def tables(ex: Explanation) -> list:
         pred.add_column(col, justify="left" if col == "quantity" else "right")
     y = ex.stage("a", ex.n_layers)
     loss = ex.loss()
-    for i in list(np.ndindex(y.ref.shape))[:TINY_TENSOR]:
+    shown = list(np.ndindex(y.ref.shape))[:TINY_TENSOR]
+    for i in shown:
         pred.add_row(f"prediction {list(i)}", _num(y.ref[i]), _num(y.fixed.real[i]),
                      f"{y.fixed.real[i] - y.ref[i]:+.3g}")
+    if len(shown) < y.ref.size:
+        pred.add_row(f"({y.ref.size - len(shown)} more predictions in --json)", "", "", "")
     pred.add_row("loss", _num(loss["float"]), _num(loss["fixed"]),
                  f"{loss['fixed'] - loss['float']:+.3g}")
     out.append(pred)
@@ -677,7 +682,7 @@ def _value_table(title: str, rows, ref_col: str):
         t.add_column(col, justify="left" if col in ("stage", "format", "event", "index") else "right")
     for s, idx in rows:
         err, ev = s.error_lsb, s.events()
-        fmt = f"{s.fmt}" if not s.fixed.exact else f"exact, 2^-{s.fixed.frac}"
+        fmt = f"{s.fmt}" if not s.fixed.exact else f"2^-{s.fixed.frac} -> {s.fmt}"
         for i in idx:
             t.add_row(s.section, s.name, str(s.layer), ",".join(map(str, i)), fmt,
                       _num(float(s.ref[i])), str(int(s.fixed.raw[i])),
