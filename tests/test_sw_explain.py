@@ -152,7 +152,7 @@ def test_float_side_equals_float_reference():
 
 # The worked example's figures (prediction and loss before the update).
 TEXTBOOK = {"prediction": 0.874352143, "loss": 0.356465271, "grad": (0.009276093, 0.027828278),
-            "delta": 0.09276093, "new_w": (0.49990723907, 0.1997217172)}
+            "delta": 0.0927609256, "new_w": (0.49990723907, 0.1997217172)}
 
 
 def test_seed_neuron_float_column_is_the_textbook():
@@ -161,7 +161,7 @@ def test_seed_neuron_float_column_is_the_textbook():
     assert abs(ex.loss()["float"] - TEXTBOOK["loss"]) < 1e-9
     g = ex.gradients("float")
     assert np.allclose(g["weights"][0][0], TEXTBOOK["grad"], rtol=0, atol=1e-9)
-    assert abs(g["bias"][0][0] - 0.0927609255818) < 1e-9
+    assert abs(g["bias"][0][0] - TEXTBOOK["delta"]) < 1e-9
     new = ex.parameters_after("float")[0]
     assert np.allclose(new["weights"][0], TEXTBOOK["new_w"], rtol=0, atol=1e-9)
     assert abs(new["bias"][0] - (1.83 - 0.01 * g["bias"][0][0])) < 1e-15
@@ -180,6 +180,13 @@ def test_first_step_record(tmp_path):
     assert rec["prediction"] == ex.prediction()["fixed"] and rec["loss"] == ex.loss()["fixed"]
     assert rec["gradients"] == ex.gradients("fixed")
     assert rec["gradients"]["weights"][0][0] == [9 / 1024, 28 / 1024]
+    # The float64 backend starts from the textbook's exact values: its record is the textbook.
+    rec = first_step_record(Trainer(TrainConfig(dataset="seed-neuron", backend="float64",
+                                                epochs=1, batch=1, lr=0.01, loss="mse")))
+    assert abs(rec["prediction"][0][0] - TEXTBOOK["prediction"]) < 1e-9
+    assert abs(rec["loss"] - TEXTBOOK["loss"]) < 1e-9
+    assert np.allclose(rec["gradients"]["weights"][0][0], TEXTBOOK["grad"], rtol=0, atol=1e-9)
+    assert abs(rec["gradients"]["bias"][0][0] - TEXTBOOK["delta"]) < 1e-9
     for backend in ("float64", "float32"):
         ft = Trainer(TrainConfig(dataset="iris", backend=backend, hidden=(5, 4), batch=8, lr=4.0,
                                  epochs=1))
