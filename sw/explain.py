@@ -23,7 +23,7 @@ the stage format's LSB, with the event of its cast (overflow or underflow).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -417,7 +417,6 @@ class Explanation:
     float_start: str
     events: dict
     neuron: tuple[int, int] | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def tiny(self) -> bool:
@@ -466,7 +465,7 @@ class Explanation:
         layer, j = self.neuron
         rows = []
         for s in self.stages:
-            if s.layer != layer or s.key in ("x",):
+            if s.layer != layer:
                 continue
             shape = s.fixed.raw.shape
             if s.key in ("t", "acc", "z", "a", "e", "d", "delta"):
