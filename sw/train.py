@@ -265,6 +265,7 @@ class Trainer:
         self.compile_seconds = 0.0
         self._warm = False
         self._resumed_from: Path | None = None
+        self.first_step: dict | None = None
 
     def _check_size(self, batch: int) -> None:
         """Refuse, before anything is allocated, a network the accumulators cannot hold
@@ -476,6 +477,9 @@ class Trainer:
         (xtr, ttr), (xte, _) = self._train_data, self._test_data
         n = len(xtr)
         n_batches = math.ceil(n / cfg.batch)
+        if self.epoch == 0 and cfg.epochs == 1 and n_batches == 1:
+            from .explain import first_step_record      # a one-step run records its step
+            self.first_step = first_step_record(self)
         if progress:
             progress.start(cfg.epochs, self.epoch, n_batches)
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
@@ -533,6 +537,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "compile_seconds": self.compile_seconds,
             "cast_events": rt.event_counts(),
+            **({"first_step": self.first_step} if self.first_step is not None else {}),
             "layers": rt.real_layers(),
             "weights_digest": rt.digest(),
         }

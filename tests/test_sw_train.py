@@ -307,3 +307,16 @@ def test_warm_up_leaves_the_run_unchanged():
     b = Trainer(config(epochs=2))
     assert a.run()["weights_digest"] == b.run()["weights_digest"]
     assert a.runtime.event_counts() == b.runtime.event_counts()
+
+
+def test_one_step_run_records_its_step():
+    """A one-step run's record holds the pre-update prediction, loss and gradients; the
+    float64 seed-neuron step is the textbook's."""
+    res = Trainer(TrainConfig(dataset="seed-neuron", backend="float64")).run()
+    fs = res["first_step"]
+    assert abs(fs["prediction"][0][0] - 0.874352143) < 1e-9
+    assert abs(fs["loss"] - 0.356465271) < 1e-9
+    assert np.allclose(fs["gradients"]["weights"][0][0], [0.009276093, 0.027828278], atol=1e-9)
+    golden = Trainer(TrainConfig(dataset="seed-neuron")).run()["first_step"]
+    assert abs(golden["prediction"][0][0] - 0.874352143) < 0.01
+    assert "first_step" not in Trainer(config(epochs=1)).run()
