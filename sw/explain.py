@@ -33,7 +33,7 @@ from .float_ref import FloatMLP
 from .golden import GoldenMLP, learning_rate_raw
 from .profile import TRAINING_STAGES, Stage
 from .rng import site_id, site_key
-from .sigmoid import _plan_exact_kernel, sigmoid_lut, sigmoid_lut_table
+from .sigmoid import plan_exact_values, sigmoid_lut, sigmoid_lut_table
 from .train import loss_value
 
 __all__ = ["StageValues", "Explanation", "fixed_step", "float_step", "next_batch", "explain_step",
@@ -231,9 +231,7 @@ def fixed_step(model: GoldenMLP, x_raw, t_raw, eta: tuple[int, int]) -> dict:
             a = FixedTensor(sigmoid_lut(z.raw, p.preactivation.fmt, p.activation.fmt, p.sigmoid,
                                         table), fa, p.activation.fmt)
         else:                                                          # section 3.2
-            y = np.empty_like(z.raw)
-            _plan_exact_kernel(z.raw.reshape(-1), fz, y.reshape(-1))
-            a = _cast_site(y, fz + 5, p.activation, None)
+            a = _cast_site(plan_exact_values(z.raw, fz), fz + 5, p.activation, None)
         a.site = "activation"
         out["a", layer] = a
         acts.append(a.raw)
@@ -348,10 +346,7 @@ def float_step(sizes, weights, biases, x, t, *, loss: str, eta: float) -> dict:
 def next_batch(trainer) -> np.ndarray:
     """Training-set indices of the trainer's next step: the first batch of epoch
     ``trainer.epoch + 1``, in :meth:`fxbp.sw.train.Trainer.run`'s order."""
-    rt = trainer.runtime
-    n = len(trainer.dataset.x_train)
-    order = np.random.default_rng([rt.seed, trainer.epoch + 1]).permutation(n)
-    return order[:rt.batch]
+    return trainer.batch_order(trainer.epoch + 1)[:trainer.runtime.batch]
 
 
 def _float_start(trainer):

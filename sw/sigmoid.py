@@ -13,7 +13,7 @@ from numba import njit
 
 from .fixed import CastEvents, Overflow, QFormat, Rounding, cast, quantize
 
-__all__ = ["SigmoidSpec", "sigmoid_lut_table", "sigmoid_lut", "sigmoid_plan",
+__all__ = ["SigmoidSpec", "sigmoid_lut_table", "sigmoid_lut", "sigmoid_plan", "plan_exact_values",
            "sigmoid", "sigmoid_derivative"]
 
 
@@ -177,33 +177,42 @@ def sigmoid_lut(z, z_fmt: QFormat, act: QFormat, spec: SigmoidSpec, table=None) 
 # and sigma(-x) = 1 - sigma(x).
 
 
+def plan_exact_values(z, f: int) -> np.ndarray:
+    """PLAN's exact segment values of raw pre-activations with ``f`` fraction bits, with
+    ``f + 5`` fraction bits, before the one cast (section 3.2)."""
+    z = np.asarray(z, dtype=np.int64, order="C")
+    y = np.empty_like(z)
+    _plan_exact_kernel(z.reshape(-1), f, y.reshape(-1))
+    return y
+
+
 def sigmoid_plan(z, z_fmt: QFormat, act: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
-                 events: CastEvents | None = None) -> np.ndarray:
+                 events: CastEvents | None = None,
+                 overflow: Overflow = Overflow.SATURATE) -> np.ndarray:
     """PLAN sigmoid, exact until one final cast into ``act`` (section 3.2).
 
     With ``f = z_fmt.frac_bits`` and ``t = |z|`` (raw), the segment value is formed
     exactly with ``F = f + 5`` fraction bits using shifts and adds only:
     ``t + 27 << f`` (slope 1/32), ``(t << 2) + 20 << f`` (1/8), ``(t << 3) + 16 << f``
     (1/4), ``32 << f`` (1); negative inputs give ``(32 << f) - y``. That value is
-    cast into ``act`` with ``rounding`` and saturation.
+    cast into ``act`` with the activation stage's ``rounding`` and ``overflow`` (PLAN
+    reaches exactly 1.0, which a ``Q1.x`` activation cannot hold: saturate or wrap).
     """
-    f = z_fmt.frac_bits
-    z = np.asarray(z, dtype=np.int64, order="C")
-    y = np.empty_like(z)
-    _plan_exact_kernel(z.reshape(-1), f, y.reshape(-1))
-    return cast(y, f + 5, act, rounding, Overflow.SATURATE, events=events)
+    y = plan_exact_values(z, z_fmt.frac_bits)
+    return cast(y, z_fmt.frac_bits + 5, act, rounding, overflow, events=events)
 
 
 def sigmoid(z, z_fmt: QFormat, act: QFormat, spec: SigmoidSpec,
             rounding: Rounding = Rounding.NEAREST_EVEN, events: CastEvents | None = None,
-            table=None) -> np.ndarray:
-    """The datapath sigmoid selected by ``spec``."""
+            table=None, overflow: Overflow = Overflow.SATURATE) -> np.ndarray:
+    """The datapath sigmoid selected by ``spec``; ``rounding`` and ``overflow`` are the
+    activation stage's (PLAN's one cast; the LUT has none)."""
     if spec.kind == "lut":
         out = sigmoid_lut(z, z_fmt, act, spec, table)
         if events is not None:
             events.total += out.size
         return out
-    return sigmoid_plan(z, z_fmt, act, rounding, events)
+    return sigmoid_plan(z, z_fmt, act, rounding, events, overflow)
 
 
 def sigmoid_derivative_exact(a, act: QFormat) -> tuple[np.ndarray, int]:

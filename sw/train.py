@@ -458,6 +458,11 @@ class Trainer:
         y = self.runtime.predict(xp)
         return loss_value(y, t, self.config.loss), accuracy(y, labels)
 
+    def batch_order(self, epoch: int) -> np.ndarray:
+        """Training-set indices in the order epoch ``epoch`` (1-based) visits them; batches
+        are consecutive slices. Host-side and seeded: the same for every backend."""
+        return np.random.default_rng([self.config.seed, epoch]).permutation(len(self.dataset.x_train))
+
     def warm_up(self) -> float:
         """Compile (or load from cache) the runtime's kernels outside the timed region;
         returns the seconds it took (``compile_seconds`` in the record)."""
@@ -483,7 +488,7 @@ class Trainer:
         if progress:
             progress.start(cfg.epochs, self.epoch, n_batches)
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+            order = self.batch_order(epoch)
             t0 = time.perf_counter()
             rt.train_epoch(xtr, ttr, order, cfg.batch, progress.batch_done if progress else None)
             rt.synchronize()

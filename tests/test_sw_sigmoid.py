@@ -98,3 +98,15 @@ def test_spec_checks(kwargs, match):
 def test_lut_finer_than_format_is_refused():
     with pytest.raises(ValueError, match="finer than"):
         sigmoid_lut(np.zeros(1, dtype=np.int64), QFormat(8, 0), A, SigmoidSpec("lut", 256, 8))
+
+
+def test_plan_honours_the_activation_overflow():
+    """PLAN reaches exactly 1.0, which Q1.7 cannot hold: saturate gives 127, wrap -128,
+    and both count the overflow (the golden model casts with the activation stage's mode)."""
+    from fxbp.sw.fixed import CastEvents, Overflow, QFormat
+    from fxbp.sw.sigmoid import sigmoid_plan
+    z = np.array([5 << 4, -(5 << 4), 0])
+    for overflow, top in ((Overflow.SATURATE, 127), (Overflow.WRAP, -128)):
+        ev = CastEvents()
+        out = sigmoid_plan(z, QFormat(4, 4), QFormat(1, 7), events=ev, overflow=overflow)
+        assert out.tolist() == [top, 0, 64] and ev.overflow == 1
