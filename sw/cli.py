@@ -7,10 +7,14 @@ exit status 2, before anything is written. ``FXBP_DEBUG=1`` shows tracebacks.
 from __future__ import annotations
 
 import os
+import signal
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 
@@ -18,6 +22,12 @@ from .errors import FxbpError
 
 ROUNDINGS = ["truncate", "toward-zero", "half-up", "nearest-even", "stochastic"]
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+#: Backends that run no OpenCL, so ``--device`` means nothing to them.
+NON_OPENCL_BACKENDS = ("golden", "float32", "float64")
+#: Built-in datasets that train and test on the same samples (no split).
+UNSPLIT_DATASETS = ("seed-neuron", "xor")
+#: Seeds are 32-bit (the random-word generator's key).
+SEED_RANGE = click.IntRange(0, 2**32 - 1)
 
 
 def _console(stderr: bool = False) -> Console:
@@ -26,20 +36,106 @@ def _console(stderr: bool = False) -> Console:
     return c if c.is_terminal else Console(stderr=stderr, width=160)
 
 
+def _can_create_in(directory: Path) -> str | None:
+    """None when a file can be created in ``directory`` (proved by creating and removing
+    an empty temporary file), else why not."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fxbp-write-check-", suffix=".tmp")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """``path`` itself when it exists, else its nearest existing ancestor."""
+    while not (path.exists() or path.is_symlink()) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _check_directory(directory: Path, what: str, path: Path) -> None:
+    """Refuse when ``directory`` (or, when it is still to be made, its nearest existing
+    ancestor) is not a directory a file can be created in."""
+    place = _existing_ancestor(directory)
+    if not place.is_dir():
+        raise FxbpError(f"{what} {path} cannot be written ({place} is not a directory): choose "
+                        f"another path")
+    why = _can_create_in(place)
+    if why is not None:
+        raise FxbpError(f"{what} {path} cannot be written ({place}: {why}): choose another path")
+
+
 def _check_output(path: Path | None, what: str, suffixes=None) -> None:
-    """Refuse an output path that cannot be written, before any work starts."""
+    """Refuse an output file that cannot be written, before any work starts.
+
+    Outputs are written atomically (a temporary file in the same directory, then a
+    rename), so the check proves that a file can be created there, and refuses an
+    existing target that is not a regular file (a directory, ``/dev/full``, a pipe).
+    """
     if path is None:
         return
     if suffixes and path.suffix.lower() not in suffixes:
         raise FxbpError(f"{what} {path} must end in {', '.join(suffixes)}")
     if path.is_dir():
         raise FxbpError(f"{what} {path} is a directory: give a file name")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise FxbpError(f"{what} {path} cannot be written ({parent} is not a writable "
-                        f"directory): choose another path")
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        raise FxbpError(f"{what} {path} exists and is not a regular file (a device, pipe or "
+                        f"socket): give a file name")
+    _check_directory(path.parent, what, path)
+
+
+def _check_output_dir(path: Path | None, what: str) -> None:
+    """Refuse an output directory that is a file or where no file can be created."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise FxbpError(f"{what} {path} is not a directory: give a directory (it is made when "
+                        f"missing)")
+    _check_directory(path, what, path)
+
+
+def _given(name: str) -> bool:
+    """Whether the user set the current command's parameter ``name`` (not its default)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT)
+
+
+class _TemporaryOutputs:
+    """On an interrupt, remove the temporary files (``.NAME*.tmp``) that appeared
+    next to the outputs while the block ran.
+
+    The atomic writers delete their own temporary file when interrupted, except in
+    the instant between creating it and entering their clean-up; this closes that
+    gap. Files that were there before the block are left alone.
+    """
+
+    def __init__(self, *outputs: Path | None, directories=()):
+        self.patterns = [(o.parent, f".{o.name}*.tmp") for o in outputs if o is not None]
+        self.patterns += [(d, ".*.tmp") for d in directories if d is not None]
+
+    def _present(self) -> set[Path]:
+        return {f for d, pattern in self.patterns if d.is_dir() for f in d.glob(pattern)}
+
+    def __enter__(self):
+        self.before = self._present()
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            for f in self._present() - self.before:
+                f.unlink(missing_ok=True)
+        return False
+
+
+def _same_file(a: Path | None, b) -> bool:
+    if a is None or b is None:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,52 +148,91 @@ def cli():
 @click.option("--dataset", help="Built-in dataset: seed-neuron, xor, iris, digits.")
 @click.option("--data", "data", type=click.Path(path_type=Path, dir_okay=True),
               help="User data: FILE.csv (header row) or FILE.npz (arrays x, y).")
-@click.option("--target", help="Label column of --data (CSV column name or NPZ array).")
+@click.option("--target", help="Label column of --data (CSV column name or NPZ array); "
+              "--data only.")
 @click.option("--backend", default="golden", show_default=True,
               help="golden (bit-accurate fixed point, NumPy), opencl (the same integer "
               "datapath as OpenCL kernels), float32, float64, opencl-float32, or best "
               "(the fastest bit-exact backend here).")
 @click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
-              show_default=True, help="OpenCL device: auto prefers a GPU, else the CPU (PoCL).")
+              show_default=True, help="OpenCL device (opencl, opencl-float32 and best only): "
+              "auto prefers a GPU, else the CPU (PoCL).")
 @click.option("--precision", default="fx16", show_default=True,
               help="Precision profile: a preset (fx16, fx12, fx8) or a .toml file.")
-@click.option("--rounding", type=click.Choice(ROUNDINGS), default="nearest-even",
-              show_default=True, help="Rounding of the training casts (errors, deltas, "
-              "gradients, weight updates).")
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=None,
+              help="Rounding of the training casts (errors, deltas, gradients, weight "
+              "updates); default: the profile's roundings.")
 @click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
               help="Override the profile's sigmoid approximation.")
-@click.option("--hidden", type=int, multiple=True,
-              help="Hidden layer width; repeat for more layers (default: per dataset).")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1.0, show_default=True,
-              help="Learning rate; each step applies lr / batch per summed sample gradient.")
-@click.option("--loss", type=click.Choice(["mse", "xent"]), default="mse", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option("--hidden", type=click.IntRange(min=1), multiple=True,
+              help="Hidden layer width, a positive integer; repeat for more layers "
+              "(default: the dataset's recipe).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Passes over the training set (default: the dataset's recipe).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Samples per weight update (default: the dataset's recipe).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate (default: the dataset's recipe). Each step applies "
+              "eta = lr / batch per summed sample gradient; eta must fit the profile's "
+              "learning-rate format and not round to zero there (fx16: UQ0.16, so eta < 1; "
+              "the largest rate that fits is lr = (1 - 2**-16) * batch, e.g. 31.9995 for "
+              "batch 32).")
+@click.option("--loss", type=click.Choice(["mse", "xent"]), default=None,
+              help="Loss: mean squared error or cross-entropy (default: the dataset's recipe).")
+@click.option("--seed", type=SEED_RANGE, default=0, show_default=True,
+              help="Seed of the split, the initial weights, the batch order and stochastic "
+              "rounding (0 to 2**32 - 1).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.2, show_default=True,
+              help="Share of --data or iris/digits held out for testing (between 0 and 1).")
 @click.option("--scale", type=click.Choice(["minmax", "none"]), default="minmax",
-              show_default=True, help="Feature scaling of --data into the input format.")
+              show_default=True, help="Feature scaling of --data into the input format "
+              "(--data only).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the result JSON here.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a loss/accuracy plot (.png/.svg/.pdf).")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="Directory for a checkpoint after every epoch.")
+              help="Directory for a checkpoint after every epoch (made when missing).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue from a checkpoint directory.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(dataset, data, target, backend, device, precision, rounding, sigmoid, hidden, epochs, batch,
           lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, quiet):
-    """Train an MLP and report accuracy, speed, cast events and the weights digest."""
+    """Train an MLP; report accuracy, speed and digest.
+
+    Prints accuracy, speed, cast events and the weights digest; writes the result
+    JSON, a plot and checkpoints when asked.
+    """
     from .report import TrainProgress, events_table, result_table, save_plot
     from .train import CHECKPOINT_FILE, TrainConfig, Trainer, write_json
 
+    if dataset is not None and data is None:
+        for name in ("target", "scale"):
+            if _given(name):
+                raise FxbpError(f"--{name} applies to --data files only, not to the built-in "
+                                f"dataset {dataset!r}: drop --{name}")
+        if dataset in UNSPLIT_DATASETS and _given("test_fraction"):
+            raise FxbpError(f"dataset {dataset!r} trains and tests on the same samples, so "
+                            f"--test-fraction means nothing to it: drop --test-fraction")
+    if backend in NON_OPENCL_BACKENDS and _given("device"):
+        raise FxbpError(f"--device picks an OpenCL device, and backend {backend!r} runs no "
+                        f"OpenCL: drop --device or use --backend opencl")
     _check_output(json_out, "--json")
     _check_output(plot, "--plot", PLOT_SUFFIXES)
+    _check_output_dir(checkpoint or resume, "--checkpoint" if checkpoint else "--resume")
+    for out_path, name in ((json_out, "--json"), (plot, "--plot")):
+        for in_path, source in ((data, "--data"), (Path(precision), "--precision")):
+            if _same_file(out_path, in_path):
+                raise FxbpError(f"{name} {out_path} is the {source} file: write the output "
+                                f"elsewhere")
     if checkpoint is not None and resume is None and (checkpoint / CHECKPOINT_FILE).exists():
         raise FxbpError(f"{checkpoint} already holds a checkpoint: continue it with --resume "
                         f"{checkpoint}, or choose another directory")
+    # None means "not given": TrainConfig then takes the dataset's recipe or the profile's roundings
+    given = {"rounding": rounding, "hidden": tuple(hidden) if hidden else None, "epochs": epochs,
+             "batch": batch, "lr": lr, "loss": loss}
     config = TrainConfig(dataset=dataset, data=str(data) if data else None, target=target,
-                         backend=backend, device=device, precision=precision, rounding=rounding, sigmoid=sigmoid,
-                         hidden=tuple(hidden) if hidden else None, epochs=epochs, batch=batch,
-                         lr=lr, loss=loss, seed=seed, test_fraction=test_fraction, scale=scale)
+                         backend=backend, device=device, precision=precision, sigmoid=sigmoid,
+                         seed=seed, test_fraction=test_fraction, scale=scale,
+                         **{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(config)
     if resume is not None:
         trainer.load_checkpoint(resume)
@@ -110,17 +245,18 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                   f"({escape(rt['platform'])}, {escape(rt['device'])})"
                   + (f", resuming at epoch {trainer.epoch}" if resume else ""))
     progress = None if quiet else TrainProgress(err, trainer.dataset.name)
-    result = trainer.run(progress=progress, checkpoint_dir=checkpoint or resume)
-    out.print(result_table(result))
-    ev = events_table(result)
-    if ev is not None:
-        out.print(ev)
-    if json_out:
-        write_json(json_out, result)
-        out.print(f"result JSON: {escape(str(json_out))}")
-    if plot:
-        save_plot([result], plot)
-        out.print(f"plot: {escape(str(plot))}")
+    with _TemporaryOutputs(json_out, plot, directories=[checkpoint or resume]):
+        result = trainer.run(progress=progress, checkpoint_dir=checkpoint or resume)
+        out.print(result_table(result))
+        ev = events_table(result)
+        if ev is not None:
+            out.print(ev)
+        if json_out:
+            write_json(json_out, result)
+            out.print(f"result JSON: {escape(str(json_out))}")
+        if plot:
+            save_plot([result], plot)
+            out.print(f"plot: {escape(str(plot))}")
 
 
 @cli.command()
@@ -208,7 +344,10 @@ def synth(unit, precision, rounding, stage, family, json_out):
               show_default=True, help="Where each case gets its build directory.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the results here.")
 def sim(cases, list_cases, waves, build_dir, json_out):
-    """Run the cocotb + Verilator testbenches of the RTL units (all cases by default)."""
+    """Run the cocotb + Verilator RTL testbenches.
+
+    Runs every case by default, or the CASES named (--list shows them).
+    """
     try:
         from ..sim.runner import CASES, run_case
     except ImportError as exc:
@@ -249,7 +388,11 @@ def sim(cases, list_cases, waves, build_dir, json_out):
 
 @cli.command()
 def info():
-    """Versions of the packages and tools fxbp uses, and how to get missing ones."""
+    """Show package and tool versions, and fixes.
+
+    Lists the packages, tools and OpenCL devices fxbp uses, and how to install
+    missing ones.
+    """
     from .toolinfo import collect, info_table
     _console().print(info_table(collect()))
 
@@ -257,7 +400,10 @@ def info():
 @cli.command("format")
 @click.argument("formats", nargs=-1, required=True)
 def format_(formats):
-    """Describe fixed-point formats, e.g. `fxbp format Q4.12 UQ0.16`."""
+    """Describe fixed-point formats such as Q4.12.
+
+    Example: fxbp format Q4.12 UQ0.16
+    """
     from rich.table import Table
     from .fixed import QFormat
     parsed = []
@@ -279,7 +425,10 @@ def format_(formats):
 @click.argument("profile", default="fx16")
 @click.option("--toml", "as_toml", is_flag=True, help="Print the profile as TOML (a starting point for your own).")
 def profile(profile, as_toml):
-    """Show a precision profile (preset name or .toml file), stage by stage."""
+    """Show a precision profile, stage by stage.
+
+    PROFILE is a preset (fx16, fx12, fx8) or a .toml file; --toml prints it as TOML.
+    """
     from rich.table import Table
     from .profile import STAGES, load_profile
     p = load_profile(profile)
@@ -295,7 +444,7 @@ def profile(profile, as_toml):
                   f"{s.fmt.resolution:g}", s.rounding.value, s.overflow.value)
     lr = p.learning_rate
     t.add_row("learning_rate", str(lr), str(lr.total_bits), f"[0, {lr.max_real:.6g}]",
-              f"{lr.resolution:g}", "nearest-even", f"mode {p.lr_mode}")
+              f"{lr.resolution:g}", p.learning_rate_rounding.value, f"mode {p.lr_mode}")
     _console().print(t)
     _console().print(f"accumulators: {p.accumulator_bits} bits; sigmoid: {p.sigmoid.kind} "
                     f"({p.sigmoid.entries} entries over [-{p.sigmoid.input_range}, "
@@ -325,7 +474,12 @@ def profile(profile, as_toml):
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the explanation JSON here.")
 def explain(dataset, data, target, precision, rounding, sigmoid, hidden, batch, lr, loss, seed,
             test_fraction, scale, neuron, json_out):
-    """Show the first training step stage by stage: float64 next to the fixed-point datapath."""
+    """Explain one training step, stage by stage.
+
+    The first step of the run `fxbp train` would make with the same options: for each
+    stage of docs/datapath.md, the float64 value next to the fixed-point raw value, its
+    reading, its error in LSBs and its cast event.
+    """
     from .explain import explain_step, parse_neuron, tables
     from .train import TrainConfig, Trainer, write_json
 
@@ -346,13 +500,65 @@ def explain(dataset, data, target, precision, rounding, sigmoid, hidden, batch, 
         out.print(f"explanation JSON: {escape(str(json_out))}")
 
 
+#: Signals that stop a run cleanly: temporary files are removed, exit status 128 + signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _install_stop_handlers() -> tuple[dict, list]:
+    """Make SIGTERM behave like SIGINT (raise KeyboardInterrupt) while fxbp runs.
+
+    Only the first signal interrupts; later ones are ignored, so the clean-up that
+    the first one started (removing temporary files) is not itself interrupted.
+    Returns the previous handlers and the list that records the signals received.
+    """
+    received: list[int] = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    previous = {}
+    try:
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, stop)
+    except ValueError:                   # not the main thread: leave the handlers alone
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        previous = {}
+    return previous, received
+
+
+def _os_error_message(exc: OSError) -> str:
+    """One line for a failed read or write: what, where, and what to check."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return (f"{where}{exc.strerror or exc}: check the path, its permissions and the free space"
+            if exc.strerror else str(exc))
+
+
 def main(argv=None) -> None:
-    """Entry point: runs the command, turning user errors into one line and status 2."""
+    """Entry point: runs the command, turning user errors into one line and status 2.
+
+    An interrupt (Ctrl-C, SIGINT) or SIGTERM ends the run with "fxbp: interrupted"
+    and exit status 130 (SIGINT) or 143 (SIGTERM), after temporary files are removed.
+    """
+    previous, received = _install_stop_handlers()
+    try:
+        _run(argv, received)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(argv, received: list[int]) -> None:
+    def interrupted():
+        click.echo("fxbp: interrupted", err=True)
+        sys.exit(128 + (received[0] if received else signal.SIGINT))
+
     try:
         rv = cli.main(args=argv, prog_name="fxbp", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("fxbp: interrupted", err=True)
-        sys.exit(130)
+        interrupted()
     except click.UsageError as exc:
         hint = f" (see 'fxbp {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else \
             " (see 'fxbp --help')"
@@ -364,12 +570,11 @@ def main(argv=None) -> None:
     except (FxbpError, OSError) as exc:
         if os.environ.get("FXBP_DEBUG"):
             raise
-        msg = str(exc).replace("\n", " ")
-        click.echo(f"fxbp: error: {msg}", err=True)
+        msg = _os_error_message(exc) if isinstance(exc, OSError) else str(exc)
+        click.echo(f"fxbp: error: {' '.join(msg.split())}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("fxbp: interrupted", err=True)
-        sys.exit(130)
+        interrupted()
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
