@@ -270,7 +270,10 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
 @click.option("--out", type=click.Path(path_type=Path), help="Write the Verilog here (default: stdout).")
 @click.option("--list", "list_units", is_flag=True, help="List the units and their parameters.")
 def gen(unit, precision, rounding, stage, out, list_units):
-    """Emit Verilog for an RTL unit: mac, cast, sigmoid, sigmoid-derivative, weight-update."""
+    """Emit Verilog for an RTL unit.
+
+    Units: mac, cast, sigmoid, sigmoid-derivative, weight-update (--list shows them).
+    """
     try:
         from ..hw.generate import UNITS, build_unit, verilog
     except ImportError as exc:
@@ -305,7 +308,10 @@ def gen(unit, precision, rounding, stage, out, list_units):
               show_default=True)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the counts here.")
 def synth(unit, precision, rounding, stage, family, json_out):
-    """Synthesise an RTL unit with YoWASP yosys and print its LUT/FF/DSP/BRAM counts."""
+    """Synthesise an RTL unit; count LUT/FF/DSP/BRAM.
+
+    Runs YoWASP yosys for iCE40 and/or ECP5 and prints the cell counts.
+    """
     try:
         from ..hw.generate import build_unit, verilog
         from ..hw.synth import synthesize

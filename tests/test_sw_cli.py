@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,7 +87,21 @@ def bad_inputs(tmp):
         "json under a file": (d + ["--json", str(tmp / "afile" / "r.json")], "cannot be written"),
         "plot suffix": (d + ["--plot", str(tmp / "p.gif")], "must end in"),
         "no data": (["train"], "exactly one of"),
-        "accumulator too small": (d + ["--batch", "4096"], "accumulator"),
+        "accumulator too small": (["train", "--dataset", "digits", "--batch", "1024", "--quiet"],
+                                  "accumulator"),
+        "negative seed": (d + ["--seed", "-1"], "Invalid value for '--seed': -1 is not in the range 0<=x<=4294967295"),
+        "seed beyond 32 bits": (d + ["--seed", str(2**32)], "'--seed'"),
+        "zero hidden": (d + ["--hidden", "8", "--hidden", "0"], "Invalid value for '--hidden'"),
+        "nan lr": (d + ["--lr", "nan"], "--lr"),
+        "test fraction of one": (d + ["--test-fraction", "1"], "Invalid value for '--test-fraction'"),
+        "target with a dataset": (d + ["--target", "y"], "--target applies to --data files only"),
+        "scale with a dataset": (d + ["--scale", "none"], "--scale applies to --data files only"),
+        "default scale given with a dataset": (d + ["--scale", "minmax"], "--scale applies"),
+        "test fraction with xor": (["train", "--dataset", "xor", "--test-fraction", "0.5"],
+                                   "trains and tests on the same samples"),
+        "device with golden": (d + ["--device", "cpu"], "--device picks an OpenCL device, and "
+                               "backend 'golden' runs no OpenCL"),
+        "device with float64": (d + ["--backend", "float64", "--device", "auto"], "runs no OpenCL"),
     }
 
 
@@ -98,7 +113,12 @@ def bad_inputs(tmp):
                                   "unknown backend", "unknown preset", "unknown rounding",
                                   "missing file", "unreadable npz", "missing profile",
                                   "missing checkpoint", "json under a file", "plot suffix",
-                                  "no data", "accumulator too small"])
+                                  "no data", "accumulator too small", "negative seed",
+                                  "seed beyond 32 bits", "zero hidden", "nan lr",
+                                  "test fraction of one", "target with a dataset",
+                                  "scale with a dataset", "default scale given with a dataset",
+                                  "test fraction with xor", "device with golden",
+                                  "device with float64"])
 def test_bad_input_is_one_line_exit_2(case, tmp_path, capsys):
     argv, match = bad_inputs(tmp_path)[case]
     outputs = [tmp_path / "out.json", tmp_path / "out.png", tmp_path / "ck"]
@@ -143,3 +163,174 @@ def test_names_with_brackets_print_as_written(tmp_path, capsys):
                           "--batch", "8", "--lr", "1", "--json", str(tmp_path / "[r].json")], capsys)
     assert code == 0, err
     assert "fxbp train: data[v2]" in out and "[r].json" in out
+
+
+def _read_only_tree(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o444)
+        os.chmod(dirpath, 0o555)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["format", "Q4.12"],
+                                  ["train", "--dataset", "xor", "--epochs", "1", "--quiet"]])
+def test_read_only_install_with_unwritable_home(argv, tmp_path):
+    """numba caches next to the sources, else under the home directory; with neither
+    writable, fxbp must still run (and ``--help`` must not need numba at all)."""
+    import shutil
+    import tempfile
+    import fxbp.sw
+    base = Path(tempfile.mkdtemp(prefix="fxbp-ro-"))      # 0700 by default: open it up
+    try:
+        os.chmod(base, 0o755)
+        shutil.copytree(Path(fxbp.sw.__file__).parent, base / "pkg" / "fxbp" / "sw",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        (base / "home").mkdir()
+        (base / "tmp").mkdir()
+        os.chmod(base / "tmp", 0o777)
+        _read_only_tree(base / "pkg")
+        os.chmod(base / "home", 0o555)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH")}
+        env.update(HOME=str(base / "home"), PYTHONPATH=str(base / "pkg"), TMPDIR=str(base / "tmp"))
+        prefix = []
+        if os.geteuid() == 0:        # root writes anywhere: drop the capabilities that allow it
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                pytest.skip("running as root without setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+            prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+        code = ("import sys; from fxbp.sw.cli import main; import fxbp.sw; "
+                "print(fxbp.sw.__file__, file=sys.stderr); main(sys.argv[1:])")
+        proc = subprocess.run([*prefix, sys.executable, "-c", code, *argv], env=env,
+                              cwd=base / "tmp", capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stderr.splitlines()[0].startswith(str(base / "pkg"))
+        assert "Traceback" not in proc.stderr
+        assert not os.listdir(base / "tmp")          # the fallback cache is removed at exit
+    finally:
+        for dirpath, dirnames, filenames in os.walk(base):
+            os.chmod(dirpath, 0o755)
+        shutil.rmtree(base)
+
+
+def test_help_does_not_import_numba():
+    code = ("import sys; from fxbp.sw.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'numpy')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert "Describe fixed-point formats such as Q4.12." in proc.stdout
+
+
+def test_command_list_is_not_truncated(capsys):
+    code, out, _ = run(["--help"], capsys)
+    listing = out[out.index("Commands:"):].splitlines()[1:]
+    assert code == 0 and listing
+    mine = [l for l in listing if l.split()[0] in ("train", "gen", "synth", "sim", "info",
+                                                    "format", "profile")]
+    assert len(mine) == 7 and not any(l.rstrip().endswith(("...", "e.g.")) for l in mine), mine
+    code, out, _ = run(["train", "--help"], capsys)
+    for option in ("--epochs", "--batch", "--seed", "--test-fraction"):
+        line = next(l for l in out.splitlines() if l.strip().startswith(option))
+        assert len(line.split()) > 3, line               # a help text, not only the type
+    assert "lr = (1 - 2**-16) * batch" in " ".join(out.split())
+
+
+def _proc_available():
+    return os.path.isdir("/proc/self")
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(["--plot", "/proc/fxbp-x.png"], id="plot under /proc"),
+    pytest.param(["--json", "/proc/fxbp-r.json"], id="json under /proc"),
+    pytest.param(["--checkpoint", "/proc/fxbp-ck"], id="checkpoint under /proc"),
+    pytest.param(["--json", "/dev/full"], id="json to /dev/full"),
+    pytest.param(["--plot", "/dev/null/x.png"], id="plot under a device"),
+    pytest.param(["--checkpoint", "AFILE"], id="checkpoint is a file"),
+    pytest.param(["--json", "ADIR"], id="json is a directory"),
+    pytest.param(["--json", "DATA"], id="json would overwrite the data"),
+])
+def test_every_output_is_checked_before_any_is_written(bad, tmp_path, capsys):
+    if not _proc_available():
+        pytest.skip("needs Linux /proc")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,y\n" + "\n".join(f"{i},{i % 5},{i % 2}" for i in range(20)) + "\n")
+    swap = {"AFILE": str(tmp_path / "afile"), "ADIR": str(tmp_path / "adir"), "DATA": str(data)}
+    bad = [swap.get(a, a) for a in bad]
+    good = {"--json": tmp_path / "r.json", "--plot": tmp_path / "p.png",
+            "--checkpoint": tmp_path / "ck"}
+    argv = ["train", "--data", str(data), "--target", "y", "--epochs", "1", "--batch", "4",
+            "--lr", "1", "--quiet", *bad]
+    for option, path in good.items():
+        if option != bad[0]:
+            argv += [option, str(path)]
+    before = data.read_bytes()
+    code, out, err = run(argv, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"fxbp: error: {bad[0]} "), err
+    assert not any(p.exists() for p in good.values())
+    assert data.read_bytes() == before
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]   # no probe left
+
+
+def test_resume_directory_must_be_writable(tmp_path, capsys):
+    if not _proc_available():
+        pytest.skip("needs Linux /proc")
+    code, _, err = run(["train", "--dataset", "xor", "--resume", "/proc/self", "--quiet"], capsys)
+    assert code == 2 and err.startswith("fxbp: error: --resume /proc/self cannot be written")
+
+
+def test_a_failed_write_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    import errno
+    import fxbp.sw.train as train_module
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(train_module, "_atomic_write_bytes", full)
+    out_path = tmp_path / "r.json"
+    code, out, err = run(["train", "--dataset", "xor", "--epochs", "1", "--batch", "4", "--quiet",
+                          "--json", str(out_path)], capsys)
+    assert code == 2 and not out_path.exists()
+    assert err.strip().splitlines() == [
+        f"fxbp: error: {out_path}: No space left on device: check the path, its permissions and "
+        f"the free space"]
+
+
+def test_sigterm_stops_cleanly_and_leaves_no_temporary_files(tmp_path):
+    """SIGTERM (once or twice, at random moments of a run that writes a checkpoint after
+    every short epoch) ends with "fxbp: interrupted", status 143 and no *.tmp left."""
+    import random
+    import signal
+    import time
+    exe = os.path.join(os.path.dirname(sys.executable), "fxbp")
+    rnd = random.Random(7)
+    for attempt in range(6):
+        ck = tmp_path / f"ck{attempt}"
+        proc = subprocess.Popen([exe, "train", "--dataset", "xor", "--epochs", "1000000",
+                                 "--batch", "4", "--lr", "2", "--quiet", "--checkpoint", str(ck)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not (ck / "checkpoint.npz").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.01)
+        time.sleep(rnd.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGTERM)
+        if attempt % 2:
+            time.sleep(rnd.uniform(0.0, 0.005))
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        # a second signal that comes after fxbp restored the default handlers ends it at once
+        assert proc.returncode == 143 or attempt % 2 and proc.returncode == -signal.SIGTERM, err
+        assert err.strip().splitlines()[-1] == "fxbp: interrupted"
+        assert "Traceback" not in err
+        assert [p.name for p in ck.iterdir()] == ["checkpoint.npz"], (attempt, proc.returncode, err)
+
+
+def test_handlers_are_restored_after_main(capsys):
+    import signal
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert run(["format", "Q4.12"], capsys)[0] == 0
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
