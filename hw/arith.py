@@ -1,7 +1,8 @@
-"""Combinational building blocks shared by the units: the cast and the random hash.
+"""Building blocks shared by the units: the cast (split into a round and a saturate stage)
+and the random hash (split into pipeline stages).
 
 Both are transcriptions of ``docs/datapath.md`` (sections 1 and 9) into Amaranth
-expressions; the units register around them.
+expressions; the units register between them.
 """
 
 from __future__ import annotations
@@ -10,59 +11,103 @@ from amaranth.hdl import Mux, Value, signed, unsigned
 
 from ..sw.fixed import Overflow, QFormat, Rounding
 
-__all__ = ["hash32", "cast_expr", "check_format", "check_rounding", "check_overflow", "fmt_shape"]
+__all__ = ["hash32", "hash_rounds", "HASH_STAGES", "round_expr", "saturate_expr", "cast_expr",
+           "check_format", "check_rounding", "check_overflow", "fmt_shape"]
 
 
 def _mask32(v: Value) -> Value:
     return v[:32].as_unsigned()
 
 
-def hash32(a: Value) -> Value:
-    """Jenkins' 32-bit integer hash (section 9): adds, XORs and shifts, modulo 2**32."""
+_ROUNDS = (
+    lambda a: (a + 0x7ED55D16) + (a << 12),
+    lambda a: (a ^ 0xC761C23C) ^ (a >> 19),
+    lambda a: (a + 0x165667B1) + (a << 5),
+    lambda a: (a + 0xD3A2646C) ^ (a << 9),
+    lambda a: (a + 0xFD7046C5) + (a << 3),
+    lambda a: (a ^ 0xB55A4F09) ^ (a >> 16),
+)
+
+#: How the six rounds of the hash are spread over pipeline stages: at most two 32-bit
+#: carry chains per stage (rounds 1, 3 and 5 add twice, round 4 once, 2 and 6 only XOR).
+HASH_STAGES = ((0, 1), (2,), (3,), (4, 5))
+
+
+def hash_rounds(a: Value, rounds) -> Value:
+    """Rounds ``rounds`` (0-based) of Jenkins' 32-bit hash applied to ``a``, modulo 2**32."""
     a = _mask32(a)
-    a = _mask32((a + 0x7ED55D16) + (a << 12))
-    a = _mask32((a ^ 0xC761C23C) ^ (a >> 19))
-    a = _mask32((a + 0x165667B1) + (a << 5))
-    a = _mask32((a + 0xD3A2646C) ^ (a << 9))
-    a = _mask32((a + 0xFD7046C5) + (a << 3))
-    a = _mask32((a ^ 0xB55A4F09) ^ (a >> 16))
+    for k in rounds:
+        a = _mask32(_ROUNDS[k](a))
     return a
+
+
+def hash32(a: Value) -> Value:
+    """Jenkins' 32-bit integer hash (section 9) in one combinational expression."""
+    return hash_rounds(a, range(6))
+
+
+def round_expr(x: Value, from_frac: int, fmt: QFormat, rounding: Rounding,
+               random: Value | None = None) -> Value:
+    """``q``, the rounded value of ``cast(x, from_frac -> fmt)`` before overflow handling."""
+    s = from_frac - fmt.frac_bits
+    if s <= 0:
+        return x << (-s)
+    x = x.as_signed()
+    if rounding is Rounding.TRUNCATE:
+        return x >> s
+    if rounding is Rounding.TOWARD_ZERO:
+        return (x + Mux(x < 0, (1 << s) - 1, 0)) >> s
+    if rounding is Rounding.HALF_UP:
+        return (x + (1 << (s - 1))) >> s
+    if rounding is Rounding.NEAREST_EVEN:
+        # (x >> s) & 1: bit s, or the sign bit when the shift is at least as wide as x.
+        return (x + ((1 << (s - 1)) - 1) + x[min(s, len(x) - 1)]) >> s
+    if random is None:
+        raise ValueError("stochastic rounding needs a random word")
+    r = random.as_unsigned()
+    r = (r >> (32 - s)) if s <= 32 else (r << (s - 32))
+    return (x + r) >> s
+
+
+def saturate_expr(q: Value, fmt: QFormat, overflow: Overflow, nonzero=None,
+                  equal_to=None) -> tuple[Value, Value, Value, Value | None]:
+    """``(value, overflowed, underflowed, equal)`` from a rounded ``q`` (section 1).
+
+    ``nonzero`` is ``x != 0`` of the cast's input when the cast drops bits (``None``
+    otherwise: no underflow). ``equal_to`` is an in-range raw value ``w``; ``equal`` then
+    says whether the result equals it (the update's "stalled" test). Both flags are
+    computed beside the saturating multiplexer, not after it.
+    """
+    lo, hi, n = fmt.min_raw, fmt.max_raw, fmt.total_bits
+    below, above = q < lo, q > hi
+    low_bits = q[:n]
+    saturate = overflow is Overflow.SATURATE
+    if saturate:
+        value = Mux(below, lo, Mux(above, hi, q))[:n]
+    else:
+        value = low_bits
+    value = value.as_signed() if fmt.signed else value.as_unsigned()
+    over = below | above
+    if nonzero is None:
+        under = Value.cast(0)
+    elif saturate:
+        under = nonzero & Mux(below, int(lo == 0), Mux(above, int(hi == 0), low_bits == 0))
+    else:
+        under = nonzero & (low_bits == 0)
+    equal = None
+    if equal_to is not None:
+        w = equal_to
+        same = low_bits == w.as_unsigned()[:n]
+        equal = Mux(below, w == lo, Mux(above, w == hi, same)) if saturate else same
+    return value, over, under, equal
 
 
 def cast_expr(x: Value, from_frac: int, fmt: QFormat, rounding: Rounding, overflow: Overflow,
               random: Value | None = None) -> tuple[Value, Value, Value]:
-    """``(q, overflowed, underflowed)`` of ``cast(x, from_frac -> fmt)`` (section 1).
-
-    ``q`` is wider than ``fmt``; assigning it to a ``fmt``-wide signal keeps the low bits,
-    which after saturation is the value and without it is the wrap-around.
-    """
-    s = from_frac - fmt.frac_bits
-    if s > 0:
-        if rounding is Rounding.TRUNCATE:
-            q = x >> s
-        elif rounding is Rounding.TOWARD_ZERO:
-            q = (x + Mux(x < 0, (1 << s) - 1, 0)) >> s
-        elif rounding is Rounding.HALF_UP:
-            q = (x + (1 << (s - 1))) >> s
-        elif rounding is Rounding.NEAREST_EVEN:
-            q = (x + ((1 << (s - 1)) - 1) + x.as_signed()[s]) >> s
-        else:
-            if random is None:
-                raise ValueError("stochastic rounding needs a random word")
-            r = random.as_unsigned()
-            r = (r >> (32 - s)) if s <= 32 else (r << (s - 32))
-            q = (x + r) >> s
-    elif s < 0:
-        q = x << (-s)
-    else:
-        q = x
-    lo, hi = fmt.min_raw, fmt.max_raw
-    over = (q < lo) | (q > hi)
-    if overflow is Overflow.SATURATE:
-        q = Mux(q < lo, lo, Mux(q > hi, hi, q))
-    value = q[:fmt.total_bits]
-    value = value.as_signed() if fmt.signed else value.as_unsigned()
-    under = (value == 0) & (x != 0) if s > 0 else Value.cast(0)
+    """``(value, overflowed, underflowed)`` of ``cast(x, from_frac -> fmt)`` in one expression."""
+    q = round_expr(x, from_frac, fmt, rounding, random)
+    nonzero = (x != 0) if from_frac > fmt.frac_bits else None
+    value, over, under, _ = saturate_expr(q, fmt, overflow, nonzero)
     return value, over, under
 
 

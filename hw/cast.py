@@ -1,25 +1,24 @@
-"""The cast unit: round and saturate/wrap one value per cycle (docs/datapath.md section 1)."""
+"""The cast unit: round, then saturate/wrap, one value per cycle (docs/datapath.md section 1)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import signed
 
 from ..sw.fixed import Overflow, Rounding
-from .arith import cast_expr, check_format, check_overflow, check_rounding, fmt_shape, hash32
-from .pipeline import PipelineControl
+from .arith import (HASH_STAGES, check_format, check_overflow, check_rounding, fmt_shape,
+                    round_expr, saturate_expr)
+from .pipeline import StreamUnit, UnitSignature, check_int
 
 __all__ = ["Cast"]
 
 
-class Cast(wiring.Component):
+class Cast(StreamUnit):
     """Casts a ``in_width``-bit signed value with ``from_frac`` fraction bits into ``fmt``.
 
     Parameters
     ----------
     in_width : int
-        Width of the signed input value.
+        Width of the signed input value (1 to 64).
     from_frac : int
         Fraction bits of the input.
     fmt : QFormat
@@ -28,58 +27,65 @@ class Cast(wiring.Component):
         Any mode of the contract; ``stochastic`` draws the word ``hash32(key ^ index)``.
     overflow : Overflow
         ``saturate`` or ``wrap``.
+    tag_width : int
+        Width of the sideband ``tag`` carried with each value (0: none).
+    registered_ready : bool
+        Put a skid buffer on ``o`` so that ``i.ready`` comes from registers only.
 
     Members
     -------
     i : In(stream.Signature(...))
-        Payload ``value`` (signed ``in_width``) and ``index`` (unsigned 32, the element's
-        index for stochastic rounding; ignored otherwise).
+        Payload ``value`` (signed ``in_width``); ``index`` (unsigned 32, the element's index)
+        when the cast draws random words; ``tag`` when ``tag_width > 0``.
     o : Out(stream.Signature(...))
-        Payload ``value`` (``fmt``), ``overflow`` and ``underflow`` event flags.
+        Payload ``value`` (``fmt``), the ``overflow`` and ``underflow`` event flags that the
+        golden model counts for the site, and ``tag``.
     key : In(32)
-        The cast site's random key for this step (section 9); stochastic only.
+        The cast site's random key for this step (section 9); only when the cast draws
+        random words (``stochastic`` and ``from_frac > fmt.frac_bits``).
 
     Latency
     -------
-    2 cycles from an accepted input to its output; initiation interval 1. Back-pressure
-    on ``o`` stalls the whole pipeline.
+    6 cycles from an accepted input to its output, whatever the rounding: four stages of
+    the hash (or delay registers), the rounding add, then saturation and the flags.
+    Initiation interval 1. Back-pressure on ``o`` stalls the whole pipeline.
     """
 
-    LATENCY = 2
+    LATENCY = 6
+
+    class Signature(UnitSignature):
+        """Ports of a :class:`Cast` (see its Members), without building one."""
+
+        def __init__(self, *, in_width, fmt, stochastic=False, tag_width=0):
+            super().__init__(inputs={"value": signed(in_width)},
+                             outputs={"value": fmt_shape(fmt), "overflow": 1, "underflow": 1},
+                             stochastic=stochastic, tag_width=tag_width)
 
     def __init__(self, *, in_width, from_frac, fmt, rounding=Rounding.NEAREST_EVEN,
-                 overflow=Overflow.SATURATE):
-        if not isinstance(in_width, int) or isinstance(in_width, bool):
-            raise TypeError(f"Cast input width must be an integer, not {in_width!r}")
-        if not 1 <= in_width <= 64:
-            raise ValueError(f"Cast input width must be 1 to 64 bits, not {in_width!r}")
-        if not isinstance(from_frac, int) or from_frac < 0:
-            raise ValueError(f"Cast input fraction bits must be a non-negative integer, not {from_frac!r}")
+                 overflow=Overflow.SATURATE, tag_width=0, registered_ready=False):
+        check_int("Cast input width", in_width, low=1, high=64)
+        check_int("Cast input fraction bits", from_frac)
         self.fmt = check_format("Cast format", fmt)
         self.rounding = check_rounding(rounding)
         self.overflow = check_overflow(overflow)
         self.in_width, self.from_frac = in_width, from_frac
-        out_shape = fmt_shape(self.fmt)
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"value": signed(in_width),
-                                                        "index": unsigned(32)}))),
-            "o": Out(stream.Signature(data.StructLayout({"value": out_shape, "overflow": 1,
-                                                         "underflow": 1}))),
-            "key": In(32),
-        })
+        self.shift = from_frac - self.fmt.frac_bits
+        self.stochastic = self.rounding is Rounding.STOCHASTIC and self.shift > 0
+        super().__init__(self.Signature(in_width=in_width, fmt=self.fmt, stochastic=self.stochastic,
+                                        tag_width=tag_width), registered_ready=registered_ready)
 
-    def elaborate(self, platform):
-        m = Module()
-        ctl = PipelineControl(m, self.LATENCY, self.i.valid, self.o.ready)
-        m.d.comb += [self.i.ready.eq(ctl.enable), self.o.valid.eq(ctl.valid[-1])]
-        x = Signal(signed(self.in_width))
-        r = Signal(32)
+    def datapath(self, m, ctl, out):
+        x = self.i.payload.value
+        h = len(HASH_STAGES)
+        if self.stochastic:
+            word = ctl.hashed(self.key ^ self.i.payload.index)
+            x = ctl.delay(x, h, "x")
+            q = ctl.reg(round_expr(x, self.from_frac, self.fmt, self.rounding, word), "q")
+            nonzero = ctl.reg(x != 0, "nonzero")
+        else:
+            q = ctl.delay(round_expr(x, self.from_frac, self.fmt, self.rounding), h + 1, "q")
+            nonzero = ctl.delay(x != 0, h + 1, "nonzero")
+        value, over, under, _ = saturate_expr(q, self.fmt, self.overflow,
+                                              nonzero if self.shift > 0 else None)
         with m.If(ctl.enable):
-            m.d.sync += x.eq(self.i.payload.value)
-            if self.rounding is Rounding.STOCHASTIC:
-                m.d.sync += r.eq(hash32(self.key ^ self.i.payload.index))
-        q, over, under = cast_expr(x, self.from_frac, self.fmt, self.rounding, self.overflow, r)
-        with m.If(ctl.enable):
-            m.d.sync += [self.o.payload.value.eq(q), self.o.payload.overflow.eq(over),
-                         self.o.payload.underflow.eq(under)]
-        return m
+            m.d.sync += [out.value.eq(value), out.overflow.eq(over), out.underflow.eq(under)]

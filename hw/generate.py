@@ -12,80 +12,123 @@ from .weight_update import WeightUpdate
 
 __all__ = ["UNITS", "CAST_STAGES", "build_unit", "verilog"]
 
-#: Cast sites ``fxbp gen cast --stage`` can build: source (width, fraction bits) per profile.
-CAST_STAGES = ("preactivation", "error", "derivative", "delta", "gradient")
+#: Cast sites ``fxbp gen cast --stage`` builds: the profile stage whose format, rounding and
+#: overflow the cast uses, and what its input is.
+CAST_STAGES = {
+    "input": ("input", "a host value with f_in + 30 fraction bits (section 2)"),
+    "preactivation": ("preactivation", "a hidden layer's MAC sum (section 5)"),
+    "output-error": ("error", "a_L - t, the output error (section 6.1)"),
+    "error": ("error", "a back-propagated error sum (section 6.2)"),
+    "derivative": ("derivative", "a (1 - a), exact (section 3.3)"),
+    "delta": ("delta", "e d, exact (section 6)"),
+    "xent-delta": ("delta", "e_L, the cross-entropy output delta (section 6.1)"),
+    "gradient": ("gradient", "a weight-gradient batch sum (section 7)"),
+    "bias-gradient": ("gradient", "a bias-gradient batch sum of deltas (section 7)"),
+}
 
 
-def _cast_source(p: PrecisionProfile, stage: str) -> tuple[int, int]:
+def cast_source(p: PrecisionProfile, stage: str) -> tuple[int, int]:
+    """``(input width, input fraction bits)`` of the cast at ``stage``."""
     fw, fa = p.weight.fmt.frac_bits, p.activation.fmt.frac_bits
     fdl, fe, fd = p.delta.fmt.frac_bits, p.error.fmt.frac_bits, p.derivative.fmt.frac_bits
-    acc = p.accumulator_bits
+    acc, bits = p.accumulator_bits, lambda s: p.stage(s).fmt.total_bits
+    fin = p.input.fmt.frac_bits
     return {
-        "preactivation": (acc, fw + fa),                     # a hidden layer's MAC sum
-        "error": (acc, fdl + fw),                            # back-propagated error sum
-        "derivative": (2 * p.activation.fmt.total_bits + 2, 2 * fa),
-        "delta": (p.error.fmt.total_bits + p.derivative.fmt.total_bits, fe + fd),
-        "gradient": (acc, fdl + fa),                         # weight-gradient sum
+        "input": (min(64, bits("input") + 32), fin + 30),
+        "preactivation": (acc, fw + fa),
+        "output-error": (bits("activation") + 1, fa),
+        "error": (acc, fdl + fw),
+        "derivative": (2 * bits("activation") + 2, 2 * fa),
+        "delta": (bits("error") + bits("derivative"), fe + fd),
+        "xent-delta": (bits("error"), fe),
+        "gradient": (acc, fdl + fa),
+        "bias-gradient": (acc, fdl),
     }[stage]
 
 
-def _mac(p, stage):
-    w, a = p.weight.fmt, p.activation.fmt
-    fan_in = max_exact_fan_in(w.total_bits, a.total_bits + (0 if a.signed else 1), p.accumulator_bits)
-    return MAC(a_width=w.total_bits, b_width=a.total_bits + (0 if a.signed else 1),
-               acc_width=p.accumulator_bits, max_fan_in=max(1, fan_in))
+def _common(kw):
+    return {"tag_width": kw.get("tag_width", 0), "registered_ready": kw.get("registered_ready", False)}
 
 
-def _cast(p, stage):
+def _mac(p, stage, **kw):
+    w, a, b = p.weight.fmt, p.activation.fmt, p.bias.fmt
+    b_width = a.total_bits + (0 if a.signed else 1)
+    shift = w.frac_bits + a.frac_bits - b.frac_bits
+    bound = (1 << (b.total_bits - 1)) << shift
+    fan_in = max_exact_fan_in(w.total_bits, b_width, p.accumulator_bits, bound)
+    return MAC(a_width=w.total_bits, b_width=b_width, acc_width=p.accumulator_bits,
+               max_fan_in=max(1, fan_in), bias_width=b.total_bits, bias_shift=shift, **_common(kw))
+
+
+def _cast(p, stage, **kw):
     stage = stage or "preactivation"
     if stage not in CAST_STAGES:
         raise FxbpError(f"unknown cast stage {stage!r}: choose one of {', '.join(CAST_STAGES)}")
-    width, frac = _cast_source(p, stage)
-    s = p.stage(stage)
-    return Cast(in_width=width, from_frac=frac, fmt=s.fmt, rounding=s.rounding, overflow=s.overflow)
+    width, frac = cast_source(p, stage)
+    s = p.stage(CAST_STAGES[stage][0])
+    return Cast(in_width=width, from_frac=frac, fmt=s.fmt, rounding=s.rounding,
+                overflow=s.overflow, **_common(kw))
 
 
-def _sigmoid(p, stage):
+def _sigmoid(p, stage, **kw):
     return Sigmoid(z_fmt=p.preactivation.fmt, a_fmt=p.activation.fmt, spec=p.sigmoid,
-                   rounding=p.activation.rounding)
+                   rounding=p.activation.rounding, overflow=p.activation.overflow, **_common(kw))
 
 
-def _derivative(p, stage):
+def _derivative(p, stage, **kw):
     return SigmoidDerivative(a_fmt=p.activation.fmt, d_fmt=p.derivative.fmt,
-                             rounding=p.derivative.rounding, overflow=p.derivative.overflow)
+                             rounding=p.derivative.rounding, overflow=p.derivative.overflow,
+                             **_common(kw))
 
 
-def _weight_update(p, stage):
-    if p.lr_mode != "multiply":
-        raise FxbpError(f"profile {p.name} uses lr_mode = \"shift\", whose shift depends on --lr "
-                        f"and --batch; fxbp gen builds the multiplier form only: use lr_mode = "
-                        f"\"multiply\"")
-    return WeightUpdate(w_fmt=p.weight.fmt, g_fmt=p.gradient.fmt, lr_fmt=p.learning_rate,
-                        rounding=p.weight.rounding, overflow=p.weight.overflow)
+def _update(p, which, kw):
+    lr_shift = kw.get("lr_shift")
+    if p.lr_mode == "shift":
+        if lr_shift is None:
+            raise FxbpError(f"profile {p.name} uses lr_mode = \"shift\", whose shift k (eta = "
+                            f"2^-k) depends on --lr and --batch: give it with --lr-shift K")
+        lr = {"lr_shift": lr_shift}
+    else:
+        if lr_shift is not None:
+            raise FxbpError(f"--lr-shift applies to lr_mode = \"shift\" profiles; profile "
+                            f"{p.name} multiplies by the learning rate")
+        lr = {"lr_fmt": p.learning_rate}
+    s = p.stage(which)
+    return WeightUpdate(w_fmt=s.fmt, g_fmt=p.gradient.fmt, rounding=s.rounding,
+                        overflow=s.overflow, **lr, **_common(kw))
 
 
 #: name -> (builder, what its parameters come from)
 UNITS = {
-    "mac": (_mac, "a: weight format, b: activation format, accumulator_bits; max fan-in: "
-                  "the largest the accumulator holds exactly"),
-    "cast": (_cast, "source width/fraction of the --stage site (default preactivation), that "
-                    "stage's format, rounding and overflow"),
-    "sigmoid": (_sigmoid, "preactivation -> activation format, the profile's sigmoid (lut/plan)"),
+    "mac": (_mac, "a: weight format, b: activation format, accumulator_bits, bias: bias format "
+                  "shifted by fw + fa - fb; max fan-in: the largest the accumulator holds exactly"),
+    "cast": (_cast, "the --stage site (default preactivation; " + ", ".join(CAST_STAGES)
+                    + "): its source width/fraction bits, the stage's format, rounding, overflow"),
+    "sigmoid": (_sigmoid, "preactivation -> activation format, the profile's sigmoid (lut/plan), "
+                          "activation rounding and overflow"),
     "sigmoid-derivative": (_derivative, "activation -> derivative format, derivative rounding "
                                         "and overflow"),
-    "weight-update": (_weight_update, "weight, gradient and learning-rate formats, the weight "
-                                      "stage's rounding and overflow"),
+    "weight-update": (lambda p, s, **kw: _update(p, "weight", kw),
+                      "weight, gradient and learning-rate formats (shift mode: --lr-shift), the "
+                      "weight stage's rounding and overflow"),
+    "bias-update": (lambda p, s, **kw: _update(p, "bias", kw),
+                    "bias, gradient and learning-rate formats (shift mode: --lr-shift), the "
+                    "bias stage's rounding and overflow"),
 }
 
 
-def build_unit(name: str, profile: PrecisionProfile, stage: str | None = None):
+def build_unit(name: str, profile: PrecisionProfile, stage: str | None = None, *,
+               tag_width: int = 0, registered_ready: bool = False, lr_shift: int | None = None):
     """The Amaranth component ``name`` for ``profile``."""
     if name not in UNITS:
         raise FxbpError(f"unknown unit {name!r}: choose one of {', '.join(UNITS)}")
     if stage is not None and name != "cast":
         raise FxbpError("--stage applies to the cast unit only")
+    if lr_shift is not None and name not in ("weight-update", "bias-update"):
+        raise FxbpError("--lr-shift applies to weight-update and bias-update only")
     try:
-        return UNITS[name][0](profile, stage)
+        return UNITS[name][0](profile, stage, tag_width=tag_width,
+                              registered_ready=registered_ready, lr_shift=lr_shift)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, FxbpError):
             raise

@@ -1,24 +1,23 @@
-"""The pipelined multiply-accumulate unit (docs/datapath.md section 4)."""
+"""The pipelined multiply-accumulate unit (docs/datapath.md sections 4 and 5)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Mux, Signal, signed
 
-from .pipeline import PipelineControl
+from .pipeline import StreamUnit, UnitSignature, check_int
 
 __all__ = ["MAC", "max_exact_fan_in"]
 
 
-def max_exact_fan_in(a_width: int, b_width: int, acc_width: int) -> int:
-    """Largest number of signed ``a x b`` products whose every partial sum fits ``acc_width``."""
+def max_exact_fan_in(a_width: int, b_width: int, acc_width: int, bias_bound: int = 0) -> int:
+    """Largest number of signed ``a x b`` products whose every partial sum fits ``acc_width``
+    (after a bias term of magnitude at most ``bias_bound``)."""
     biggest = 1 << (a_width + b_width - 2)            # (-2**(a-1)) * (-2**(b-1))
-    return ((1 << (acc_width - 1)) - 1) // biggest
+    return max(0, ((1 << (acc_width - 1)) - 1 - bias_bound)) // biggest
 
 
-class MAC(wiring.Component):
-    """Sums exact products of signed operands, one product per cycle.
+class MAC(StreamUnit):
+    """Sums exact products of signed operands, one product per cycle, plus an optional bias.
 
     Parameters
     ----------
@@ -27,74 +26,93 @@ class MAC(wiring.Component):
     acc_width : int
         Accumulator width. The sum is exact (never wraps) up to ``max_fan_in`` products.
     max_fan_in : int
-        The longest sum the unit is built for; checked against ``acc_width``.
+        The longest sum the unit is built for; checked against ``acc_width`` (and the bias).
+    bias_width : int
+        Width of the signed ``bias`` input field (0: no bias). The sum of a frame starts at
+        ``bias << bias_shift`` (section 5: ``B << (fw + f_in - fb)``). The shift is wiring,
+        so a bias of any preset fits whatever the operand widths (fx8: Q3.5 shifted by 7).
+    bias_shift : int
+        Left shift of the bias into the products' fraction bits.
+    tag_width : int
+        Width of the sideband ``tag``; the tag of a frame's ``last`` product comes out with
+        its sum.
+    registered_ready : bool
+        Put a skid buffer on ``o`` so that ``i.ready`` comes from registers only.
 
     Members
     -------
     i : In(stream.Signature(...))
-        Payload ``a``, ``b`` and the flags ``first`` (start a new sum with this product)
-        and ``last`` (emit the sum after this product).
+        Payload ``a``, ``b``, ``bias`` (when ``bias_width > 0``; read with the ``first``
+        product) and the flags ``first`` (start a new sum with this product) and ``last``
+        (emit the sum after this product); ``tag``.
     o : Out(stream.Signature(...))
         One result per ``last``: payload ``sum`` (signed ``acc_width``) and
         ``fan_in_exceeded``, set when the sum had more than ``max_fan_in`` products (its
-        exactness is then no longer guaranteed).
+        exactness is then no longer guaranteed); ``tag``.
 
     Latency
     -------
-    3 cycles from accepting the ``last`` product to the sum on ``o``: operand
-    registers, product register (both absorbed by the hard multiplier), accumulator.
-    Initiation interval 1; back-pressure on ``o`` stalls the pipeline.
+    3 cycles from accepting the ``last`` product to the sum on ``o``: operand registers
+    and product register (reset-less, so yosys places them inside an iCE40 SB_MAC16; on
+    ECP5 they stay in the fabric around the MULT18X18D), accumulator. Initiation interval 1;
+    back-pressure on ``o`` stalls the pipeline.
     """
 
     LATENCY = 3
 
-    def __init__(self, *, a_width=16, b_width=16, acc_width=40, max_fan_in=256):
-        for name, v in (("operand width", a_width), ("operand width", b_width),
-                        ("accumulator width", acc_width), ("maximum fan-in", max_fan_in)):
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise TypeError(f"MAC {name} must be an integer, not {v!r}")
-            if v < 1:
-                raise ValueError(f"MAC {name} must be a positive integer, not {v!r}")
-        if acc_width > 64:
-            raise ValueError(f"MAC accumulator width must be at most 64 bits, not {acc_width!r}")
-        exact = max_exact_fan_in(a_width, b_width, acc_width)
+    class Signature(UnitSignature):
+        """Ports of a :class:`MAC` (see its Members), without building one."""
+
+        def __init__(self, *, a_width, b_width, acc_width, bias_width=0, tag_width=0):
+            inputs = {"a": signed(a_width), "b": signed(b_width)}
+            if bias_width:
+                inputs["bias"] = signed(bias_width)
+            inputs.update(first=1, last=1)
+            super().__init__(inputs=inputs,
+                             outputs={"sum": signed(acc_width), "fan_in_exceeded": 1},
+                             tag_width=tag_width)
+
+    def __init__(self, *, a_width=16, b_width=16, acc_width=40, max_fan_in=256, bias_width=0,
+                 bias_shift=0, tag_width=0, registered_ready=False):
+        check_int("MAC operand width", a_width, low=1)
+        check_int("MAC operand width", b_width, low=1)
+        check_int("MAC accumulator width", acc_width, low=1, high=64)
+        check_int("MAC maximum fan-in", max_fan_in, low=1)
+        check_int("MAC bias width", bias_width, high=64)
+        check_int("MAC bias shift", bias_shift, high=64)
+        bias_bound = (1 << (bias_width - 1) << bias_shift) if bias_width else 0
+        if bias_bound > (1 << (acc_width - 1)) - 1:
+            raise ValueError(f"MAC bias of {bias_width} bits shifted by {bias_shift} does not fit "
+                             f"the {acc_width}-bit accumulator")
+        exact = max_exact_fan_in(a_width, b_width, acc_width, bias_bound)
         if max_fan_in > exact:
             raise ValueError(f"MAC accumulator of {acc_width} bits is exact for at most {exact} "
                              f"products of {a_width}x{b_width} bits, not {max_fan_in!r}")
         self.a_width, self.b_width, self.acc_width = a_width, b_width, acc_width
-        self.max_fan_in = max_fan_in
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"a": signed(a_width), "b": signed(b_width),
-                                                        "first": 1, "last": 1}))),
-            "o": Out(stream.Signature(data.StructLayout({"sum": signed(acc_width),
-                                                         "fan_in_exceeded": 1}))),
-        })
+        self.max_fan_in, self.bias_width, self.bias_shift = max_fan_in, bias_width, bias_shift
+        super().__init__(self.Signature(a_width=a_width, b_width=b_width, acc_width=acc_width,
+                                        bias_width=bias_width, tag_width=tag_width),
+                         registered_ready=registered_ready)
 
-    def elaborate(self, platform):
-        m = Module()
-        out_valid = Signal()
-        ctl = PipelineControl(m, self.LATENCY, self.i.valid, self.o.ready, out_valid=out_valid)
-        a = Signal(signed(self.a_width))
-        b = Signal(signed(self.b_width))
-        p = Signal(signed(self.a_width + self.b_width))
-        acc = Signal(signed(self.acc_width))
+    def output_valid(self, m, ctl):
+        self._last = Signal(name="last2")
+        return ctl.valid[2] & self._last
+
+    def datapath(self, m, ctl, out):
+        i = self.i.payload
+        a, b = ctl.reg(i.a, "a"), ctl.reg(i.b, "b")
+        first = ctl.delay(i.first, 2, "first")
+        last1 = ctl.delay(i.last, 2, "last")
+        p = ctl.reg(a * b, "p")
+        start = 0
+        if self.bias_width:
+            start = ctl.delay(i.bias, 2, "bias").as_signed() << self.bias_shift
         # Products in the current sum, saturating one above the limit.
-        count = Signal(range(self.max_fan_in + 2))
-        first = [Signal(name=f"first{k}") for k in range(2)]
-        last = [Signal(name=f"last{k}") for k in range(3)]
+        count = Signal(range(self.max_fan_in + 2), name="count", reset_less=True)
+        count_next = Mux(first, 1, Mux(count <= self.max_fan_in, count + 1, count))
         with m.If(ctl.enable):
-            m.d.sync += [a.eq(self.i.payload.a), b.eq(self.i.payload.b),
-                         first[0].eq(self.i.payload.first), last[0].eq(self.i.payload.last)]
-            m.d.sync += [p.eq(a * b), first[1].eq(first[0]), last[1].eq(last[0])]
             with m.If(ctl.valid[1]):
-                m.d.sync += acc.eq(Mux(first[1], p, acc + p))
-                with m.If(first[1]):
-                    m.d.sync += count.eq(1)
-                with m.Elif(count <= self.max_fan_in):
-                    m.d.sync += count.eq(count + 1)
-            m.d.sync += last[2].eq(last[1] & ctl.valid[1])
-        m.d.comb += [out_valid.eq(ctl.valid[2] & last[2]), self.o.valid.eq(out_valid),
-                     self.o.payload.sum.eq(acc),
-                     self.o.payload.fan_in_exceeded.eq(count > self.max_fan_in),
-                     self.i.ready.eq(ctl.enable)]
-        return m
+                # The accumulator is the output register itself.
+                m.d.sync += [out.sum.eq(Mux(first, start, out.sum) + p), count.eq(count_next),
+                             out.fan_in_exceeded.eq(count_next > self.max_fan_in)]
+            m.d.sync += self._last.eq(last1 & ctl.valid[1])

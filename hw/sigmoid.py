@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Mux
+from amaranth.lib import memory
 
 from ..sw.fixed import Overflow, Rounding
 from ..sw.sigmoid import SigmoidSpec, lut_params, sigmoid_lut_table
-from .arith import cast_expr, check_format, check_rounding, fmt_shape
-from .pipeline import PipelineControl
+from .arith import check_format, check_overflow, check_rounding, fmt_shape, round_expr, saturate_expr
+from .pipeline import StreamUnit, UnitSignature
 
 __all__ = ["Sigmoid"]
 
 
-class Sigmoid(wiring.Component):
+class Sigmoid(StreamUnit):
     """sigma(z) from a pre-activation in ``z_fmt`` to an activation in ``a_fmt``.
 
     Parameters
@@ -25,20 +24,44 @@ class Sigmoid(wiring.Component):
         ``kind="lut"`` (a ROM of ``entries`` words over ``[-input_range, input_range)``)
         or ``kind="plan"`` (shifts and adds, then one cast).
     rounding : Rounding
-        Rounding of PLAN's final cast (deterministic modes only).
+        Rounding of PLAN's final cast: the activation stage's (deterministic modes only).
+    overflow : Overflow
+        Overflow mode of PLAN's final cast: the activation stage's. PLAN's value reaches
+        1.0, which saturates (or wraps) in a format without it.
+    tag_width : int
+        Width of the sideband ``tag`` (0: none).
+    registered_ready : bool
+        Put a skid buffer on ``o`` so that ``i.ready`` comes from registers only.
 
     Members
     -------
-    i : In(stream.Signature(z_fmt))
-    o : Out(stream.Signature(a_fmt))
+    i : In(stream.Signature(...))
+        Payload ``value`` (``z_fmt``); ``tag``.
+    o : Out(stream.Signature(...))
+        Payload ``value`` (``a_fmt``), ``overflow`` and ``underflow`` of PLAN's cast (the
+        activation site's events; always 0 for the LUT, which the golden model counts as
+        none); ``tag``.
 
     Latency
     -------
-    LUT: 1 cycle (the ROM's registered read). PLAN: 2 cycles. Initiation interval 1;
+    5 cycles for both kinds. PLAN: ``|z|``, the segment, the reflection for ``z < 0``,
+    the rounding add, saturation and flags. LUT: the clamped address, the ROM's registered
+    read (block RAM), its output register, two delay registers. Initiation interval 1;
     back-pressure stalls the pipeline.
     """
 
-    def __init__(self, *, z_fmt, a_fmt, spec=SigmoidSpec(), rounding=Rounding.NEAREST_EVEN):
+    LATENCY = 5
+
+    class Signature(UnitSignature):
+        """Ports of a :class:`Sigmoid` (see its Members), without building one."""
+
+        def __init__(self, *, z_fmt, a_fmt, tag_width=0):
+            super().__init__(inputs={"value": fmt_shape(z_fmt)},
+                             outputs={"value": fmt_shape(a_fmt), "overflow": 1, "underflow": 1},
+                             tag_width=tag_width)
+
+    def __init__(self, *, z_fmt, a_fmt, spec=SigmoidSpec(), rounding=Rounding.NEAREST_EVEN,
+                 overflow=Overflow.SATURATE, tag_width=0, registered_ready=False):
         self.z_fmt = check_format("Sigmoid input format", z_fmt)
         self.a_fmt = check_format("Sigmoid output format", a_fmt)
         if not isinstance(spec, SigmoidSpec):
@@ -47,37 +70,40 @@ class Sigmoid(wiring.Component):
         self.rounding = check_rounding(rounding)
         if not self.rounding.deterministic:
             raise ValueError(f"Sigmoid rounding must be deterministic, not {self.rounding.value!r}")
+        self.overflow = check_overflow(overflow)
         if spec.kind == "lut":
             self.r_raw, self.addr_shift = lut_params(self.z_fmt, spec)
             self.table = [int(v) for v in sigmoid_lut_table(spec, self.a_fmt)]
-        self.latency = 1 if spec.kind == "lut" else 2
-        super().__init__({"i": In(stream.Signature(fmt_shape(self.z_fmt))),
-                          "o": Out(stream.Signature(fmt_shape(self.a_fmt)))})
+        super().__init__(self.Signature(z_fmt=self.z_fmt, a_fmt=self.a_fmt, tag_width=tag_width),
+                         registered_ready=registered_ready)
 
-    def elaborate(self, platform):
-        m = Module()
-        ctl = PipelineControl(m, self.latency, self.i.valid, self.o.ready)
-        m.d.comb += [self.i.ready.eq(ctl.enable), self.o.valid.eq(ctl.valid[-1])]
-        z = self.i.payload
+    def datapath(self, m, ctl, out):
+        z = self.i.payload.value
         if self.spec.kind == "lut":
             m.submodules.rom = rom = memory.Memory(shape=fmt_shape(self.a_fmt),
                                                    depth=self.spec.entries, init=self.table)
-            rd = rom.read_port()
+            rd = rom.read_port(transparent_for=())
             r = self.r_raw
             zc = Mux(z < -r, -r, Mux(z > r - 1, r - 1, z))
-            m.d.comb += [rd.addr.eq((zc + r) >> self.addr_shift), rd.en.eq(ctl.enable),
-                         self.o.payload.eq(rd.data)]
-            return m
+            addr = ctl.reg(((zc + r) >> self.addr_shift)[:len(rd.addr)], "addr")     # stage 1
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(ctl.enable)]                     # stage 2
+            value = ctl.delay(ctl.reg(rd.data, "rom_out"), 1, "a")                   # 3, 4
+            with m.If(ctl.enable):                                                   # stage 5
+                m.d.sync += [out.value.eq(value), out.overflow.eq(0), out.underflow.eq(0)]
+            return
         f = self.z_fmt.frac_bits
-        zr = Signal(fmt_shape(self.z_fmt))
-        with m.If(ctl.enable):
-            m.d.sync += zr.eq(z)
-        t = Mux(zr < 0, -zr, zr)
+        zs = z.as_signed()
+        neg = ctl.reg(zs < 0, "neg")                                                 # stage 1
+        t = ctl.reg(Mux(zs < 0, -zs, zs), "t")
         y = Mux(t >= (5 << f), 32 << f,
             Mux((t << 3) >= (19 << f), t + (27 << f),
             Mux(t >= (1 << f), (t << 2) + (20 << f), (t << 3) + (16 << f))))
-        y = Mux(zr < 0, (32 << f) - y, y)
-        q, _, _ = cast_expr(y, f + 5, self.a_fmt, self.rounding, Overflow.SATURATE)
-        with m.If(ctl.enable):
-            m.d.sync += self.o.payload.eq(q)
-        return m
+        y = ctl.reg(y, "y")                                                          # stage 2
+        neg = ctl.reg(neg, "neg1")
+        y = ctl.reg(Mux(neg, (32 << f) - y, y), "y_signed")                          # stage 3
+        q = ctl.reg(round_expr(y, f + 5, self.a_fmt, self.rounding), "q")            # stage 4
+        nonzero = ctl.reg(y != 0, "nonzero")
+        value, over, under, _ = saturate_expr(q, self.a_fmt, self.overflow,
+                                              nonzero if f + 5 > self.a_fmt.frac_bits else None)
+        with m.If(ctl.enable):                                                       # stage 5
+            m.d.sync += [out.value.eq(value), out.overflow.eq(over), out.underflow.eq(under)]

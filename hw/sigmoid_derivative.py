@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
-
 from ..sw.fixed import Overflow, Rounding
-from .arith import cast_expr, check_format, check_overflow, check_rounding, fmt_shape, hash32
-from .pipeline import PipelineControl
+from .arith import (check_format, check_overflow, check_rounding, fmt_shape,
+                    round_expr, saturate_expr)
+from .pipeline import StreamUnit, UnitSignature
 
 __all__ = ["SigmoidDerivative"]
 
 
-class SigmoidDerivative(wiring.Component):
+class SigmoidDerivative(StreamUnit):
     """``a * ((1 << fa) - a)`` from a stored activation, cast into ``d_fmt``.
+
+    The product is formed as ``(a << fa) - a * a``: the square is one ``wa x wa`` signed
+    multiply (16 x 16 for fx16, one SB_MAC16), where ``a * (1 - a)`` would need a
+    ``wa x (wa + 1)`` one.
 
     Parameters
     ----------
@@ -24,54 +25,66 @@ class SigmoidDerivative(wiring.Component):
         Derivative format.
     rounding, overflow
         Of the cast from ``2 fa`` fraction bits; ``stochastic`` uses ``hash32(key ^ index)``.
+    tag_width : int
+        Width of the sideband ``tag`` (0: none).
+    registered_ready : bool
+        Put a skid buffer on ``o`` so that ``i.ready`` comes from registers only.
 
     Members
     -------
     i : In(stream.Signature(...))
-        Payload ``value`` (the activation) and ``index`` (element index, stochastic only).
+        Payload ``value`` (the activation); ``index`` (element index, stochastic only);
+        ``tag``.
     o : Out(stream.Signature(...))
-        Payload ``value`` (``d_fmt``), ``overflow``, ``underflow``.
+        Payload ``value`` (``d_fmt``), ``overflow``, ``underflow``; ``tag``.
     key : In(32)
         Random key of the site (stochastic only).
 
     Latency
     -------
-    3 cycles: input register, product register (a hard multiplier), cast register.
-    Initiation interval 1; back-pressure stalls the pipeline.
+    6 cycles: operand register and square register (both inside the hard multiplier on
+    iCE40), the subtraction, the rounding add (after the four hash stages when
+    stochastic), saturation and flags. Initiation interval 1; back-pressure stalls the
+    pipeline.
     """
 
-    LATENCY = 3
+    LATENCY = 6
 
-    def __init__(self, *, a_fmt, d_fmt, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.SATURATE):
+    class Signature(UnitSignature):
+        """Ports of a :class:`SigmoidDerivative` (see its Members), without building one."""
+
+        def __init__(self, *, a_fmt, d_fmt, stochastic=False, tag_width=0):
+            super().__init__(inputs={"value": fmt_shape(a_fmt)},
+                             outputs={"value": fmt_shape(d_fmt), "overflow": 1, "underflow": 1},
+                             stochastic=stochastic, tag_width=tag_width)
+
+    def __init__(self, *, a_fmt, d_fmt, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.SATURATE,
+                 tag_width=0, registered_ready=False):
         self.a_fmt = check_format("SigmoidDerivative activation format", a_fmt)
         self.d_fmt = check_format("SigmoidDerivative output format", d_fmt)
         self.rounding = check_rounding(rounding)
         self.overflow = check_overflow(overflow)
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"value": fmt_shape(self.a_fmt),
-                                                        "index": unsigned(32)}))),
-            "o": Out(stream.Signature(data.StructLayout({"value": fmt_shape(self.d_fmt),
-                                                         "overflow": 1, "underflow": 1}))),
-            "key": In(32),
-        })
+        self.shift = 2 * self.a_fmt.frac_bits - self.d_fmt.frac_bits
+        self.stochastic = self.rounding is Rounding.STOCHASTIC and self.shift > 0
+        super().__init__(self.Signature(a_fmt=self.a_fmt, d_fmt=self.d_fmt,
+                                        stochastic=self.stochastic, tag_width=tag_width),
+                         registered_ready=registered_ready)
 
-    def elaborate(self, platform):
-        m = Module()
-        ctl = PipelineControl(m, self.LATENCY, self.i.valid, self.o.ready)
-        m.d.comb += [self.i.ready.eq(ctl.enable), self.o.valid.eq(ctl.valid[-1])]
+    def datapath(self, m, ctl, out):
         fa = self.a_fmt.frac_bits
-        wa = self.a_fmt.total_bits
-        a = Signal(signed(wa + 1))
-        one_minus = Signal(signed(wa + 2))
-        p = Signal(signed(2 * wa + 3))
-        r = [Signal(32, name=f"r{k}") for k in range(2)]
-        with m.If(ctl.enable):
-            m.d.sync += [a.eq(self.i.payload.value), one_minus.eq((1 << fa) - self.i.payload.value)]
-            m.d.sync += p.eq(a * one_minus)
-            if self.rounding is Rounding.STOCHASTIC:
-                m.d.sync += [r[0].eq(hash32(self.key ^ self.i.payload.index)), r[1].eq(r[0])]
-        q, over, under = cast_expr(p, 2 * fa, self.d_fmt, self.rounding, self.overflow, r[1])
-        with m.If(ctl.enable):
-            m.d.sync += [self.o.payload.value.eq(q), self.o.payload.overflow.eq(over),
-                         self.o.payload.underflow.eq(under)]
-        return m
+        a = ctl.reg(self.i.payload.value, "a")                        # stage 1
+        a1 = ctl.reg(a, "a1")
+        square = ctl.reg(a * a, "square")                             # stage 2
+        p = ctl.reg((a1 << fa) - square, "p")             # stage 3
+        if self.stochastic:
+            word = ctl.hashed(self.key ^ self.i.payload.index)       # ready in stage 4
+            q = ctl.reg(round_expr(ctl.reg(p, "p1"), 2 * fa, self.d_fmt, self.rounding, word),
+                        "q")                                          # stage 5
+            nonzero = ctl.delay(p != 0, 2, "nonzero")
+        else:
+            q = ctl.delay(round_expr(p, 2 * fa, self.d_fmt, self.rounding), 2, "q")
+            nonzero = ctl.delay(p != 0, 2, "nonzero")
+        value, over, under, _ = saturate_expr(q, self.d_fmt, self.overflow,
+                                              nonzero if self.shift > 0 else None)
+        with m.If(ctl.enable):                                        # stage 6
+            m.d.sync += [out.value.eq(value), out.overflow.eq(over), out.underflow.eq(under)]

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Mux
 
 from ..sw.fixed import Overflow, Rounding
-from .arith import cast_expr, check_format, check_overflow, check_rounding, fmt_shape, hash32
-from .pipeline import PipelineControl
+from .arith import (check_format, check_overflow, check_rounding, fmt_shape,
+                    round_expr, saturate_expr)
+from .pipeline import StreamUnit, UnitSignature, check_int
 
 __all__ = ["WeightUpdate"]
 
 
-class WeightUpdate(wiring.Component):
+class WeightUpdate(StreamUnit):
     """One SGD update per cycle: ``w - eta * g`` formed exactly, then one cast into ``w_fmt``.
+
+    Serves weights and biases alike (the bias update is this unit with the bias format and
+    the bias stage's rounding and overflow).
 
     Parameters
     ----------
@@ -22,73 +24,116 @@ class WeightUpdate(wiring.Component):
         Weight (or bias) format.
     g_fmt : QFormat
         Gradient format.
-    lr_fmt : QFormat
-        Unsigned learning-rate format (``multiply`` mode: ``eta`` is a raw value in it).
-        For ``shift`` mode pass ``lr_fmt=QFormat(0, k, signed=False)`` and ``eta = 1``.
+    lr_fmt : QFormat, optional
+        ``multiply`` mode: the unsigned learning-rate format; ``eta`` is a raw value in it,
+        on the ``eta`` port. The product is ``|g| x eta``, unsigned (16 x 16 for fx16: one
+        SB_MAC16 or MULT18X18D), and its sign is applied in the subtraction.
+    lr_shift : int, optional
+        ``shift`` mode instead: ``eta = 2**-lr_shift`` (``eta_raw = 1``, ``fl = lr_shift``).
+        No multiplier and no ``eta`` port. Give exactly one of ``lr_fmt`` and ``lr_shift``.
     rounding, overflow
         Of the update cast; ``stochastic`` uses ``hash32(key ^ index)``.
+    tag_width : int
+        Width of the sideband ``tag`` (0: none).
+    registered_ready : bool
+        Put a skid buffer on ``o`` so that ``i.ready`` comes from registers only.
 
     Members
     -------
     i : In(stream.Signature(...))
-        Payload ``w``, ``g`` and ``index`` (element index, stochastic only).
+        Payload ``w``, ``g``; ``index`` (element index, stochastic only); ``tag``.
     o : Out(stream.Signature(...))
-        Payload ``value`` (the new weight), ``overflow``, and ``stalled`` (a non-zero
-        update that left the weight unchanged).
+        Payload ``value`` (the new weight), ``overflow``, and ``stalled`` (a non-zero update
+        that left the weight unchanged: the update site's underflow); ``tag``.
     eta : In(lr_fmt)
-        The learning rate, raw.
+        The learning rate, raw (multiply mode only).
     key : In(32)
         Random key of the site (stochastic only).
 
     Latency
     -------
-    3 cycles: input register, product register (``eta * g``, a hard multiplier), cast
-    register. Initiation interval 1; back-pressure stalls the pipeline.
+    6 cycles: operand registers and product register (inside the hard multiplier on
+    iCE40; delay registers in shift mode), the exact subtraction, the rounding add (after
+    the four hash stages when stochastic), saturation with the flags. Initiation interval
+    1; back-pressure stalls the pipeline.
     """
 
-    LATENCY = 3
+    LATENCY = 6
 
-    def __init__(self, *, w_fmt, g_fmt, lr_fmt, rounding=Rounding.NEAREST_EVEN,
-                 overflow=Overflow.SATURATE):
+    class Signature(UnitSignature):
+        """Ports of a :class:`WeightUpdate` (see its Members), without building one."""
+
+        def __init__(self, *, w_fmt, g_fmt, lr_fmt=None, stochastic=False, tag_width=0):
+            super().__init__(inputs={"w": fmt_shape(w_fmt), "g": fmt_shape(g_fmt)},
+                             outputs={"value": fmt_shape(w_fmt), "overflow": 1, "stalled": 1},
+                             stochastic=stochastic, tag_width=tag_width,
+                             statics={} if lr_fmt is None else {"eta": fmt_shape(lr_fmt)})
+
+    def __init__(self, *, w_fmt, g_fmt, lr_fmt=None, lr_shift=None, rounding=Rounding.NEAREST_EVEN,
+                 overflow=Overflow.SATURATE, tag_width=0, registered_ready=False):
         self.w_fmt = check_format("WeightUpdate weight format", w_fmt)
         self.g_fmt = check_format("WeightUpdate gradient format", g_fmt)
-        self.lr_fmt = check_format("WeightUpdate learning-rate format", lr_fmt)
-        if self.lr_fmt.signed:
-            raise ValueError(f"WeightUpdate learning-rate format must be unsigned, not {self.lr_fmt}")
+        if (lr_fmt is None) == (lr_shift is None):
+            raise TypeError(f"WeightUpdate needs exactly one of lr_fmt (multiply mode) and "
+                            f"lr_shift (shift mode), not lr_fmt={lr_fmt!r}, lr_shift={lr_shift!r}")
+        if lr_fmt is not None:
+            self.lr_fmt = check_format("WeightUpdate learning-rate format", lr_fmt)
+            if self.lr_fmt.signed:
+                raise ValueError(f"WeightUpdate learning-rate format must be unsigned, not "
+                                 f"{self.lr_fmt}")
+            lr_frac = self.lr_fmt.frac_bits
+        else:
+            self.lr_fmt = None
+            lr_frac = check_int("WeightUpdate learning-rate shift", lr_shift, high=62)
+        self.lr_shift = lr_shift
         self.rounding = check_rounding(rounding)
         self.overflow = check_overflow(overflow)
-        u_frac = self.lr_fmt.frac_bits + self.g_fmt.frac_bits
+        u_frac = lr_frac + self.g_fmt.frac_bits
         self.frac = max(u_frac, self.w_fmt.frac_bits)
         self.w_shift = self.frac - self.w_fmt.frac_bits
         self.u_shift = self.frac - u_frac
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"w": fmt_shape(self.w_fmt),
-                                                        "g": fmt_shape(self.g_fmt),
-                                                        "index": unsigned(32)}))),
-            "o": Out(stream.Signature(data.StructLayout({"value": fmt_shape(self.w_fmt),
-                                                         "overflow": 1, "stalled": 1}))),
-            "eta": In(fmt_shape(self.lr_fmt)),
-            "key": In(32),
-        })
+        self.shift = self.frac - self.w_fmt.frac_bits
+        self.stochastic = self.rounding is Rounding.STOCHASTIC and self.shift > 0
+        super().__init__(self.Signature(w_fmt=self.w_fmt, g_fmt=self.g_fmt, lr_fmt=self.lr_fmt,
+                                        stochastic=self.stochastic, tag_width=tag_width),
+                         registered_ready=registered_ready)
 
-    def elaborate(self, platform):
-        m = Module()
-        ctl = PipelineControl(m, self.LATENCY, self.i.valid, self.o.ready)
-        m.d.comb += [self.i.ready.eq(ctl.enable), self.o.valid.eq(ctl.valid[-1])]
-        gb, lb = self.g_fmt.total_bits, self.lr_fmt.total_bits
-        w = [Signal(fmt_shape(self.w_fmt), name=f"w{k}") for k in range(2)]
-        g = Signal(fmt_shape(self.g_fmt))
-        eta = Signal(signed(lb + 1))
-        u = Signal(signed(gb + lb + 1))
-        r = [Signal(32, name=f"r{k}") for k in range(2)]
-        with m.If(ctl.enable):
-            m.d.sync += [w[0].eq(self.i.payload.w), g.eq(self.i.payload.g), eta.eq(self.eta)]
-            m.d.sync += [u.eq(g * eta), w[1].eq(w[0])]
-            if self.rounding is Rounding.STOCHASTIC:
-                m.d.sync += [r[0].eq(hash32(self.key ^ self.i.payload.index)), r[1].eq(r[0])]
-        exact = (w[1] << self.w_shift) - (u << self.u_shift)
-        q, over, _ = cast_expr(exact, self.frac, self.w_fmt, self.rounding, self.overflow, r[1])
-        with m.If(ctl.enable):
-            m.d.sync += [self.o.payload.value.eq(q), self.o.payload.overflow.eq(over),
-                         self.o.payload.stalled.eq((u != 0) & (q == w[1]))]
-        return m
+    def datapath(self, m, ctl, out):
+        i = self.i.payload
+        w = ctl.reg(i.w, "w")                                           # stage 1
+        gb = self.g_fmt.total_bits
+        if self.lr_fmt is not None:
+            g = i.g.as_signed() if self.g_fmt.signed else i.g
+            g_neg = ctl.reg(g < 0, "g_neg")
+            g_mag = ctl.reg(Mux(g < 0, -g, g)[:gb].as_unsigned(), "g_mag")
+            eta = ctl.reg(self.eta, "eta")
+            u_nonzero = ctl.delay(ctl.reg((i.g != 0), "g_nonzero") & (eta != 0), 1, "u_nonzero")
+            u_mag = ctl.reg(g_mag * eta, "u_mag")                          # stage 2
+            g_neg = ctl.reg(g_neg, "g_neg1")
+        else:
+            g = ctl.reg(i.g, "g")
+            u_nonzero = ctl.delay(g != 0, 1, "u_nonzero")
+            u_mag = ctl.reg(g, "u")
+            g_neg = None
+        w = ctl.reg(w, "w1")                                            # stage 2
+        w_wide = w.as_signed() << self.w_shift if self.w_fmt.signed else w << self.w_shift
+        u_wide = u_mag << self.u_shift
+        if g_neg is None:
+            exact = w_wide - u_wide
+        else:
+            exact = Mux(g_neg, w_wide + u_wide, w_wide - u_wide)
+        exact = ctl.reg(exact, "exact")                                 # stage 3
+        w = ctl.reg(w, "w2")
+        u_nonzero = ctl.reg(u_nonzero, "u_nonzero2")
+        if self.stochastic:
+            word = ctl.hashed(self.key ^ i.index)                       # ready in stage 4
+            q = ctl.reg(round_expr(ctl.reg(exact, "exact1"), self.frac, self.w_fmt,
+                                   self.rounding, word), "q")           # stage 5
+        else:
+            q = ctl.delay(round_expr(exact, self.frac, self.w_fmt, self.rounding), 2, "q")
+        w = ctl.delay(w, 2, "w3")
+        u_nonzero = ctl.delay(u_nonzero, 2, "u_nonzero3")
+        value, over, _, equal = saturate_expr(q, self.w_fmt, self.overflow, equal_to=w)
+        with m.If(ctl.enable):                                          # stage 6
+            m.d.sync += [out.value.eq(value), out.overflow.eq(over),
+                         out.stalled.eq(u_nonzero & equal)]

@@ -25,6 +25,7 @@ from ..sw.fixed import Overflow, QFormat, Rounding
 from ..sw.sigmoid import SigmoidSpec
 from . import models
 from .harness import UnitBank
+from .vectors import cast_vectors, describe_mix, update_vectors
 from .tools import LINT_WAIVERS, verilator_env
 
 __all__ = ["CASES", "Case", "run_case"]
@@ -63,7 +64,9 @@ def _edges(fmt_lo: int, fmt_hi: int, rng, n: int) -> np.ndarray:
 
 def _bank(units, statics, descs, inputs, expected, latency):
     bank = UnitBank(units, statics=tuple(statics))
-    return (bank, statics, _fields(units[0].i.payload.shape()),
+    statics = {k: v for k, v in statics.items() if k in bank.statics}
+    inputs = {k: v for k, v in inputs.items() if k in dict(bank.in_layout)}
+    return (bank, statics, _fields(bank.in_layout),
             _fields(units[0].o.payload.shape()), descs, inputs, expected,
             len(next(iter(inputs.values()))), latency)
 
@@ -103,17 +106,17 @@ def _update_case(w_fmt, g_fmt, lr_fmt, eta, w, g):
 
 def _sigmoid_case(z_fmt, a_fmt, spec):
     def make():
-        unit = Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=spec)
+        overflows = list(Overflow) if spec.kind == "plan" else [Overflow.SATURATE]
+        units = [Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=spec, overflow=o) for o in overflows]
         z = np.arange(z_fmt.min_raw, z_fmt.max_raw + 1)
-        expected = [{"value": models.sigmoid_model(z, z_fmt, a_fmt, spec)}]
-        bank = UnitBank([unit])
-        return (bank, {}, [("value", z_fmt.total_bits, z_fmt.signed)],
-                [("value", a_fmt.total_bits, a_fmt.signed)], [spec.kind], {"value": z}, expected,
-                len(z), unit.latency)
+        expected = [models.sigmoid_model(z, z_fmt, a_fmt, spec, Rounding.NEAREST_EVEN, o)
+                    for o in overflows]
+        return _bank(units, {}, [f"{spec.kind}/{o.value}" for o in overflows], {"value": z},
+                     expected, Sigmoid.LATENCY)
     return make
 
 
-def _mac_case(a_width, b_width, acc_width, fan_in, a, b, seed):
+def _mac_case(a_width, b_width, acc_width, fan_in, a, b, seed, bias_width=0, bias_shift=0):
     def make():
         rng = np.random.default_rng(seed)
         lengths, total = [], 0
@@ -126,12 +129,20 @@ def _mac_case(a_width, b_width, acc_width, fan_in, a, b, seed):
         starts = np.cumsum([0] + lengths[:-1])
         first[starts] = 1
         last[starts + np.array(lengths) - 1] = 1
-        unit = MAC(a_width=a_width, b_width=b_width, acc_width=acc_width, max_fan_in=fan_in)
-        sums = np.array(models.mac_sums(a, b, lengths), dtype=np.int64)
+        unit = MAC(a_width=a_width, b_width=b_width, acc_width=acc_width, max_fan_in=fan_in,
+                   bias_width=bias_width, bias_shift=bias_shift)
+        inputs = {"a": a, "b": b, "first": first, "last": last}
+        bias = None
+        if bias_width:
+            bias = rng.integers(-(1 << (bias_width - 1)), 1 << (bias_width - 1), len(lengths))
+            bias[:2] = [-(1 << (bias_width - 1)), (1 << (bias_width - 1)) - 1]
+            inputs["bias"] = np.zeros(len(a), dtype=np.int64)
+            inputs["bias"][starts] = bias
+        sums = np.array(models.mac_sums(a, b, lengths, bias, bias_shift), dtype=np.int64)
         exceeded = (np.array(lengths) > fan_in).astype(np.int64)
         return (UnitBank([unit]), {}, _fields(unit.i.payload.shape()),
                 _fields(unit.o.payload.shape()), [f"{a_width}x{b_width}->{acc_width}"],
-                {"a": a, "b": b, "first": first, "last": last},
+                inputs,
                 [{"sum": sums, "fan_in_exceeded": exceeded}], len(sums),
                 MAC.LATENCY if lengths[0] == 1 else None)
     return make
@@ -140,27 +151,29 @@ def _mac_case(a_width, b_width, acc_width, fan_in, a, b, seed):
 def _cases() -> dict[str, Case]:
     rng = np.random.default_rng(2026)
     q16 = QFormat(4, 12)
+    cast40, cast40_mix = cast_vectors(40, 26, QFormat(6, 10), N_RANDOM, rng)
+    w16, g16, upd16_mix = update_vectors(q16, QFormat(6, 10), N_RANDOM, rng)
     cases = [
         Case("cast-12bit-exhaustive", _cast_case(12, 6, QFormat(3, 2), np.arange(-2048, 2048)),
              "every 12-bit input, Q6.6 -> Q3.2, 5 roundings x 2 overflows"),
-        Case("cast-40bit-random", _cast_case(40, 26, QFormat(6, 10),
-                                             _edges(-(1 << 39), (1 << 39) - 1, rng, N_RANDOM)),
-             "100,000 random 40-bit accumulator values with edges, -> Q6.10, 10 modes"),
-        Case("mac-8bit-exhaustive", _mac_case(8, 8, 24, 511,
+        Case("cast-40bit-designed", _cast_case(40, 26, QFormat(6, 10), cast40),
+             "designed 40-bit accumulator values -> Q6.10, 10 modes: " + describe_mix(cast40_mix)),
+        Case("mac-8bit-exhaustive", _mac_case(8, 8, 24, 510,
                                               *[c - 128 for c in np.divmod(np.arange(65536), 256)],
-                                              seed=1), "every 8x8 product pair in sums of 1..511"),
+                                              seed=1, bias_width=8, bias_shift=7),
+             "every 8x8 product pair in sums of 1..510, fx8 bias (Q3.5 << 7) per sum"),
         Case("mac-16bit-random", _mac_case(16, 16, 40, 511, _edges(-32768, 32767, rng, N_RANDOM),
                                            _edges(-32768, 32767, rng, N_RANDOM)[::-1].copy(),
-                                           seed=2),
-             "100,000 random 16x16 products with edges, sums of 1..511"),
+                                           seed=2, bias_width=16, bias_shift=14),
+             "100,000 random 16x16 products with edges, sums of 1..511, fx16 bias (<< 14)"),
         Case("sigmoid-lut-8bit", _sigmoid_case(QFormat(4, 4), QFormat(1, 7), SigmoidSpec("lut", 64, 8)),
              "every Q4.4 input"),
         Case("sigmoid-plan-8bit", _sigmoid_case(QFormat(4, 4), QFormat(1, 7), SigmoidSpec("plan")),
-             "every Q4.4 input"),
+             "every Q4.4 input, activation overflow wrap and saturate"),
         Case("sigmoid-lut-16bit", _sigmoid_case(QFormat(6, 10), QFormat(2, 14), SigmoidSpec("lut")),
              "every Q6.10 input"),
         Case("sigmoid-plan-16bit", _sigmoid_case(QFormat(6, 10), QFormat(2, 14), SigmoidSpec("plan")),
-             "every Q6.10 input"),
+             "every Q6.10 input, activation overflow wrap and saturate"),
         Case("derivative-8bit-exhaustive", _derivative_case(QFormat(1, 7), QFormat(1, 7), np.arange(-128, 128)),
              "every Q1.7 activation, 10 modes"),
         Case("derivative-16bit-exhaustive", _derivative_case(QFormat(2, 14), QFormat(1, 15),
@@ -170,10 +183,10 @@ def _cases() -> dict[str, Case]:
                                                     QFormat(0, 8, signed=False), 4,
                                                     *[c - 128 for c in np.divmod(np.arange(65536), 256)]),
              "every (Q3.5 weight, Q4.4 gradient) pair, eta 4/256, 10 modes"),
-        Case("update-16bit-random", _update_case(q16, QFormat(6, 10), QFormat(0, 16, signed=False),
-                                                 1024, _edges(-32768, 32767, rng, N_RANDOM),
-                                                 _edges(-32768, 32767, rng, N_RANDOM)),
-             "100,000 random Q4.12 weights and Q6.10 gradients with edges, eta 1024/65536, 10 modes"),
+        Case("update-16bit-designed", _update_case(q16, QFormat(6, 10), QFormat(0, 16, signed=False),
+                                                   1024, w16, g16),
+             "designed Q4.12 weights and Q6.10 gradients, eta 1024/65536, 10 modes: "
+             + describe_mix(upd16_mix)),
     ]
     return {c.name: c for c in cases}
 

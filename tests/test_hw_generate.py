@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from fxbp.hw.generate import CAST_STAGES, UNITS, build_unit, verilog
+from fxbp.hw.generate import CAST_STAGES, UNITS, build_unit, cast_source, verilog
 from fxbp.sim.tools import LINT_WAIVERS, lint
 from fxbp.sw.cli import main
 from fxbp.sw.profile import load_profile
@@ -20,11 +20,49 @@ def test_lint_clean(unit, preset, rounding):
     assert lint(verilog(build_unit(unit, profile), top), top) == []
 
 
+@pytest.mark.parametrize("preset", ["fx16", "fx12", "fx8"])
 @pytest.mark.parametrize("stage", CAST_STAGES)
-def test_every_cast_stage_builds(stage):
-    dut = build_unit("cast", load_profile("fx16").with_rounding("stochastic"), stage)
-    assert dut.fmt == load_profile("fx16").stage(stage).fmt
+def test_every_cast_stage_builds(stage, preset):
+    profile = load_profile(preset).with_rounding("stochastic")
+    dut = build_unit("cast", profile, stage)
+    site = profile.stage(CAST_STAGES[stage][0])
+    assert (dut.fmt, dut.rounding, dut.overflow) == (site.fmt, site.rounding, site.overflow)
+    assert (dut.in_width, dut.from_frac) == cast_source(profile, stage)
     assert "module fxbp_cast" in verilog(dut, "fxbp_cast")
+
+
+def test_the_casts_the_issue_named_can_be_generated(capsys):
+    p = load_profile("fx8")
+    assert cast_source(p, "input") == (40, 37)
+    assert cast_source(p, "output-error") == (9, 7)            # a_L - t
+    assert cast_source(p, "xent-delta") == (8, 6)              # e_L -> Delta
+    assert cast_source(p, "bias-gradient") == (24, 7)          # sum of deltas
+    bias = build_unit("bias-update", p)
+    assert bias.w_fmt == p.bias.fmt and bias.rounding == p.bias.rounding
+    assert "module fxbp_bias_update" in verilog(bias, "fxbp_bias_update")
+    with pytest.raises(SystemExit):
+        main(["gen", "--list"])
+    out = capsys.readouterr().out
+    assert all(f"cast --stage {s}" in out for s in CAST_STAGES) and "bias-update" in out
+
+
+def test_shift_mode_profiles_build_with_lr_shift(tmp_path, capsys):
+    shift = tmp_path / "shift.toml"
+    shift.write_text('base = "fx16"\nlr_mode = "shift"\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["gen", "weight-update", "--precision", str(shift), "--lr-shift", "6",
+              "--out", str(tmp_path / "wu.v")])
+    assert exc.value.code == 0
+    text = (tmp_path / "wu.v").read_text()
+    assert "module fxbp_weight_update" in text and " eta" not in text
+
+
+def test_tag_and_registered_ready_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["gen", "sigmoid-derivative", "--tag-width", "12", "--registered-ready"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "[11:0] \\i__payload.tag" in text and "skid_valid" in text
 
 
 def test_same_parameters_same_verilog(tmp_path, capsys):
@@ -55,7 +93,9 @@ def test_list_and_stdout(capsys):
     (["gen", "mac", "--stage", "delta"], "--stage applies to the cast unit only"),
     (["gen"], "name a unit"),
     (["gen", "mac", "--out", "x.txt"], "must end in .v"),
-    (["gen", "weight-update", "--precision", "SHIFT"], "builds the multiplier form only"),
+    (["gen", "weight-update", "--precision", "SHIFT"], "give it with --lr-shift K"),
+    (["gen", "weight-update", "--lr-shift", "3"], "--lr-shift applies to lr_mode = \"shift\""),
+    (["gen", "mac", "--lr-shift", "3"], "--lr-shift applies to weight-update and bias-update"),
 ])
 def test_bad_gen_input(argv, match, capsys, tmp_path):
     if "SHIFT" in argv:

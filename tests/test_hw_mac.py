@@ -58,11 +58,43 @@ def test_sums_longer_than_the_fan_in_are_flagged():
     assert [(o["sum"], o["fan_in_exceeded"]) for o in out] == [(24, 0), (30, 1), (6, 0), (54, 1)]
 
 
+@pytest.mark.parametrize("preset", ["fx16", "fx12", "fx8"])
+def test_bias_for_every_preset(preset):
+    # The bias enters as bias << (fw + fa - fb): fx8's shift of 7 is wiring, not an operand.
+    from fxbp.hw.generate import build_unit
+    from fxbp.sw.profile import load_profile
+    p = load_profile(preset)
+    dut = build_unit("mac", p)
+    assert dut.bias_shift == p.weight.fmt.frac_bits + p.activation.fmt.frac_bits - p.bias.fmt.frac_bits
+    rng = np.random.default_rng(7)
+    lengths = [1, 4, 9, 2]
+    bias = [p.bias.fmt.min_raw, p.bias.fmt.max_raw, -1, 3]
+    items, a, b = [], [], []
+    for j, n in enumerate(lengths):
+        for k in range(n):
+            a.append(int(rng.integers(-(1 << (dut.a_width - 1)), 1 << (dut.a_width - 1))))
+            b.append(int(rng.integers(-(1 << (dut.b_width - 1)), 1 << (dut.b_width - 1))))
+            items.append({"a": a[-1], "b": b[-1], "bias": bias[j] if k == 0 else 0,
+                          "first": int(k == 0), "last": int(k == n - 1)})
+    out, _ = run_stream(dut, items, n_out=len(lengths), ready_prob=0.6)
+    assert [o["sum"] for o in out] == models.mac_sums(a, b, lengths, bias, dut.bias_shift)
+
+
+def test_tag_comes_out_with_its_sum():
+    dut = MAC(a_width=8, b_width=8, acc_width=24, max_fan_in=16, tag_width=6)
+    items = []
+    for tag, n in enumerate((3, 1, 5, 2)):
+        items += [{"a": 1, "b": n, "first": int(k == 0), "last": int(k == n - 1), "tag": tag + 40}
+                  for k in range(n)]
+    out, _ = run_stream(dut, items, n_out=4, valid_prob=0.7, ready_prob=0.5)
+    assert [(o["sum"], o["tag"]) for o in out] == [(9, 40), (1, 41), (25, 42), (4, 43)]
+
+
 def test_fan_in_check():
     assert max_exact_fan_in(16, 16, 40) == 511
     with pytest.raises(ValueError, match="exact for at most 511 products of 16x16 bits, not 512"):
         MAC(a_width=16, b_width=16, acc_width=40, max_fan_in=512)
-    with pytest.raises(ValueError, match="MAC maximum fan-in must be a positive integer, not 0"):
+    with pytest.raises(ValueError, match="MAC maximum fan-in must be at least 1, not 0"):
         MAC(max_fan_in=0)
     with pytest.raises(TypeError, match="MAC operand width must be an integer, not '16'"):
         MAC(a_width="16")

@@ -7,20 +7,42 @@ import pytest
 from fxbp.hw import Sigmoid
 from fxbp.sim import models
 from fxbp.sim.amaranth_bench import run_stream
-from fxbp.sw.fixed import QFormat, Rounding
+from fxbp.sw.fixed import Overflow, QFormat, Rounding
 from fxbp.sw.sigmoid import SigmoidSpec
 
 
-@pytest.mark.parametrize("kind, latency", [("lut", 1), ("plan", 2)])
+def run_all(dut, z_fmt, **kw):
+    z = np.arange(z_fmt.min_raw, z_fmt.max_raw + 1)
+    out, _ = run_stream(dut, [{"value": int(v)} for v in z], **kw)
+    return z, out
+
+
+@pytest.mark.parametrize("kind", ["lut", "plan"])
 @pytest.mark.parametrize("z_fmt, a_fmt, entries", [(QFormat(4, 4), QFormat(1, 7), 64),
                                                     (QFormat(5, 7), QFormat(2, 10), 256)])
-def test_every_input(kind, latency, z_fmt, a_fmt, entries):
+def test_every_input(kind, z_fmt, a_fmt, entries):
     spec = SigmoidSpec(kind, entries, 8)
     dut = Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=spec)
-    z = np.arange(z_fmt.min_raw, z_fmt.max_raw + 1)
-    out, lat = run_stream(dut, [int(v) for v in z], valid_prob=0.8, ready_prob=0.7)
-    assert out == models.sigmoid_model(z, z_fmt, a_fmt, spec).tolist()
-    assert run_stream(dut, [0, 1, 2])[1] == latency == dut.latency
+    z, out = run_all(dut, z_fmt, valid_prob=0.8, ready_prob=0.7)
+    want = models.sigmoid_model(z, z_fmt, a_fmt, spec)
+    for field in ("value", "overflow", "underflow"):
+        assert [o[field] for o in out] == want[field].tolist()
+    assert run_stream(dut, [{"value": 0}, {"value": 1}])[1] == Sigmoid.LATENCY == 5
+
+
+@pytest.mark.parametrize("rounding", [r for r in Rounding if r.deterministic])
+@pytest.mark.parametrize("overflow", list(Overflow))
+def test_plan_honours_the_activation_overflow_and_flags_its_events(rounding, overflow):
+    # fx8: PLAN reaches 1.0, which Q1.7 lacks. Golden wraps it to -1.0 under "wrap" and
+    # counts an overflow; the unit used to saturate always and flag nothing.
+    z_fmt, a_fmt = QFormat(4, 4), QFormat(1, 7)
+    dut = Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=SigmoidSpec("plan"), rounding=rounding,
+                  overflow=overflow)
+    z, out = run_all(dut, z_fmt)
+    want = models.sigmoid_model(z, z_fmt, a_fmt, SigmoidSpec("plan"), rounding, overflow)
+    assert want["overflow"].sum() > 0
+    for field in ("value", "overflow", "underflow"):
+        assert [o[field] for o in out] == want[field].tolist()
 
 
 def test_parameter_checks():
@@ -30,3 +52,5 @@ def test_parameter_checks():
         Sigmoid(z_fmt=QFormat(6, 10), a_fmt=QFormat(2, 14), spec="lut")
     with pytest.raises(ValueError, match="finer than"):
         Sigmoid(z_fmt=QFormat(8, 0), a_fmt=QFormat(2, 14), spec=SigmoidSpec("lut", 256, 8))
+    with pytest.raises(TypeError, match="overflow must be an Overflow"):
+        Sigmoid(z_fmt=QFormat(6, 10), a_fmt=QFormat(2, 14), overflow=Overflow)

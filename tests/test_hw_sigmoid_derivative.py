@@ -11,17 +11,20 @@ from fxbp.sw.fixed import Overflow, QFormat, Rounding
 
 
 @pytest.mark.parametrize("rounding", list(Rounding))
+@pytest.mark.parametrize("overflow", list(Overflow))
 @pytest.mark.parametrize("a_fmt, d_fmt", [(QFormat(1, 7), QFormat(1, 7)),
                                            (QFormat(2, 10), QFormat(1, 11))])
-def test_every_activation(rounding, a_fmt, d_fmt):
-    dut = SigmoidDerivative(a_fmt=a_fmt, d_fmt=d_fmt, rounding=rounding)
+def test_every_activation(rounding, overflow, a_fmt, d_fmt):
+    dut = SigmoidDerivative(a_fmt=a_fmt, d_fmt=d_fmt, rounding=rounding, overflow=overflow)
     a = np.arange(a_fmt.min_raw, a_fmt.max_raw + 1)
-    out, lat = run_stream(dut, [{"value": int(v), "index": i} for i, v in enumerate(a)],
-                          statics=[(dut.key, 5)], valid_prob=0.9, ready_prob=0.8)
-    want = models.derivative_model(a, a_fmt, d_fmt, rounding, Overflow.SATURATE, key=5)
+    items = [{"value": int(v), "index": i} if dut.stochastic else {"value": int(v)}
+             for i, v in enumerate(a)]
+    st = [(dut.key, 5)] if dut.stochastic else []
+    out, lat = run_stream(dut, items, statics=st, valid_prob=0.9, ready_prob=0.8)
+    want = models.derivative_model(a, a_fmt, d_fmt, rounding, overflow, key=5)
     for field in ("value", "overflow", "underflow"):
         assert [o[field] for o in out] == want[field].tolist()
-    assert run_stream(dut, [{"value": 1, "index": 0}], statics=[(dut.key, 5)])[1] == 3
+    assert run_stream(dut, items[:1], statics=st)[1] == SigmoidDerivative.LATENCY == 6
 
 
 def test_parameter_checks():

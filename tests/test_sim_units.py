@@ -25,7 +25,7 @@ def test_a_wrong_expectation_is_reported(tmp_path):
     res = run_case("sigmoid-lut-8bit", tmp_path, corrupt=100)
     assert res["failures"] == 4
     log = Path(res["log"]).read_text()
-    assert "output 100, unit 0 (lut), field value: expected" in log and "inputs {'value': -28}" in log
+    assert "output 100, unit 0 (lut/saturate), field value: expected" in log and "inputs {'value': -28}" in log
 
 
 def test_waves_on_demand(tmp_path, monkeypatch):
