@@ -265,23 +265,32 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
               help="Precision profile: a preset or a .toml file.")
 @click.option("--rounding", type=click.Choice(ROUNDINGS), default=None,
               help="Rounding of the training casts (as for train).")
-@click.option("--stage", default=None, help="For cast: which cast site (preactivation, error, "
-              "derivative, delta, gradient).")
+@click.option("--stage", default=None, help="For cast: which cast site (fxbp gen --list names "
+              "them).")
+@click.option("--tag-width", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Width of the sideband tag carried with each value.")
+@click.option("--registered-ready", is_flag=True, help="Skid buffer on the output: i.ready "
+              "from registers only.")
+@click.option("--lr-shift", type=click.IntRange(0, 62), default=None,
+              help="Updates of a shift-mode profile: eta = 2^-K.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the Verilog here (default: stdout).")
 @click.option("--list", "list_units", is_flag=True, help="List the units and their parameters.")
-def gen(unit, precision, rounding, stage, out, list_units):
+def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift, out, list_units):
     """Emit Verilog for an RTL unit.
 
-    Units: mac, cast, sigmoid, sigmoid-derivative, weight-update (--list shows them).
+    Units: mac, cast, sigmoid, sigmoid-derivative, weight-update, bias-update (--list shows
+    them and the cast sites).
     """
     try:
-        from ..hw.generate import UNITS, build_unit, verilog
+        from ..hw.generate import CAST_STAGES, UNITS, build_unit, verilog
     except ImportError as exc:
         raise FxbpError(f"fxbp gen needs Amaranth ({exc}): pip install 'fxbp[hw]'") from None
     from .profile import load_profile
     if list_units:
         for name, (_, params) in UNITS.items():
             click.echo(f"{name:20s} {params}")
+        for name, (stage_name, what) in CAST_STAGES.items():
+            click.echo(f"  cast --stage {name:14s} {what}; {stage_name} stage")
         return
     if unit is None:
         raise FxbpError("name a unit (fxbp gen --list shows them)")
@@ -289,7 +298,8 @@ def gen(unit, precision, rounding, stage, out, list_units):
     profile = load_profile(precision)
     if rounding is not None:
         profile = profile.with_rounding(rounding)
-    component = build_unit(unit, profile, stage)
+    component = build_unit(unit, profile, stage, tag_width=tag_width,
+                           registered_ready=registered_ready, lr_shift=lr_shift)
     text = verilog(component, f"fxbp_{unit.replace('-', '_')}")
     if out is None:
         click.echo(text, nl=False)
@@ -304,42 +314,40 @@ def gen(unit, precision, rounding, stage, out, list_units):
 @click.option("--precision", default="fx16", show_default=True, help="Precision profile.")
 @click.option("--rounding", type=click.Choice(ROUNDINGS), default=None)
 @click.option("--stage", default=None, help="For cast: which cast site.")
+@click.option("--lr-shift", type=click.IntRange(0, 62), default=None,
+              help="Updates of a shift-mode profile: eta = 2^-K.")
 @click.option("--family", type=click.Choice(["ice40", "ecp5", "both"]), default="both",
               show_default=True)
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the counts here.")
-def synth(unit, precision, rounding, stage, family, json_out):
+@click.option("--device", type=click.Choice(["up5k", "25f", "45f", "85f"]), default=None,
+              help="Part (default: up5k for ice40, 25f for ecp5).")
+@click.option("--pnr", is_flag=True, help="Place and route (nextpnr): Fmax and critical path.")
+@click.option("--freq", type=float, default=None, help="Target MHz; exit 2 when missed (--pnr).")
+@click.option("--seeds", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="nextpnr seeds; the worst Fmax is reported (--pnr).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the results here.")
+def synth(unit, precision, rounding, stage, lr_shift, family, device, pnr, freq, seeds, json_out):
     """Synthesise an RTL unit; count LUT/FF/DSP/BRAM.
 
-    Runs YoWASP yosys for iCE40 and/or ECP5 and prints the cell counts.
+    Runs YoWASP yosys for iCE40 and/or ECP5; with --pnr also nextpnr, reporting Fmax (the
+    worst over --seeds), the critical path and pass/fail against --freq.
     """
     try:
-        from ..hw.generate import build_unit, verilog
-        from ..hw.synth import synthesize
+        from ..hw.commands import synth_command
     except ImportError as exc:
         raise FxbpError(f"fxbp synth needs Amaranth and YoWASP ({exc}): pip install 'fxbp[synth]'") from None
-    from rich.table import Table
     from .profile import load_profile
     from .train import write_json
     _check_output(json_out, "--json")
     profile = load_profile(precision)
     if rounding is not None:
         profile = profile.with_rounding(rounding)
-    top = f"fxbp_{unit.replace('-', '_')}"
-    text = verilog(build_unit(unit, profile, stage), top)
-    err = _console(stderr=True)
-    rows = []
-    for fam in (("ice40", "ecp5") if family == "both" else (family,)):
-        with err.status(f"synthesising {unit} for {fam} (yosys)"):
-            rows.append(synthesize(text, top, fam))
-    t = Table(title=escape(f"{unit}, profile {profile.name}"))
-    for col in ("family", "LUT", "FF", "DSP", "BRAM", "cells"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["family"], str(r["lut"]), str(r["ff"]), str(r["dsp"]), str(r["bram"]),
-                  ", ".join(f"{k} {v}" for k, v in r["cells"].items()))
-    _console().print(t)
+    result = synth_command(unit, profile, stage=stage, family=family, device=device, pnr=pnr,
+                           freq=freq, seeds=seeds, lr_shift=lr_shift, out=_console(),
+                           err=_console(stderr=True))
     if json_out:
-        write_json(json_out, {"unit": unit, "precision": profile.name, "results": rows})
+        write_json(json_out, result)
+    if "error" in result:
+        raise FxbpError(result["error"])
 
 
 @cli.command()
