@@ -344,6 +344,10 @@ def _read_npz(path: Path, target: str | None):
         raise
     except _NPZ_ERRORS as exc:
         raise FxbpError(f"{path} is not a readable .npz file ({exc}): save it with numpy.savez") from None
+    for name, a in (("x", x), (key, y)):
+        if not isinstance(a, np.ndarray):     # a zip member that is not a .npy comes back as bytes
+            raise FxbpError(f"{path}: member {name!r} is not a NumPy array: save the file with "
+                            f"numpy.savez")
     if x.dtype.kind not in "iuf":
         raise FxbpError(f"{path}: 'x' must be numeric (integers or floats), not {x.dtype}")
     if x.ndim != 2:

@@ -154,7 +154,18 @@ def _truncated_npz(tmp_path):
     return (tmp_path / "ok.npz").read_bytes()[:-40]
 
 
+def _zip_with_raw_members(tmp_path):
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("x.npy", b"not an array")
+        zf.writestr("y.npy", b"nor this")
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize("arrays, match", [
+    (_zip_with_raw_members, "member 'x' is not a NumPy array"),
     (lambda t: b"not a zip", "not a readable .npz file \\(not a zip archive\\)"),
     (lambda t: _npy_bytes(), "not a zip archive"),              # a .npy renamed .npz
     (_truncated_npz, "not a readable .npz"),
