@@ -305,7 +305,8 @@ def _proc_available():
     pytest.param(["--plot", "/proc/fxbp-x.png"], id="plot under /proc"),
     pytest.param(["--json", "/proc/fxbp-r.json"], id="json under /proc"),
     pytest.param(["--checkpoint", "/proc/fxbp-ck"], id="checkpoint under /proc"),
-    pytest.param(["--json", "/dev/full"], id="json to /dev/full"),
+    # a pipe stands for /dev/full: a regression must not replace a real device node
+    pytest.param(["--json", "FIFO"], id="json to a pipe (not a regular file)"),
     pytest.param(["--plot", "/dev/null/x.png"], id="plot under a device"),
     pytest.param(["--checkpoint", "AFILE"], id="checkpoint is a file"),
     pytest.param(["--json", "ADIR"], id="json is a directory"),
@@ -316,9 +317,11 @@ def test_every_output_is_checked_before_any_is_written(bad, tmp_path, capsys):
         pytest.skip("needs Linux /proc")
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
     data = tmp_path / "d.csv"
     data.write_text("a,b,y\n" + "\n".join(f"{i},{i % 5},{i % 2}" for i in range(20)) + "\n")
-    swap = {"AFILE": str(tmp_path / "afile"), "ADIR": str(tmp_path / "adir"), "DATA": str(data)}
+    swap = {"AFILE": str(tmp_path / "afile"), "ADIR": str(tmp_path / "adir"), "DATA": str(data),
+            "FIFO": str(tmp_path / "fifo")}
     bad = [swap.get(a, a) for a in bad]
     good = {"--json": tmp_path / "r.json", "--plot": tmp_path / "p.png",
             "--checkpoint": tmp_path / "ck"}
