@@ -328,6 +328,8 @@ class Trainer:
                 arrays = {k: z[k] for k in z.files}
         except Exception as exc:  # any parse failure of untrusted bytes: zip, npy, zlib, EOF
             raise FxbpError(f"{damaged} ({type(exc).__name__}): {fix}") from None
+        if not all(isinstance(a, np.ndarray) for a in arrays.values()):
+            raise FxbpError(f"{damaged} (a member is not array data): {fix}")
         raw_meta = arrays.pop("meta", None)
         try:
             if raw_meta is None or raw_meta.shape != () or raw_meta.dtype.kind != "U":

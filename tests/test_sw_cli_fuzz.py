@@ -487,16 +487,7 @@ def damaged_checkpoints(draw, blob: bytes, kind: str):
     return buf.getvalue()
 
 
-#: Damage that Trainer.load_checkpoint (sw/train.py) does not yet turn into one line:
-#: a zip member "meta.npy" without the .npy header comes back from np.load as bytes,
-#: and ``raw_meta.shape`` raises AttributeError.
-CHECKPOINT_LOADER_GAPS = {"zip-junk"}
-
-
-@pytest.mark.parametrize("kind", [
-    pytest.param(k, marks=pytest.mark.xfail(reason="Trainer.load_checkpoint gap (sw/train.py)",
-                                            strict=False))
-    if k in CHECKPOINT_LOADER_GAPS else k for k in DAMAGE])
+@pytest.mark.parametrize("kind", DAMAGE)
 @fuzz(20)
 @given(data=st.data())
 def test_resume_from_a_damaged_checkpoint(data, kind, real_checkpoint):
