@@ -398,3 +398,20 @@ def test_handlers_are_restored_after_main(capsys):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     assert run(["format", "Q4.12"], capsys)[0] == 0
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+@pytest.mark.parametrize("argv, needs", [
+    (["gen", "cast", "--out", "/proc/fxbp-unit.v"], "amaranth"),
+    (["synth", "cast", "--json", "/proc/fxbp-synth.json"], "amaranth"),
+    (["sim", "--json", "/proc/fxbp-sim.json"], "cocotb"),
+], ids=["gen --out", "synth --json", "sim --json"])
+def test_hardware_commands_check_outputs_first(argv, needs, capsys):
+    """The same writability proof guards gen, synth and sim, before any elaboration,
+    synthesis or simulation starts."""
+    if not _proc_available():
+        pytest.skip("needs Linux /proc")
+    pytest.importorskip(needs)
+    code, out, err = run(argv, capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        f"fxbp: error: {argv[-2]} {argv[-1]} cannot be written (/proc: No such file or directory): "
+        f"choose another path"], err
