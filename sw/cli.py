@@ -1,7 +1,10 @@
 """The ``fxbp`` command.
 
 Problems a user can fix end in one line on stderr (``fxbp: error: ...``) and
-exit status 2, before anything is written. ``FXBP_DEBUG=1`` shows tracebacks.
+exit status 2, before anything is written: every output path is proved writable
+first. ``FXBP_DEBUG=1`` shows tracebacks. Ctrl-C (SIGINT) and SIGTERM stop a run
+the same way: temporary files are removed, "fxbp: interrupted" is printed and the
+exit status is 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -138,7 +141,10 @@ def _same_file(a: Path | None, b) -> bool:
         return False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Exit status: 0 done; 1 a simulation failed; 2 bad input, with one line "
+             "'fxbp: error: ...' and nothing written; 130 or 143 interrupted (SIGINT, "
+             "SIGTERM).")
 @click.version_option(package_name="fxbp", prog_name="fxbp")
 def cli():
     """fxbp: bit-accurate fixed-point training of neural networks, for FPGAs and GPUs."""
