@@ -25,6 +25,10 @@ _EXPORTS = {
 }
 
 
+#: The temporary numba cache directory fxbp set up, when no other was writable (else None).
+numba_cache_fallback: str | None = None
+
+
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
@@ -79,9 +83,10 @@ def _ensure_numba_cache() -> None:
             return
     except (OSError, RuntimeError):          # no home directory at all
         pass
+    global numba_cache_fallback
     fallback = tempfile.mkdtemp(prefix="fxbp-numba-cache-")
     atexit.register(shutil.rmtree, fallback, ignore_errors=True)
-    os.environ["NUMBA_CACHE_DIR"] = fallback
+    os.environ["NUMBA_CACHE_DIR"] = numba_cache_fallback = fallback
 
 
 _ensure_numba_cache()

@@ -148,10 +148,16 @@ def collect() -> dict:
     packages = [{"name": n, "for": what, "version": _version(n), "fix": fix}
                 for n, what, fix in PACKAGES]
     if _version("numba"):
-        packages.insert([p["name"] for p in packages].index("numba") + 1,
-                        {"name": "numba cache", "for": "compiled kernels, kept between runs",
-                         "version": numba_cache_dir() or "none (compiled on every run)",
-                         "fix": ""})
+        from . import numba_cache_fallback
+        cache = numba_cache_dir()
+        temporary = bool(numba_cache_fallback and cache and cache.startswith(numba_cache_fallback))
+        packages.insert([p["name"] for p in packages].index("numba") + 1, {
+            "name": "numba cache",
+            "for": "compiled kernels, " + ("for this run only" if temporary else
+                                           "kept between runs"),
+            "version": cache or "none (compiled on every run)",
+            "fix": ("make the package's __pycache__ or ~/.cache writable, or set "
+                    "NUMBA_CACHE_DIR" if temporary else "")})
     tools = []
     for exe, tool, option, fix in TOOLS:
         path = _tool_path(exe)
@@ -175,8 +181,8 @@ def info_table(data: dict) -> Table:
     t.add_column("found")
     t.add_column("fix if missing")
     for p in data["packages"]:
-        t.add_row(p["name"], p["for"], p["version"] or "[red]missing[/]",
-                  "" if p["version"] else escape(p["fix"]))
+        t.add_row(p["name"], p["for"], escape(p["version"]) if p["version"] else "[red]missing[/]",
+                  escape(p["fix"]) if not p["version"] or p["name"] == "numba cache" else "")
     for tool in data["tools"]:
         found = tool.get("version") or (f"{tool['path']} (version unknown)"
                                          if tool.get("path") else None)

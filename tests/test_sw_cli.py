@@ -415,3 +415,13 @@ def test_hardware_commands_check_outputs_first(argv, needs, capsys):
     assert code == 2 and err.strip().splitlines() == [
         f"fxbp: error: {argv[-2]} {argv[-1]} cannot be written (/proc: No such file or directory): "
         f"choose another path"], err
+
+
+def test_info_says_when_the_numba_cache_is_temporary(fake_tools, monkeypatch, capsys):
+    import fxbp.sw
+    import fxbp.sw.toolinfo as toolinfo
+    monkeypatch.setattr(fxbp.sw, "numba_cache_fallback", "/tmp/fxbp-numba-cache-x")
+    monkeypatch.setattr(toolinfo, "numba_cache_dir", lambda: "/tmp/fxbp-numba-cache-x/sw")
+    code, out, _ = run(["info"], capsys)
+    line = next(l for l in out.splitlines() if "numba cache" in l)
+    assert code == 0 and "for this run only" in line and "NUMBA_CACHE_DIR" in line
