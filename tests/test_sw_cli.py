@@ -424,4 +424,5 @@ def test_info_says_when_the_numba_cache_is_temporary(fake_tools, monkeypatch, ca
     monkeypatch.setattr(toolinfo, "numba_cache_dir", lambda: "/tmp/fxbp-numba-cache-x/sw")
     code, out, _ = run(["info"], capsys)
     line = next(l for l in out.splitlines() if "numba cache" in l)
-    assert code == 0 and "for this run only" in line and "NUMBA_CACHE_DIR" in line
+    assert code == 0 and "for this run only" in line and "make the package's __pycache__" in line
+    assert "NUMBA_CACHE_DIR" in out
