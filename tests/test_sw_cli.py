@@ -426,3 +426,29 @@ def test_info_says_when_the_numba_cache_is_temporary(fake_tools, monkeypatch, ca
     line = next(l for l in out.splitlines() if "numba cache" in l)
     assert code == 0 and "for this run only" in line and "make the package's __pycache__" in line
     assert "NUMBA_CACHE_DIR" in out
+
+
+@pytest.mark.parametrize("option, name", [("--json", "r.json"), ("--checkpoint", "ck"),
+                                          ("--plot", "p.png")])
+def test_read_only_directory_is_refused_before_training(option, name, tmp_path):
+    import shutil
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    prefix = []
+    if os.geteuid() == 0:                    # root writes anywhere: drop the capability
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
+        prefix = [shutil.which("setpriv"), "--bounding-set=-dac_override,-dac_read_search", "--"]
+    exe = os.path.join(os.path.dirname(sys.executable), "fxbp")
+    try:
+        proc = subprocess.run([*prefix, exe, "train", "--dataset", "xor", "--epochs", "1",
+                               "--quiet", option, str(ro / name)],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        ro.chmod(0o755)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"fxbp: error: {option} {ro / name} cannot be written ({ro}: Permission denied): "
+        f"choose another path"]
+    assert not any(ro.iterdir()) and not proc.stdout     # refused before training
