@@ -105,31 +105,17 @@ def _given(name: str) -> bool:
     return source not in (None, ParameterSource.DEFAULT)
 
 
-class _TemporaryOutputs:
-    """On an interrupt, remove the temporary files (``.NAME*.tmp``) that appeared
-    next to the outputs while the block ran.
-
-    The atomic writers delete their own temporary file when interrupted, except in
-    the instant between creating it and entering their clean-up; this closes that
-    gap. Files that were there before the block are left alone.
-    """
-
-    def __init__(self, *outputs: Path | None, directories=()):
-        self.patterns = [(o.parent, f".{o.name}*.tmp") for o in outputs if o is not None]
-        self.patterns += [(d, ".*.tmp") for d in directories if d is not None]
-
-    def _present(self) -> set[Path]:
-        return {f for d, pattern in self.patterns if d.is_dir() for f in d.glob(pattern)}
-
-    def __enter__(self):
-        self.before = self._present()
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if kind is not None and issubclass(kind, KeyboardInterrupt):
-            for f in self._present() - self.before:
-                f.unlink(missing_ok=True)
-        return False
+def _refuse_data_options_that_do_nothing(dataset, data) -> None:
+    """Options that would be silently ignored with a built-in dataset are refused."""
+    if dataset is None or data is not None:
+        return
+    for name in ("target", "scale"):
+        if _given(name):
+            raise FxbpError(f"--{name} applies to --data files only, not to the built-in "
+                            f"dataset {dataset!r}: drop --{name}")
+    if dataset in UNSPLIT_DATASETS and _given("test_fraction"):
+        raise FxbpError(f"dataset {dataset!r} trains and tests on the same samples, so "
+                        f"--test-fraction means nothing to it: drop --test-fraction")
 
 
 def _same_file(a: Path | None, b) -> bool:
@@ -210,14 +196,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
     from .report import TrainProgress, events_table, result_table, save_plot
     from .train import CHECKPOINT_FILE, TrainConfig, Trainer, write_json
 
-    if dataset is not None and data is None:
-        for name in ("target", "scale"):
-            if _given(name):
-                raise FxbpError(f"--{name} applies to --data files only, not to the built-in "
-                                f"dataset {dataset!r}: drop --{name}")
-        if dataset in UNSPLIT_DATASETS and _given("test_fraction"):
-            raise FxbpError(f"dataset {dataset!r} trains and tests on the same samples, so "
-                            f"--test-fraction means nothing to it: drop --test-fraction")
+    _refuse_data_options_that_do_nothing(dataset, data)
     if backend in NON_OPENCL_BACKENDS and _given("device"):
         raise FxbpError(f"--device picks an OpenCL device, and backend {backend!r} runs no "
                         f"OpenCL: drop --device or use --backend opencl")
@@ -251,15 +230,14 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                   f"({escape(rt['platform'])}, {escape(rt['device'])})"
                   + (f", resuming at epoch {trainer.epoch}" if resume else ""))
     progress = None if quiet else TrainProgress(err, trainer.dataset.name)
-    with _TemporaryOutputs(json_out, plot, directories=[checkpoint or resume]):
-        result = trainer.run(progress=progress, checkpoint_dir=checkpoint or resume)
-        out.print(result_table(result))
-        ev = events_table(result)
-        if ev is not None:
-            out.print(ev)
-        if json_out:
-            write_json(json_out, result)
-            out.print(f"result JSON: {escape(str(json_out))}")
+    result = trainer.run(progress=progress, checkpoint_dir=checkpoint or resume)
+    out.print(result_table(result))
+    ev = events_table(result)
+    if ev is not None:
+        out.print(ev)
+    if json_out:
+        write_json(json_out, result)
+        out.print(f"result JSON: {escape(str(json_out))}")
         if plot:
             save_plot([result], plot)
             out.print(f"plot: {escape(str(plot))}")
@@ -482,12 +460,16 @@ def profile(profile, as_toml):
               help="Rounding of the training casts (as for train).")
 @click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
               help="Override the profile's sigmoid approximation.")
-@click.option("--hidden", type=int, multiple=True, help="Hidden layer width; repeat for more layers.")
-@click.option("--batch", type=int, default=None, help="Batch size (as for train).")
-@click.option("--lr", type=float, default=None, help="Learning rate (as for train).")
+@click.option("--hidden", type=click.IntRange(min=1), multiple=True,
+              help="Hidden layer width; repeat for more layers (default: the recipe's).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Batch size (default: the recipe's).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate (as for train; default: the recipe's).")
 @click.option("--loss", type=click.Choice(["mse", "xent"]), default=None)
-@click.option("--seed", type=int, default=None)
-@click.option("--test-fraction", type=float, default=None)
+@click.option("--seed", type=SEED_RANGE, default=None, help="Seed, 0 to 2^32 - 1 (default 0).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=None, help="Share of the data held out for testing (default 0.2).")
 @click.option("--scale", type=click.Choice(["minmax", "none"]), default=None,
               help="Feature scaling of --data into the input format.")
 @click.option("--neuron", help="Follow one neuron, L:J (layer from 1, neuron from 0), e.g. 1:3.")
@@ -503,6 +485,7 @@ def explain(dataset, data, target, precision, rounding, sigmoid, hidden, batch, 
     from .explain import explain_step, parse_neuron, tables
     from .train import TrainConfig, Trainer, write_json
 
+    _refuse_data_options_that_do_nothing(dataset, data)
     _check_output(json_out, "--json")
     chosen = parse_neuron(neuron)         # its range is checked once the network is known
     given = {"dataset": dataset, "data": str(data) if data else None, "target": target,

@@ -269,3 +269,16 @@ def test_cli_bad_neuron(value, message, tmp_path, capsys):
     assert code == 2 and out == ""
     assert err.startswith("fxbp: error: --neuron") and err.count("\n") == 1 and message in err
     assert not js.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--dataset", "xor", "--target", "y"], "--target applies to --data files only"),
+    (["--dataset", "iris", "--scale", "none"], "--scale applies to --data files only"),
+    (["--dataset", "iris", "--seed", "-1"], "--seed"),
+    (["--dataset", "iris", "--hidden", "0"], "--hidden"),
+    (["--dataset", "iris", "--test-fraction", "1.5"], "--test-fraction"),
+])
+def test_explain_refuses_what_train_refuses(tmp_path, capsys, argv, match):
+    code, out, err = run(["explain", *argv, "--json", str(tmp_path / "e.json")], capsys)
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "e.json").exists()
