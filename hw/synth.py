@@ -225,6 +225,11 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
         wrapped = synthesize(verilog(wrapper, "fxbp_pnr_top"), "fxbp_pnr_top", family,
                              timeout=timeout, netlist=net)
         dsp = dsp_registers(json.loads(net.read_text()))
+        for what, used, cap in (("LUT", wrapped["lut"], cap_lut), ("FF", wrapped["ff"], cap_ff),
+                                ("DSP", wrapped["dsp"], cap_dsp), ("BRAM", wrapped["bram"], cap_bram)):
+            if used > cap:
+                raise FxbpError(f"design does not fit {family} {device}: {used} {what} of {cap}: "
+                                f"choose a larger device (--device) or a narrower profile")
         runs = []
         for seed in seeds:
             say(f"nextpnr-{family} {device}: seed {seed} ({len(runs) + 1} of {len(seeds)})")
@@ -237,7 +242,7 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
                                   env={**os.environ})
             if proc.returncode != 0 or not report.exists():
                 text = proc.stderr + proc.stdout
-                if "Unable to place" in text or "utilisation" in text.lower() and "ERROR" in text:
+                if any(k in text for k in ("Unable to place", "Failed to place", "too many", "only has")):
                     raise FxbpError(f"design does not fit {family} {device}: "
                                     f"{_first_error(text)}")
                 raise FxbpError(f"nextpnr-{family} failed: {_first_error(text)}")

@@ -152,7 +152,7 @@ def _cases() -> dict[str, Case]:
     rng = np.random.default_rng(2026)
     q16 = QFormat(4, 12)
     cast40, cast40_mix = cast_vectors(40, 26, QFormat(6, 10), N_RANDOM, rng)
-    w16, g16, upd16_mix = update_vectors(q16, QFormat(6, 10), N_RANDOM, rng)
+    w16, g16, upd16_mix = update_vectors(q16, QFormat(6, 10), N_RANDOM, rng, eta=1024, lr_frac=16)
     cases = [
         Case("cast-12bit-exhaustive", _cast_case(12, 6, QFormat(3, 2), np.arange(-2048, 2048)),
              "every 12-bit input, Q6.6 -> Q3.2, 5 roundings x 2 overflows"),

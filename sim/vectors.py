@@ -72,10 +72,12 @@ def cast_vectors(in_width: int, from_frac: int, fmt: QFormat, n: int, rng) -> tu
     return values, mix
 
 
-def update_vectors(w_fmt: QFormat, g_fmt: QFormat, n: int, rng) -> tuple[np.ndarray, np.ndarray, dict]:
+def update_vectors(w_fmt: QFormat, g_fmt: QFormat, n: int, rng, *, eta: int | None = None,
+                   lr_frac: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """``(w, g, mix)`` for a weight update: random pairs, weights at and next to both bounds
     with small gradients of both signs (saturation and stalls), zero and +-1 LSB gradients
-    (vanishing updates), the extremes of both."""
+    (vanishing updates), the extremes of both. With ``eta`` and ``lr_frac`` the mix also
+    counts exact rounding ties and results out of range."""
     parts = {}
     wb = [w_fmt.min_raw, w_fmt.min_raw + 1, w_fmt.max_raw - 1, w_fmt.max_raw]
     gs = [-3, -2, -1, 0, 1, 2, 3, g_fmt.min_raw, g_fmt.max_raw]
@@ -91,6 +93,15 @@ def update_vectors(w_fmt: QFormat, g_fmt: QFormat, n: int, rng) -> tuple[np.ndar
     mix["total"] = len(pairs)
     w = np.array([p[0] for p in pairs], dtype=np.int64)
     g = np.array([p[1] for p in pairs], dtype=np.int64)
+    if eta is not None:
+        u_frac = lr_frac + g_fmt.frac_bits
+        frac = max(u_frac, w_fmt.frac_bits)
+        s = frac - w_fmt.frac_bits
+        exact = (w << s) - ((g * eta) << (frac - u_frac))
+        if s > 0:
+            mix["ties (all parts)"] = int(((exact & ((1 << s) - 1)) == (1 << (s - 1))).sum())
+        q = exact >> s
+        mix["out of range (all parts)"] = int(((q < w_fmt.min_raw) | (q > w_fmt.max_raw)).sum())
     return w, g, mix
 
 

@@ -90,6 +90,17 @@ def test_bad_synth_input(argv, match, capsys):
     assert exc.value.code == 2 and match in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_design_that_does_not_fit_exits_2(monkeypatch, capsys):
+    import fxbp.hw.synth as synth
+    args, lut, ff, dsp, bram = synth.DEVICES[("ice40", "up5k")]
+    monkeypatch.setitem(synth.DEVICES, ("ice40", "up5k"), (args, lut, ff, 0, bram))
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "mac", "--family", "ice40", "--pnr"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "design does not fit ice40 up5k: 1 DSP of 0" in err
+
+
 def test_missing_tools_name_the_install_command(monkeypatch, capsys):
     import fxbp.hw.synth as synth
     monkeypatch.setattr(synth.shutil, "which", lambda name: None)
