@@ -14,12 +14,15 @@ Each takes NumPy arrays of input fields and returns a dict of expected output fi
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+# fxbp.sw first: importing it settles numba's cache directory (a read-only install
+# falls back to a temporary one) before numba itself is imported here.
 from ..sw.fixed import _NO_BITS, Overflow, QFormat, Rounding, cast_spec, cast_value
 from ..sw.golden import _update_value
 from ..sw.rng import hash32
 from ..sw.sigmoid import lut_index, lut_params, plan_exact, sigmoid_lut_table
+
+from numba import njit  # noqa: E402
 
 __all__ = ["random_words", "cast_with_flags", "mac_sums", "sigmoid_model", "derivative_model",
            "weight_update_model"]

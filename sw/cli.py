@@ -361,6 +361,7 @@ def sim(cases, list_cases, waves, build_dir, json_out):
     if unknown:
         raise FxbpError(f"unknown case {unknown[0]!r}: fxbp sim --list shows them")
     _check_output(json_out, "--json")
+    _check_output_dir(build_dir, "--build-dir")
     err = _console(stderr=True)
     results = []
     for name in cases or CASES:

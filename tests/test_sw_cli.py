@@ -452,3 +452,11 @@ def test_read_only_directory_is_refused_before_training(option, name, tmp_path):
         f"fxbp: error: {option} {ro / name} cannot be written ({ro}: Permission denied): "
         f"choose another path"]
     assert not any(ro.iterdir()) and not proc.stdout     # refused before training
+
+
+def test_sim_build_dir_is_checked_before_any_build(tmp_path, capsys):
+    pytest.importorskip("cocotb")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run(["sim", "mac-8bit-exhaustive", "--build-dir", str(blocker)], capsys)
+    assert code == 2 and "--build-dir" in err and len(err.strip().splitlines()) == 1
