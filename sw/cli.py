@@ -80,7 +80,8 @@ def _check_output(path: Path | None, what: str, suffixes=None) -> None:
     if path is None:
         return
     if suffixes and path.suffix.lower() not in suffixes:
-        raise FxbpError(f"{what} {path} must end in {', '.join(suffixes)}")
+        raise FxbpError(f"{what} {path} must end in {', '.join(suffixes)}: rename it, e.g. "
+                        f"{path.with_suffix(suffixes[0])}")
     if path.is_dir():
         raise FxbpError(f"{what} {path} is a directory: give a file name")
     if path.exists() and not stat.S_ISREG(path.stat().st_mode):
@@ -116,6 +117,11 @@ def _refuse_data_options_that_do_nothing(dataset, data) -> None:
     if dataset in UNSPLIT_DATASETS and _given("test_fraction"):
         raise FxbpError(f"dataset {dataset!r} trains and tests on the same samples, so "
                         f"--test-fraction means nothing to it: drop --test-fraction")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file, existing or not."""
+    return a.resolve() == b.resolve() or _same_file(a, b)
 
 
 def _same_file(a: Path | None, b) -> bool:
@@ -203,11 +209,18 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
     _check_output(json_out, "--json")
     _check_output(plot, "--plot", PLOT_SUFFIXES)
     _check_output_dir(checkpoint or resume, "--checkpoint" if checkpoint else "--resume")
+    ck_dir = checkpoint or resume
+    ck_file = ck_dir / CHECKPOINT_FILE if ck_dir is not None else None
     for out_path, name in ((json_out, "--json"), (plot, "--plot")):
         for in_path, source in ((data, "--data"), (Path(precision), "--precision")):
             if _same_file(out_path, in_path):
                 raise FxbpError(f"{name} {out_path} is the {source} file: write the output "
                                 f"elsewhere")
+        if out_path is not None and ck_file is not None and _same_path(out_path, ck_file):
+            raise FxbpError(f"{name} {out_path} is the checkpoint file the run writes: write "
+                            f"the output elsewhere")
+    if json_out is not None and plot is not None and _same_path(json_out, plot):
+        raise FxbpError(f"--json and --plot both name {json_out}: give them different files")
     if checkpoint is not None and resume is None and (checkpoint / CHECKPOINT_FILE).exists():
         raise FxbpError(f"{checkpoint} already holds a checkpoint: continue it with --resume "
                         f"{checkpoint}, or choose another directory")
@@ -238,9 +251,9 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
     if json_out:
         write_json(json_out, result)
         out.print(f"result JSON: {escape(str(json_out))}")
-        if plot:
-            save_plot([result], plot)
-            out.print(f"plot: {escape(str(plot))}")
+    if plot:
+        save_plot([result], plot)
+        out.print(f"plot: {escape(str(plot))}")
 
 
 @cli.command()

@@ -362,9 +362,10 @@ def quantize(values, fmt: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
     """
     if not isinstance(rounding, Rounding) or not rounding.deterministic:
         raise ValueError(f"quantize rounds deterministically, not with {rounding!r}")
-    v = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(v)):
+    given = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(given)):
         raise ValueError("cannot quantize NaN or infinite values")
+    v = np.atleast_1d(given)            # 0-d inputs come back 0-d, below
     limit = float(1 << (MAX_TOTAL_BITS))            # beyond every format's range
     with np.errstate(over="ignore"):
         x = np.ldexp(v, fmt.frac_bits)              # exact: a power-of-two scaling
@@ -396,7 +397,7 @@ def quantize(values, fmt: QFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
         events.overflow += ev.overflow
         events.underflow += int(np.count_nonzero((out == 0) & (v != 0)))
         events.total += out.size
-    return out
+    return out.reshape(given.shape)
 
 
 def matmul_bound(a, b, a_max: int | None = None, b_max: int | None = None) -> int:

@@ -62,6 +62,11 @@ def shift_exponent(eta: float) -> int:
     return k
 
 
+def _max_fraction(fmt: QFormat) -> Fraction:
+    """A format's largest value, exactly (``max_real`` rounds for formats over 53 bits)."""
+    return Fraction(fmt.max_raw, 1 << fmt.frac_bits)
+
+
 def learning_rate_raw(lr: float, batch: int, profile: PrecisionProfile) -> tuple[int, int]:
     """The per-sample learning rate ``eta = lr / batch`` as ``(raw, frac_bits)`` (section 8).
 
@@ -76,19 +81,22 @@ def learning_rate_raw(lr: float, batch: int, profile: PrecisionProfile) -> tuple
     eta = lr / batch
     fmt = profile.learning_rate
     largest = f"the largest --lr that fits with --batch {batch} is {fmt.max_real * batch:g}"
+    if eta == 0:
+        raise FxbpError(f"learning rate {lr} / batch {batch} underflows to zero: raise --lr")
     if profile.lr_mode == "shift":
         k = shift_exponent(eta)
-        if 2.0 ** -k > fmt.max_real:
-            raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} gives the shift 2^-{k}, "
-                            f"above the learning-rate format {fmt} (max {fmt.max_real:g}): lower "
-                            f"--lr or raise --batch ({largest})")
+        if k < 0 or Fraction(1, 1 << k) > _max_fraction(fmt):
+            raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} gives the shift "
+                            f"2^{-k}, above 1 or the learning-rate format {fmt} (max "
+                            f"{fmt.max_real:g}); shift mode applies eta = 2^-k with k >= 0: "
+                            f"lower --lr or raise --batch")
         if k > fmt.frac_bits:
             raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} gives the shift 2^-{k}, "
                             f"below the learning-rate format {fmt} (LSB 2^-{fmt.frac_bits}): raise "
                             f"--lr, lower --batch, or give learning_rate more fraction bits")
         _refuse_vanishing_updates(1, k, lr, batch, profile)
         return 1, k
-    if eta > fmt.max_real:
+    if Fraction(eta) > _max_fraction(fmt):
         raise FxbpError(f"learning rate {lr} / batch {batch} = {eta:g} exceeds the learning-rate "
                         f"format {fmt} (max {fmt.max_real:g}): lower --lr or raise --batch "
                         f"({largest}), or widen learning_rate")

@@ -58,9 +58,10 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The fields that define a run's numbers (all but ``epochs`` and where it runs;
-        the profile and the data are compared by content, not by name)."""
+        the profile, with its roundings and sigmoid, and the data are compared by
+        content, not by the options that named them)."""
         d = dataclasses.asdict(self)
-        for k in ("epochs", "device", "precision", "data", "backend"):
+        for k in ("epochs", "device", "precision", "data", "backend", "rounding", "sigmoid"):
             d.pop(k)
         d["hidden"] = list(d["hidden"]) if d["hidden"] is not None else None
         return d
@@ -126,6 +127,17 @@ def data_digest(ds: Dataset) -> str:
     for a in (ds.x_train, ds.t_train, ds.y_train, ds.x_test, ds.t_test, ds.y_test):
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _checkpoint_digest(meta: dict, arrays: dict) -> str:
+    """SHA-256 over a checkpoint's metadata (canonical JSON) and every array (name,
+    dtype, shape, bytes): any change after writing, in range or not, is detected."""
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
 
@@ -312,9 +324,11 @@ class Trainer:
                 "events": self.runtime.event_counts(),
                 "generator": {"kind": "jenkins32-counter", "seed": self.config.seed,
                               "step": int(self.runtime.state()["step"])}}
+        state = self.runtime.state()
+        meta["digest"] = _checkpoint_digest(meta, state)
         import io
         buf = io.BytesIO()
-        np.savez(buf, meta=np.array(json.dumps(meta)), **self.runtime.state())
+        np.savez(buf, meta=np.array(json.dumps(meta)), **state)
         path = Path(directory) / CHECKPOINT_FILE
         _atomic_write_bytes(path, buf.getvalue())
         return path
@@ -343,11 +357,19 @@ class Trainer:
             meta = json.loads(str(raw_meta))
             if not isinstance(meta, dict):
                 raise ValueError("meta is not an object")
-        except ValueError as exc:
-            raise FxbpError(f"{damaged} ({exc}): {fix}") from None
-        if meta.get("schema") != SCHEMA_VERSION:
+        except (ValueError, RecursionError) as exc:
+            raise FxbpError(f"{damaged} ({type(exc).__name__}): {fix}") from None
+        if meta.get("schema") != SCHEMA_VERSION or type(meta.get("schema")) is not int:
             raise FxbpError(f"checkpoint {path} has schema {meta.get('schema')!r}, this fxbp reads "
                             f"{SCHEMA_VERSION}: start a new run")
+        digest = meta.pop("digest", None)
+        try:
+            intact = digest == _checkpoint_digest(meta, arrays)
+        except (TypeError, ValueError, RecursionError):
+            intact = False
+        if not intact:
+            raise FxbpError(f"{damaged} (its contents do not match the checksum it was written "
+                            f"with): {fix}")
         types = {"identity": dict, "epoch": int, "history": list, "samples_trained": int,
                  "train_seconds": (int, float), "profile_toml": str, "profile": dict,
                  "data_digest": str, "events": dict, "generator": dict}
@@ -416,7 +438,8 @@ class Trainer:
         rows_ok = len(hist) == epoch and all(
             isinstance(h, dict) and h.get("epoch") == i + 1 and all(
                 isinstance(h.get(k), (int, float)) and not isinstance(h.get(k), bool)
-                and math.isfinite(h[k]) for k in ("loss", "train_accuracy", "test_accuracy"))
+                and math.isfinite(h[k]) and h[k] >= 0 and (k == "loss" or h[k] <= 1)
+                for k in ("loss", "train_accuracy", "test_accuracy"))
             for i, h in enumerate(hist))
         if not rows_ok:
             raise FxbpError(f"{bad} (history does not match {epoch} epochs): {fix}")
@@ -426,7 +449,8 @@ class Trainer:
         events, sites = meta["events"], self.runtime.event_counts()
         if set(events) != set(sites) or not all(
                 isinstance(c, dict) and set(c) == {"overflow", "underflow", "total"} and all(
-                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in c.values())
+                    isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 63
+                    for v in c.values())
                 for c in events.values()):
             raise FxbpError(f"{bad} (cast-event counts): {fix}")
 

@@ -1,6 +1,7 @@
 """The fxbp command as a user runs it, bad input included."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -460,3 +461,35 @@ def test_sim_build_dir_is_checked_before_any_build(tmp_path, capsys):
     blocker.write_text("x")
     code, _, err = run(["sim", "mac-8bit-exhaustive", "--build-dir", str(blocker)], capsys)
     assert code == 2 and "--build-dir" in err and len(err.strip().splitlines()) == 1
+
+
+def test_plot_alone_is_written(tmp_path, capsys):
+    png = tmp_path / "p.png"
+    code, out, err = run(["train", "--dataset", "xor", "--epochs", "2", "--plot", str(png),
+                          "--quiet"], capsys)
+    assert code == 0 and png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--json", "{ck}/checkpoint.npz", "--checkpoint", "{ck}"], "is the checkpoint file"),
+    (["--plot", "{ck}/checkpoint.npz", "--checkpoint", "{ck}"], "must end in|is the checkpoint file"),
+    (["--json", "{tmp}/same.svg", "--plot", "{tmp}/same.svg"], "--json and --plot both name"),
+])
+def test_outputs_may_not_collide(tmp_path, capsys, extra, match):
+    ck = tmp_path / "ck"
+    argv = [a.format(ck=ck, tmp=tmp_path) for a in extra]
+    code, _, err = run(["train", "--dataset", "xor", "--epochs", "2", "--quiet", *argv], capsys)
+    assert code == 2 and re.search(match, err) and len(err.strip().splitlines()) == 1
+    assert not ck.exists() or not any(ck.iterdir())
+    assert not (tmp_path / "same.svg").exists()
+
+
+def test_json_may_not_overwrite_the_checkpoint_it_resumes(tmp_path, capsys):
+    ck = tmp_path / "ck"
+    assert run(["train", "--dataset", "xor", "--epochs", "2", "--checkpoint", str(ck),
+                "--quiet"], capsys)[0] == 0
+    before = (ck / "checkpoint.npz").read_bytes()
+    code, _, err = run(["train", "--dataset", "xor", "--epochs", "3", "--resume", str(ck),
+                        "--json", str(ck / "checkpoint.npz"), "--quiet"], capsys)
+    assert code == 2 and "is the checkpoint file" in err
+    assert (ck / "checkpoint.npz").read_bytes() == before

@@ -246,7 +246,7 @@ def test_shift_mode_is_bounded_by_the_formats(tmp_path):
     assert learning_rate_raw(1e-3, 32, p) == (1, 15)
     with pytest.raises(FxbpError, match=r"shift 2\^-105, below the learning-rate format UQ0\.16"):
         learning_rate_raw(1e-30, 32, p)
-    with pytest.raises(FxbpError, match=r"shift 2\^-0, above the learning-rate format UQ0\.16"):
+    with pytest.raises(FxbpError, match=r"shift 2\^0, above 1 or the learning-rate format UQ0\.16"):
         learning_rate_raw(1.0, 1, p)
     wide = _profile(tmp_path, top='lr_mode = "shift"', learning_rate="UQ0.40")
     with pytest.raises(FxbpError, match="rounds every update away"):
@@ -257,3 +257,25 @@ def test_largest_rate_is_named():
     from fxbp.sw.profile import load_profile
     with pytest.raises(FxbpError, match=r"the largest --lr that fits with --batch 1 is 0\.999985"):
         learning_rate_raw(1.0, 1, load_profile("fx16"))
+
+
+def test_shift_mode_refuses_rates_above_one_and_underflow(tmp_path):
+    wide = _profile(tmp_path, top='lr_mode = "shift"', learning_rate="UQ3.13", gradient="Q8.0")
+    with pytest.raises(FxbpError, match=r"shift 2\^2, above 1 .* k >= 0"):
+        learning_rate_raw(16.0, 4, wide)
+    for lr_mode in ("shift", "multiply"):
+        p = _profile(tmp_path, top=f'lr_mode = "{lr_mode}"')
+        with pytest.raises(FxbpError, match="underflows to zero|rounds to zero"):
+            learning_rate_raw(5e-324, 32, p)
+
+
+def test_learning_rate_range_is_exact_for_wide_formats(tmp_path):
+    """UQ1.61's maximum is 2 - 2**-61, which float64 rounds to 2.0: eta = 2 must still be
+    refused (it would saturate silently), and a scalar quantize of it must not crash."""
+    from fxbp.sw.fixed import QFormat
+    p = _profile(tmp_path, learning_rate="UQ1.61")
+    assert p.learning_rate.max_real == 2.0
+    with pytest.raises(FxbpError, match="exceeds the learning-rate format UQ1.61"):
+        learning_rate_raw(2.0, 1, p)
+    q = quantize(2.0, QFormat.parse("UQ1.61"))
+    assert q.shape == () and int(q) == (1 << 62) - 1

@@ -196,7 +196,13 @@ def checkpoint_parts(path):
     return arrays, json.loads(str(arrays.pop("meta")))
 
 
-def save_parts(path, arrays, meta):
+def save_parts(path, arrays, meta, sign=True):
+    """Write a checkpoint; ``sign`` recomputes its checksum, as a crafted (not merely
+    damaged) file would, so the field checks behind the checksum are exercised."""
+    from fxbp.sw.train import _checkpoint_digest
+    if sign and isinstance(meta, dict):
+        meta = {k: v for k, v in meta.items() if k != "digest"}
+        meta["digest"] = _checkpoint_digest(meta, arrays)
     np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
 
 
@@ -226,6 +232,12 @@ CORRUPTIONS = {
     "events a list": lambda a, m: (a, _set(m, "events", [])),
     "generator moved": lambda a, m: (a, _set(m, "generator", {**m["generator"], "step": 0})),
     "meta a list": lambda a, m: (a, [1, 2]),
+    "accuracy above 1": lambda a, m: (a, _set(m, "history", [_set(h, "train_accuracy", 5.0)
+                                                             for h in m["history"]])),
+    "event count beyond int64": lambda a, m: (a, _set(m, "events", {**m["events"], "delta": {
+        "overflow": 10 ** 30, "underflow": 0, "total": 0}})),
+    "schema a float": lambda a, m: (a, _set(m, "schema", 2.0)),
+    "deeply nested meta": lambda a, m: (a, _set(m, "history", json.loads("[" * 50 + "]" * 50))),
 }
 
 
@@ -234,7 +246,25 @@ def test_checkpoint_fields_are_validated(tmp_path, name):
     Trainer(config(epochs=2)).run(checkpoint_dir=tmp_path)
     arrays, meta = checkpoint_parts(tmp_path / CHECKPOINT_FILE)
     save_parts(tmp_path / CHECKPOINT_FILE, *CORRUPTIONS[name](arrays, meta))
-    with pytest.raises(FxbpError, match="damaged or not an fxbp checkpoint|another run"):
+    with pytest.raises(FxbpError, match="damaged or not an fxbp checkpoint|another run|schema"):
+        Trainer(config(epochs=3)).load_checkpoint(tmp_path)
+
+
+EDITS_IN_RANGE = {
+    "one weight + 1": lambda a, m: ({**a, "w0": a["w0"] + np.eye(*a["w0"].shape, dtype=np.int64)}, m),
+    "weights as int8": lambda a, m: ({**a, "w0": a["w0"].astype(np.int8)}, m),
+    "train_seconds": lambda a, m: (a, _set(m, "train_seconds", 1e308)),
+    "profile TOML": lambda a, m: (a, _set(m, "profile_toml", "garbage")),
+    "a loss": lambda a, m: (a, _set(m, "history", [_set(h, "loss", 0.5) for h in m["history"]])),
+}
+
+
+@pytest.mark.parametrize("name", EDITS_IN_RANGE)
+def test_checkpoint_checksum_catches_edits_that_look_valid(tmp_path, name):
+    Trainer(config(epochs=2)).run(checkpoint_dir=tmp_path)
+    arrays, meta = checkpoint_parts(tmp_path / CHECKPOINT_FILE)
+    save_parts(tmp_path / CHECKPOINT_FILE, *EDITS_IN_RANGE[name](arrays, meta), sign=False)
+    with pytest.raises(FxbpError, match="do not match the checksum"):
         Trainer(config(epochs=3)).load_checkpoint(tmp_path)
 
 
@@ -320,3 +350,16 @@ def test_one_step_run_records_its_step():
     golden = Trainer(TrainConfig(dataset="seed-neuron")).run()["first_step"]
     assert abs(golden["prediction"][0][0] - 0.874352143) < 0.01
     assert "first_step" not in Trainer(config(epochs=1)).run()
+
+
+def test_resume_accepts_options_that_restate_the_profile(tmp_path):
+    """--sigmoid lut on a LUT profile and --rounding nearest-even on a nearest-even TOML
+    change nothing, so they resume; the profile comparison still refuses a real change."""
+    toml = write_profile(tmp_path / "p.toml")
+    Trainer(config(epochs=1, precision=toml, rounding=None)).run(checkpoint_dir=tmp_path / "ck")
+    t = Trainer(config(epochs=2, precision=toml, rounding="nearest-even", sigmoid="lut"))
+    t.load_checkpoint(tmp_path / "ck")
+    assert t.epoch == 1
+    with pytest.raises(FxbpError, match="another precision profile: sigmoid.kind"):
+        Trainer(config(epochs=2, precision=toml, rounding=None, sigmoid="plan")).load_checkpoint(
+            tmp_path / "ck")
