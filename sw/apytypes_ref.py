@@ -66,7 +66,11 @@ class ApyMLP:
     def cast(self, x, stage: Stage):
         ib, fb = _signed(stage.fmt)
         q, o = _modes(stage)
-        return x.cast(int_bits=ib, frac_bits=fb, quantization=q, overflow=o)
+        # Rebuilt from its bits: after a wrapping cast apytypes 0.5.1 can keep computing
+        # with a value outside the format (-4.00195 in Q3.11) while its bits are the
+        # wrapped ones; the bits are what the format holds.
+        return self.array(self.raw(x.cast(int_bits=ib, frac_bits=fb, quantization=q,
+                                          overflow=o)), stage.fmt)
 
     def sigmoid(self, z):
         p = self.p

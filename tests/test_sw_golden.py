@@ -279,3 +279,28 @@ def test_learning_rate_range_is_exact_for_wide_formats(tmp_path):
         learning_rate_raw(2.0, 1, p)
     q = quantize(2.0, QFormat.parse("UQ1.61"))
     assert q.shape == () and int(q) == (1 << 62) - 1
+
+
+@pytest.mark.parametrize("rounding", ["nearest-even", "truncate", "half-up", "toward-zero"])
+def test_wrapping_updates_match_apytypes(tmp_path, rounding):
+    """Every stage wraps instead of saturating, and the rate is large enough that weight
+    and bias updates do wrap: golden still equals the apytypes reference bit for bit
+    (which rebuilds each cast from its bits, see sw/apytypes_ref.py)."""
+    stages = {n: f'{{ format = "{f}", overflow = "wrap" }}' for n, f in (
+        ("weight", "Q3.5"), ("bias", "Q3.5"), ("preactivation", "Q4.4"), ("error", "Q2.6"),
+        ("delta", "Q1.7"), ("gradient", "Q4.4"), ("derivative", "Q1.7"))}
+    toml = tmp_path / "wrap.toml"
+    toml.write_text('base = "fx8"\n[stages]\n' + "".join(f"{k} = {v}\n" for k, v in stages.items()))
+    profile = load_profile(str(toml)).with_rounding(rounding)
+    sizes, batch = (6, 5, 3), 32
+    model = make_model(sizes, profile)
+    rng = np.random.default_rng(5)                 # weights over the whole format: they wrap
+    model.set_parameters([rng.integers(-128, 128, w.shape) for w in model.weights],
+                         [rng.integers(-128, 128, b.shape) for b in model.biases])
+    ref = apytypes_ref.ApyMLP(sizes, profile, model.weights, model.biases)
+    eta = learning_rate_raw(31.0, batch, profile)
+    for x, t in make_batches(model, batch, n=6):
+        model.train_step(x, t, eta)
+        ref.train_step(x, t, eta)
+        assert same_layers(model.layers(), ref.layers())
+    assert model.event_counts()["weight_update"]["overflow"] > 0
