@@ -304,3 +304,33 @@ def test_wrapping_updates_match_apytypes(tmp_path, rounding):
         ref.train_step(x, t, eta)
         assert same_layers(model.layers(), ref.layers())
     assert model.event_counts()["weight_update"]["overflow"] > 0
+
+
+def test_wrapped_extremes_match_apytypes(tmp_path):
+    """A case the review found (tests/ reference, not golden, was wrong): weights at both
+    ends of Q3.11 wrap on update; apytypes 0.5.1 then kept -4.00195 in Q3.11, a value the
+    format cannot hold, unless the reference rebuilds each cast from its bits."""
+    toml = tmp_path / "edge.toml"
+    toml.write_text(
+        'base = "fx16"\naccumulator_bits = 51\n[sigmoid]\ninput_range = 1\n[stages]\n'
+        'input = "Q3.9"\nweight = { format = "Q3.11", rounding = "toward-zero", overflow = "wrap" }\n'
+        'bias = { format = "Q3.18", rounding = "truncate", overflow = "wrap" }\n'
+        'preactivation = "Q2.12"\nactivation = "Q3.9"\n'
+        'derivative = { format = "Q1.10", rounding = "toward-zero", overflow = "wrap" }\n'
+        'error = { format = "Q6.16", rounding = "half-up" }\n'
+        'delta = { format = "Q6.8", rounding = "toward-zero", overflow = "wrap" }\n'
+        'gradient = { format = "Q7.37", rounding = "half-up" }\n'
+        'learning_rate = { format = "UQ0.23", rounding = "toward-zero" }\n')
+    profile = load_profile(str(toml))
+    w = [np.array([[-8192], [8191]]), np.array([[8191, -8192]])]
+    b = [np.array([-1048576, 1048575]), np.array([-1048576])]
+    x, t = np.array([[-2048]] * 3), np.array([[0], [512], [512]])
+    model = GoldenMLP((1, 2, 1), profile, w, b)
+    ref = apytypes_ref.ApyMLP((1, 2, 1), profile, w, b)
+    for _ in range(3):
+        acts = model.train_step(x, t, (27962, 23))
+        ref_acts = ref.train_step(x, t, (27962, 23))
+        for a, r in zip(acts, ref_acts):
+            np.testing.assert_array_equal(a, ref.raw(r))
+        assert same_layers(model.layers(), ref.layers())
+    assert model.event_counts()["weight_update"]["overflow"] > 0
