@@ -135,11 +135,13 @@ def _opencl() -> tuple[list[dict], str | None]:
     except Exception as exc:  # pyopencl raises its own error types when no ICD loads
         return [], (f"no OpenCL platform loads ({exc}): pip install 'fxbp[opencl]' for PoCL "
                     f"on the CPU, or install your GPU vendor's OpenCL driver")
+    from .opencl import compiler_problem
     found = []
     for p in platforms:
         for d in p.get_devices():
             found.append({"platform": p.name, "version": p.version, "device": d.name.strip(),
-                          "type": device_type_label(int(d.type))})
+                          "type": device_type_label(int(d.type)),
+                          "compiler_problem": compiler_problem(d)})
     return found, None
 
 
@@ -190,7 +192,12 @@ def info_table(data: dict) -> Table:
                   "" if found else escape(tool["fix"]))
     if data["opencl_devices"]:
         for d in data["opencl_devices"]:
-            t.add_row("OpenCL device", d["platform"], f"{d['device']} ({d['type']})", "")
+            problem = d.get("compiler_problem")
+            t.add_row("OpenCL device", d["platform"],
+                      f"{escape(d['device'])} ({d['type']})" + (" [red]cannot compile[/]" if problem
+                                                               else ""),
+                      escape(f"{problem}: install an OpenCL driver for this processor, or use "
+                             f"--backend golden") if problem else "")
     else:
         t.add_row("OpenCL device", "GPU/CPU kernels", "[red]none[/]", escape(data["opencl_error"] or ""))
     return t

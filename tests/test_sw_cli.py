@@ -75,10 +75,11 @@ def fake_tools(monkeypatch):
 def test_info_lists_each_component_once_with_versions(fake_tools, capsys):
     code, out, _ = run(["info"], capsys)
     assert code == 0
-    rows = [l.split("│")[1].strip() for l in out.splitlines() if l.startswith("│")]
+    lines = [l for l in out.splitlines() if l.startswith("│") and l.split("│")[1].strip()]
+    rows = [l.split("│")[1].strip() for l in lines]          # wrapped continuation lines left out
     assert rows.count("verilator") == 1 and len(rows) == len(set(rows) - {"OpenCL device"}) + \
         rows.count("OpenCL device")
-    line = {r: l for r, l in zip(rows, (l for l in out.splitlines() if l.startswith("│")))}
+    line = dict(zip(rows, lines))
     if "/" in line["yosys"] or "nextpnr" not in line["nextpnr-ice40"].split("│")[3]:
         pytest.skip("YoWASP tools are not installed here")
     assert "Yosys 0.70" in line["yosys"] and "/" not in line["yosys"].split("│")[3]
@@ -493,3 +494,16 @@ def test_json_may_not_overwrite_the_checkpoint_it_resumes(tmp_path, capsys):
                         "--json", str(ck / "checkpoint.npz"), "--quiet"], capsys)
     assert code == 2 and "is the checkpoint file" in err
     assert (ck / "checkpoint.npz").read_bytes() == before
+
+
+def test_info_says_when_an_opencl_device_cannot_compile(monkeypatch, capsys):
+    cl = pytest.importorskip("pyopencl")
+    try:
+        if not [d for p in cl.get_platforms() for d in p.get_devices()]:
+            pytest.skip("no OpenCL device")
+    except cl.Error:
+        pytest.skip("no OpenCL platform loads")
+    from fxbp.sw import opencl
+    monkeypatch.setattr(opencl, "compiler_problem", lambda d: "error: unknown target CPU 'x'")
+    code, out, _ = run(["info"], capsys)
+    assert code == 0 and "cannot compile" in out and "unknown target CPU 'x'" in out
