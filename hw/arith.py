@@ -11,7 +11,7 @@ from amaranth.hdl import Mux, Value, signed, unsigned
 
 from ..sw.fixed import Overflow, QFormat, Rounding
 
-__all__ = ["hash32", "hash_rounds", "HASH_STAGES", "round_expr", "saturate_expr", "cast_expr",
+__all__ = ["hash_rounds", "HASH_STAGES", "round_expr", "saturate_expr",
            "check_format", "check_rounding", "check_overflow", "fmt_shape"]
 
 
@@ -39,11 +39,6 @@ def hash_rounds(a: Value, rounds) -> Value:
     for k in rounds:
         a = _mask32(_ROUNDS[k](a))
     return a
-
-
-def hash32(a: Value) -> Value:
-    """Jenkins' 32-bit integer hash (section 9) in one combinational expression."""
-    return hash_rounds(a, range(6))
 
 
 def round_expr(x: Value, from_frac: int, fmt: QFormat, rounding: Rounding,
@@ -100,15 +95,6 @@ def saturate_expr(q: Value, fmt: QFormat, overflow: Overflow, nonzero=None,
         same = low_bits == w.as_unsigned()[:n]
         equal = Mux(below, w == lo, Mux(above, w == hi, same)) if saturate else same
     return value, over, under, equal
-
-
-def cast_expr(x: Value, from_frac: int, fmt: QFormat, rounding: Rounding, overflow: Overflow,
-              random: Value | None = None) -> tuple[Value, Value, Value]:
-    """``(value, overflowed, underflowed)`` of ``cast(x, from_frac -> fmt)`` in one expression."""
-    q = round_expr(x, from_frac, fmt, rounding, random)
-    nonzero = (x != 0) if from_frac > fmt.frac_bits else None
-    value, over, under, _ = saturate_expr(q, fmt, overflow, nonzero)
-    return value, over, under
 
 
 def _checked(value, cls, what: str):

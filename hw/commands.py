@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 from rich.markup import escape
@@ -29,7 +31,7 @@ def _families(family: str, device: str | None) -> list[tuple[str, str]]:
 
 
 def synth_command(unit: str, profile, *, stage=None, family="both", device=None, pnr=False,
-                  freq=None, seeds=1, lr_shift=None, out, err) -> dict:
+                  freq=None, seeds=1, lr_shift=None, layer=None, out, err) -> dict:
     """Synthesise (and with ``pnr`` place and route) one unit; print the table on ``out``.
 
     Returns the JSON-ready result. Raises ``FxbpError`` (after printing) when the design
@@ -40,12 +42,12 @@ def synth_command(unit: str, profile, *, stage=None, family="both", device=None,
                         "(fxbp gen --list names them)")
     if not isinstance(seeds, int) or seeds < 1:
         raise FxbpError(f"--seeds must be a positive integer, not {seeds!r}")
-    if freq is not None and not freq > 0:
+    if freq is not None and not (freq > 0 and math.isfinite(freq)):
         raise FxbpError(f"--freq must be a positive number of MHz, not {freq!r}")
     if (freq is not None or seeds != 1) and not pnr:
         raise FxbpError("--freq and --seeds apply to place and route: add --pnr")
     parts = _families(family, device)
-    component = build_unit(unit, profile, stage, lr_shift=lr_shift)
+    component = build_unit(unit, profile, stage, lr_shift=lr_shift, layer=layer)
     rows = []
     if not pnr:
         top = f"fxbp_{unit.replace('-', '_')}"

@@ -15,44 +15,78 @@ __all__ = ["UNITS", "CAST_STAGES", "build_unit", "verilog"]
 #: Cast sites ``fxbp gen cast --stage`` builds: the profile stage whose format, rounding and
 #: overflow the cast uses, and what its input is.
 CAST_STAGES = {
-    "input": ("input", "a host value with f_in + 30 fraction bits (section 2)"),
-    "preactivation": ("preactivation", "a hidden layer's MAC sum (section 5)"),
+    "input": ("input", "a host value rounded to odd at f_in + 30 fraction bits (section 2; "
+                       "docs/rtl.md)"),
+    "preactivation": ("preactivation", "a layer's MAC sum (section 5; --layer first|hidden)"),
     "output-error": ("error", "a_L - t, the output error (section 6.1)"),
     "error": ("error", "a back-propagated error sum (section 6.2)"),
     "derivative": ("derivative", "a (1 - a), exact (section 3.3)"),
     "delta": ("delta", "e d, exact (section 6)"),
     "xent-delta": ("delta", "e_L, the cross-entropy output delta (section 6.1)"),
-    "gradient": ("gradient", "a weight-gradient batch sum (section 7)"),
+    "gradient": ("gradient", "a weight-gradient batch sum (section 7; --layer first|hidden)"),
     "bias-gradient": ("gradient", "a bias-gradient batch sum of deltas (section 7)"),
 }
 
 
-def cast_source(p: PrecisionProfile, stage: str) -> tuple[int, int]:
-    """``(input width, input fraction bits)`` of the cast at ``stage``."""
+#: Units whose layer-1 instance differs from a hidden layer's when the input and
+#: activation formats differ (the layer's input operand).
+LAYER_DEPENDENT = {("mac", None), ("cast", "preactivation"), ("cast", "gradient")}
+LAYERS = ("first", "hidden")
+
+
+def layer_input(p: PrecisionProfile, layer: str | None, what: str):
+    """The format of a layer's inputs: the input format for layer 1, else the activation
+    format. ``layer`` may be left out only when the two agree."""
+    if layer is None:
+        if p.input.fmt != p.activation.fmt:
+            raise FxbpError(f"{what}: the input ({p.input.fmt}) and activation "
+                            f"({p.activation.fmt}) formats differ, so layer 1's unit differs "
+                            f"from a hidden layer's: choose with --layer first or --layer hidden")
+        return p.activation.fmt
+    if layer not in LAYERS:
+        raise FxbpError(f"unknown layer {layer!r}: choose first or hidden")
+    return p.input.fmt if layer == "first" else p.activation.fmt
+
+
+def _signed_width(fmt) -> int:
+    """Bits of a two's complement port that holds every value of ``fmt``."""
+    return fmt.total_bits + (0 if fmt.signed else 1)
+
+
+def cast_source(p: PrecisionProfile, stage: str, layer: str | None = None) -> tuple[int, int]:
+    """``(input width, input fraction bits)`` of the cast at ``stage``; the port is two's
+    complement, one bit wider for each unsigned operand."""
     fw, fa = p.weight.fmt.frac_bits, p.activation.fmt.frac_bits
     fdl, fe, fd = p.delta.fmt.frac_bits, p.error.fmt.frac_bits, p.derivative.fmt.frac_bits
-    acc, bits = p.accumulator_bits, lambda s: p.stage(s).fmt.total_bits
-    fin = p.input.fmt.frac_bits
+    acc, width = p.accumulator_bits, lambda s: _signed_width(p.stage(s).fmt)
+    if stage == "input":
+        need = width("input") + 32
+        if need > 64:
+            raise FxbpError(f"the input cast site takes f_in + 30 fraction bits and 2 integer "
+                            f"bits of headroom: {need} bits for {p.input.fmt}, more than 64; "
+                            f"quantise inputs on the host (fxbp.sw.fixed.quantize) instead")
+        return need, p.input.fmt.frac_bits + 30
+    if stage in ("preactivation", "gradient"):
+        fin = layer_input(p, layer, f"cast --stage {stage}").frac_bits
+        return (acc, fw + fin) if stage == "preactivation" else (acc, fdl + fin)
     return {
-        "input": (min(64, bits("input") + 32), fin + 30),
-        "preactivation": (acc, fw + fa),
-        "output-error": (bits("activation") + 1, fa),
+        "output-error": (width("activation") + 1, fa),
         "error": (acc, fdl + fw),
-        "derivative": (2 * bits("activation") + 2, 2 * fa),
-        "delta": (bits("error") + bits("derivative"), fe + fd),
-        "xent-delta": (bits("error"), fe),
-        "gradient": (acc, fdl + fa),
+        "derivative": (2 * width("activation") + 2, 2 * fa),
+        "delta": (width("error") + width("derivative"), fe + fd),
+        "xent-delta": (width("error"), fe),
         "bias-gradient": (acc, fdl),
     }[stage]
 
 
 def _common(kw):
+    """The options every unit takes."""
     return {"tag_width": kw.get("tag_width", 0), "registered_ready": kw.get("registered_ready", False)}
 
 
 def _mac(p, stage, **kw):
-    w, a, b = p.weight.fmt, p.activation.fmt, p.bias.fmt
-    b_width = a.total_bits + (0 if a.signed else 1)
+    w, a, b = p.weight.fmt, layer_input(p, kw.get("layer"), "mac"), p.bias.fmt
+    b_width = _signed_width(a)
     shift = w.frac_bits + a.frac_bits - b.frac_bits
     bound = (1 << (b.total_bits - 1)) << shift
     fan_in = max_exact_fan_in(w.total_bits, b_width, p.accumulator_bits, bound)
@@ -64,7 +98,7 @@ def _cast(p, stage, **kw):
     stage = stage or "preactivation"
     if stage not in CAST_STAGES:
         raise FxbpError(f"unknown cast stage {stage!r}: choose one of {', '.join(CAST_STAGES)}")
-    width, frac = cast_source(p, stage)
+    width, frac = cast_source(p, stage, kw.get("layer"))
     s = p.stage(CAST_STAGES[stage][0])
     return Cast(in_width=width, from_frac=frac, fmt=s.fmt, rounding=s.rounding,
                 overflow=s.overflow, **_common(kw))
@@ -118,17 +152,26 @@ UNITS = {
 
 
 def build_unit(name: str, profile: PrecisionProfile, stage: str | None = None, *,
-               tag_width: int = 0, registered_ready: bool = False, lr_shift: int | None = None):
-    """The Amaranth component ``name`` for ``profile``."""
+               tag_width: int = 0, registered_ready: bool = False, lr_shift: int | None = None,
+               layer: str | None = None):
+    """The Amaranth component ``name`` for ``profile``.
+
+    ``layer`` (``"first"`` or ``"hidden"``) picks the layer whose inputs a MAC or a
+    pre-activation/gradient cast takes; it must be given when the input and activation
+    formats differ (``LAYER_DEPENDENT``).
+    """
     if name not in UNITS:
         raise FxbpError(f"unknown unit {name!r}: choose one of {', '.join(UNITS)}")
     if stage is not None and name != "cast":
         raise FxbpError("--stage applies to the cast unit only")
     if lr_shift is not None and name not in ("weight-update", "bias-update"):
         raise FxbpError("--lr-shift applies to weight-update and bias-update only")
+    site = (name, (stage or "preactivation") if name == "cast" else None)
+    if layer is not None and site not in LAYER_DEPENDENT:
+        raise FxbpError("--layer applies to mac and to the preactivation and gradient casts only")
     try:
         return UNITS[name][0](profile, stage, tag_width=tag_width,
-                              registered_ready=registered_ready, lr_shift=lr_shift)
+                              registered_ready=registered_ready, lr_shift=lr_shift, layer=layer)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, FxbpError):
             raise

@@ -3,7 +3,7 @@ the optional skid buffer on the output, and reset-less delay registers."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -174,6 +174,3 @@ class StreamUnit(wiring.Component):
             m.d.sync += skid_valid.eq(0)
         return m
 
-
-def shape_of(value) -> Shape:
-    return Shape.cast(value.shape())

@@ -92,7 +92,7 @@ class Sigmoid(StreamUnit):
                 m.d.sync += [out.value.eq(value), out.overflow.eq(0), out.underflow.eq(0)]
             return
         f = self.z_fmt.frac_bits
-        zs = z.as_signed()
+        zs = z.as_signed() if self.z_fmt.signed else z       # an unsigned z is never negative
         neg = ctl.reg(zs < 0, "neg")                                                 # stage 1
         t = ctl.reg(Mux(zs < 0, -zs, zs), "t")
         y = Mux(t >= (5 << f), 32 << f,

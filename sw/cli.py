@@ -270,9 +270,13 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
               "from registers only.")
 @click.option("--lr-shift", type=click.IntRange(0, 62), default=None,
               help="Updates of a shift-mode profile: eta = 2^-K.")
+@click.option("--layer", type=click.Choice(["first", "hidden"]), default=None,
+              help="For mac and the preactivation/gradient casts: layer 1 (inputs in the input "
+              "format) or a hidden layer (activations); needed when the two formats differ.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the Verilog here (default: stdout).")
 @click.option("--list", "list_units", is_flag=True, help="List the units and their parameters.")
-def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift, out, list_units):
+def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift, layer, out,
+        list_units):
     """Emit Verilog for an RTL unit.
 
     Units: mac, cast, sigmoid, sigmoid-derivative, weight-update, bias-update (--list shows
@@ -296,7 +300,7 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
     if rounding is not None:
         profile = profile.with_rounding(rounding)
     component = build_unit(unit, profile, stage, tag_width=tag_width,
-                           registered_ready=registered_ready, lr_shift=lr_shift)
+                           registered_ready=registered_ready, lr_shift=lr_shift, layer=layer)
     text = verilog(component, f"fxbp_{unit.replace('-', '_')}")
     if out is None:
         click.echo(text, nl=False)
@@ -313,16 +317,21 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
 @click.option("--stage", default=None, help="For cast: which cast site.")
 @click.option("--lr-shift", type=click.IntRange(0, 62), default=None,
               help="Updates of a shift-mode profile: eta = 2^-K.")
+@click.option("--layer", type=click.Choice(["first", "hidden"]), default=None,
+              help="For mac and the preactivation/gradient casts: layer 1 (inputs in the input "
+              "format) or a hidden layer (activations); needed when the two formats differ.")
 @click.option("--family", type=click.Choice(["ice40", "ecp5", "both"]), default="both",
               show_default=True)
 @click.option("--device", type=click.Choice(["up5k", "25f", "45f", "85f"]), default=None,
               help="Part (default: up5k for ice40, 25f for ecp5).")
 @click.option("--pnr", is_flag=True, help="Place and route (nextpnr): Fmax and critical path.")
-@click.option("--freq", type=float, default=None, help="Target MHz; exit 2 when missed (--pnr).")
+@click.option("--freq", type=click.FloatRange(min=0, min_open=True, max=10_000), default=None,
+              help="Target MHz; exit 2 when missed (--pnr).")
 @click.option("--seeds", type=click.IntRange(1, 100), default=1, show_default=True,
               help="nextpnr seeds; the worst Fmax is reported (--pnr).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the results here.")
-def synth(unit, precision, rounding, stage, lr_shift, family, device, pnr, freq, seeds, json_out):
+def synth(unit, precision, rounding, stage, lr_shift, layer, family, device, pnr, freq, seeds,
+          json_out):
     """Synthesise an RTL unit; count LUT/FF/DSP/BRAM.
 
     Runs YoWASP yosys for iCE40 and/or ECP5; with --pnr also nextpnr, reporting Fmax (the
@@ -339,7 +348,7 @@ def synth(unit, precision, rounding, stage, lr_shift, family, device, pnr, freq,
     if rounding is not None:
         profile = profile.with_rounding(rounding)
     result = synth_command(unit, profile, stage=stage, family=family, device=device, pnr=pnr,
-                           freq=freq, seeds=seeds, lr_shift=lr_shift, out=_console(),
+                           freq=freq, seeds=seeds, lr_shift=lr_shift, layer=layer, out=_console(),
                            err=_console(stderr=True))
     if json_out:
         write_json(json_out, result)

@@ -111,3 +111,57 @@ def test_bad_gen_input(argv, match, capsys, tmp_path):
 def test_waivers_are_few_and_named():
     assert set(LINT_WAIVERS) == {"DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND",
                                  "WIDTHTRUNC"}
+
+
+def _profile(tmp_path, base="fx8", **stages):
+    toml = tmp_path / "p.toml"
+    toml.write_text(f'base = "{base}"\n[stages]\n' + "".join(f'{k} = "{v}"\n' for k, v in stages.items()))
+    return load_profile(str(toml))
+
+
+@pytest.mark.parametrize("stage, values", [
+    ("xent-delta", list(range(0, 256, 7)) + [255]),                        # an unsigned error
+    ("delta", [e * d for e in (0, 1, 100, 200, 255) for d in (1, 128, 255)]),   # unsigned x unsigned
+])
+def test_unsigned_sources_get_a_wide_enough_port(tmp_path, stage, values):
+    """The review found these ports one bit short: e = 133 (UQ2.6) read as negative."""
+    from fxbp.sim import models
+    from fxbp.sim.amaranth_bench import run_stream
+    p = _profile(tmp_path, error="UQ2.6", derivative="UQ0.8")
+    dut = build_unit("cast", p, stage)
+    width, frac = cast_source(p, stage)
+    assert max(values) < 1 << (width - 1)                   # every value fits the signed port
+    out, _ = run_stream(dut, [{"value": v} for v in values])
+    want = models.cast_with_flags(values, frac, p.delta.fmt, p.delta.rounding, p.delta.overflow)
+    for field in ("value", "overflow", "underflow"):
+        assert [o[field] for o in out] == want[field].tolist()
+
+
+def test_layer_one_units_are_chosen_explicitly(tmp_path, capsys):
+    """When the input and activation formats differ, layer 1's MAC and pre-activation and
+    gradient casts differ from a hidden layer's: the generator makes the user say which."""
+    from fxbp.sw.errors import FxbpError
+    p = _profile(tmp_path, base="fx16", input="Q1.15")       # fx16 activation is Q2.14
+    with pytest.raises(FxbpError, match="--layer first or --layer hidden"):
+        build_unit("mac", p)
+    for stage in ("preactivation", "gradient"):
+        first = cast_source(p, stage, "first")[1]
+        hidden = cast_source(p, stage, "hidden")[1]
+        assert first - hidden == 15 - 14
+    first, hidden = build_unit("mac", p, layer="first"), build_unit("mac", p, layer="hidden")
+    assert first.bias_shift - hidden.bias_shift == 1
+    assert "module" in verilog(first, "first") and "module" in verilog(hidden, "hidden")
+    with pytest.raises(FxbpError, match="--layer applies to mac"):
+        build_unit("sigmoid", p, layer="first")
+    code = None
+    with pytest.raises(SystemExit) as exc:
+        main(["gen", "cast", "--stage", "gradient", "--precision", str(tmp_path / "p.toml")])
+    code = exc.value.code
+    assert code == 2 and "--layer" in capsys.readouterr().err
+
+
+def test_input_site_refuses_formats_its_port_cannot_cover(tmp_path):
+    from fxbp.sw.errors import FxbpError
+    p = _profile(tmp_path, input="Q40.22")
+    with pytest.raises(FxbpError, match="94 bits for Q40.22, more than 64"):
+        build_unit("cast", p, "input")

@@ -45,6 +45,20 @@ def test_plan_honours_the_activation_overflow_and_flags_its_events(rounding, ove
         assert [o[field] for o in out] == want[field].tolist()
 
 
+@pytest.mark.parametrize("kind", ["lut", "plan"])
+@pytest.mark.parametrize("z_fmt, a_fmt", [(QFormat(4, 4, signed=False), QFormat(1, 7)),
+                                          (QFormat(4, 4, signed=False), QFormat(0, 8, signed=False))])
+@pytest.mark.parametrize("overflow", list(Overflow))
+def test_unsigned_preactivation(kind, z_fmt, a_fmt, overflow):
+    """An unsigned pre-activation is never negative (PLAN once read its top bit as a sign)."""
+    spec = SigmoidSpec(kind, 64, 8)
+    dut = Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=spec, overflow=overflow)
+    z, out = run_all(dut, z_fmt)
+    want = models.sigmoid_model(z, z_fmt, a_fmt, spec, Rounding.NEAREST_EVEN, overflow)
+    for field in ("value", "overflow", "underflow"):
+        assert [o[field] for o in out] == want[field].tolist()
+
+
 def test_parameter_checks():
     with pytest.raises(ValueError, match="must be deterministic"):
         Sigmoid(z_fmt=QFormat(6, 10), a_fmt=QFormat(2, 14), rounding=Rounding.STOCHASTIC)
