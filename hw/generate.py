@@ -15,7 +15,7 @@ __all__ = ["UNITS", "CAST_STAGES", "build_unit", "verilog"]
 #: Cast sites ``fxbp gen cast --stage`` builds: the profile stage whose format, rounding and
 #: overflow the cast uses, and what its input is.
 CAST_STAGES = {
-    "input": ("input", "a host value rounded to odd at f_in + 30 fraction bits (section 2; "
+    "input": ("input", "a host value rounded to odd at f_in + 2 fraction bits (section 2; "
                        "docs/rtl.md)"),
     "preactivation": ("preactivation", "a layer's MAC sum (section 5; --layer first|hidden)"),
     "output-error": ("error", "a_L - t, the output error (section 6.1)"),
@@ -60,12 +60,14 @@ def cast_source(p: PrecisionProfile, stage: str, layer: str | None = None) -> tu
     fdl, fe, fd = p.delta.fmt.frac_bits, p.error.fmt.frac_bits, p.derivative.fmt.frac_bits
     acc, width = p.accumulator_bits, lambda s: _signed_width(p.stage(s).fmt)
     if stage == "input":
-        need = width("input") + 32
+        # Round to odd at 2 extra bits keeps every deterministic rounding exact (docs/rtl.md);
+        # 2 more integer bits let out-of-range values reach the saturation logic.
+        need = width("input") + 4
         if need > 64:
-            raise FxbpError(f"the input cast site takes f_in + 30 fraction bits and 2 integer "
+            raise FxbpError(f"the input cast site takes f_in + 2 fraction bits and 2 integer "
                             f"bits of headroom: {need} bits for {p.input.fmt}, more than 64; "
                             f"quantise inputs on the host (fxbp.sw.fixed.quantize) instead")
-        return need, p.input.fmt.frac_bits + 30
+        return need, p.input.fmt.frac_bits + 2
     if stage in ("preactivation", "gradient"):
         fin = layer_input(p, layer, f"cast --stage {stage}").frac_bits
         return (acc, fw + fin) if stage == "preactivation" else (acc, fdl + fin)

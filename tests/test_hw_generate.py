@@ -33,7 +33,7 @@ def test_every_cast_stage_builds(stage, preset):
 
 def test_the_casts_the_issue_named_can_be_generated(capsys):
     p = load_profile("fx8")
-    assert cast_source(p, "input") == (40, 37)
+    assert cast_source(p, "input") == (12, 9)                   # round-to-odd, 2 extra bits
     assert cast_source(p, "output-error") == (9, 7)            # a_L - t
     assert cast_source(p, "xent-delta") == (8, 6)              # e_L -> Delta
     assert cast_source(p, "bias-gradient") == (24, 7)          # sum of deltas
@@ -163,5 +163,36 @@ def test_layer_one_units_are_chosen_explicitly(tmp_path, capsys):
 def test_input_site_refuses_formats_its_port_cannot_cover(tmp_path):
     from fxbp.sw.errors import FxbpError
     p = _profile(tmp_path, input="Q40.22")
-    with pytest.raises(FxbpError, match="94 bits for Q40.22, more than 64"):
+    with pytest.raises(FxbpError, match="66 bits for Q40.22, more than 64"):
         build_unit("cast", p, "input")
+
+
+@pytest.mark.parametrize("rounding", ["truncate", "toward-zero", "half-up", "nearest-even"])
+def test_input_site_with_round_to_odd_equals_golden_quantize(tmp_path, rounding):
+    """The host rule of docs/rtl.md: round to odd at f_in + 2 bits, saturate beyond the
+    port; the unit then gives golden's one rounding of the exact float64 (section 2)."""
+    import math
+    from fractions import Fraction
+    import numpy as np
+    from fxbp.sim.amaranth_bench import run_stream
+    from fxbp.sw.fixed import quantize
+    toml = tmp_path / "in.toml"
+    toml.write_text(f'base = "fx8"\n[stages]\ninput = {{ format = "Q1.7", rounding = "{rounding}" }}\n')
+    p = load_profile(str(toml))
+    fmt = p.input.fmt
+    width, frac = cast_source(p, "input")
+    lsb = 2.0 ** -fmt.frac_bits
+    rng = np.random.default_rng(3)
+    ties = [(k + 0.5) * lsb for k in range(-130, 130, 7)]
+    near = [t + d * lsb * 2.0 ** -30 for t in ties[:10] for d in (-1, 1)]
+    values = ties + near + list(rng.uniform(-1.3, 1.3, 200)) + [-1.0, 1.0 - lsb, 5.0, -5.0, 0.0]
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+
+    def round_to_odd(v):
+        x = Fraction(v) * (1 << frac)
+        t = math.floor(x)
+        return min(max(t | (1 if x != t else 0), lo), hi)
+
+    dut = build_unit("cast", p, "input")
+    out, _ = run_stream(dut, [{"value": round_to_odd(v)} for v in values])
+    assert [o["value"] for o in out] == quantize(values, fmt, p.input.rounding).tolist()
