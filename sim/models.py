@@ -19,7 +19,7 @@ import numpy as np
 # falls back to a temporary one) before numba itself is imported here.
 from ..sw.fixed import _NO_BITS, Overflow, QFormat, Rounding, cast_spec, cast_value
 from ..sw.golden import _update_value
-from ..sw.rng import hash32
+from ..sw.rng import _words, hash32
 from ..sw.sigmoid import lut_index, lut_params, plan_exact, sigmoid_lut_table
 
 from numba import njit  # noqa: E402
@@ -121,14 +121,6 @@ def _update_each(w, g, index, eta, g_spec, w_shift, u_shift, spec, bits, out, ov
         out[k], over[k], stalled[k] = q, o, s
 
 
-@njit(cache=True, nogil=True)
-def _words_upto(key, n):
-    out = np.empty(n, dtype=np.uint32)
-    for i in range(n):
-        out[i] = hash32(key ^ i)
-    return out
-
-
 def weight_update_model(w, g, eta: int, w_fmt, g_fmt, lr_fmt, rounding, overflow, key=0,
                         index=None, lr_shift: int | None = None) -> dict:
     """``w' = cast((w << (F - fw)) - ((eta g) << (F - fl - fg)))`` through golden's
@@ -144,7 +136,7 @@ def weight_update_model(w, g, eta: int, w_fmt, g_fmt, lr_fmt, rounding, overflow
     g_identity = cast_spec(g_fmt.frac_bits, g_fmt, Rounding.NEAREST_EVEN, Overflow.SATURATE)
     idx = _index(w.size, index)
     k = _key(spec, key)
-    bits = _words_upto(k, int(idx.max(initial=0)) + 1) if k >= 0 else _NO_BITS
+    bits = _words(k, int(idx.max(initial=0)) + 1) if k >= 0 else _NO_BITS
     out, over, stalled = (np.empty_like(w) for _ in range(3))
     _update_each(w, g, idx, int(eta), g_identity, frac - w_fmt.frac_bits, frac - u_frac, spec,
                  bits, out, over, stalled)
