@@ -28,8 +28,7 @@ def golden_model(sizes, profile, init_weights, init_biases, *, loss, seed, batch
     intermediate. The OpenCL runtime uses one too, as its static plan."""
     model = GoldenMLP(sizes, profile, [quantize(w, profile.weight.fmt) for w in init_weights],
                       [quantize(b, profile.bias.fmt) for b in init_biases], loss=loss, seed=seed)
-    model.check_fit(batch)
-    model.check_widths(batch, eta)
+    model.ensure_fits(batch, eta)
     return model
 
 
