@@ -80,7 +80,7 @@ class WeightUpdate(StreamUnit):
             self.lr_fmt = check_format("WeightUpdate learning-rate format", lr_fmt)
             if self.lr_fmt.signed:
                 raise ValueError(f"WeightUpdate learning-rate format must be unsigned, not "
-                                 f"{self.lr_fmt}")
+                                 f"{self.lr_fmt!r}")
             lr_frac = self.lr_fmt.frac_bits
         else:
             self.lr_fmt = None
