@@ -190,6 +190,17 @@ def arrays_of(draw, rows):
 
 
 @st.composite
+def damaged_copy(draw, data: bytes, kind: str, max_flips: int):
+    """``data`` cut short (``truncated``) or with up to ``max_flips`` bytes changed (``flipped``)."""
+    if kind == "truncated":
+        return data[:draw(st.integers(0, len(data) - 1))]
+    out = bytearray(data)
+    for pos in draw(st.lists(st.integers(0, len(out) - 1), min_size=1, max_size=max_flips)):
+        out[pos] ^= draw(st.integers(1, 255))
+    return bytes(out)
+
+
+@st.composite
 def npz_files(draw, valid_bytes):
     kind = draw(st.sampled_from(["arrays", "arrays", "bytes", "truncated", "flipped", "zip-junk"]))
     if kind == "zip-junk":                      # members that are not .npy data
@@ -202,13 +213,8 @@ def npz_files(draw, valid_bytes):
     if kind == "bytes":
         return draw(st.one_of(st.binary(max_size=300),
                               st.binary(max_size=100).map(lambda b: b"PK\x03\x04" + b)))
-    if kind == "truncated":
-        return valid_bytes[:draw(st.integers(0, len(valid_bytes) - 1))]
-    if kind == "flipped":
-        data = bytearray(valid_bytes)
-        for pos in draw(st.lists(st.integers(0, len(data) - 1), min_size=1, max_size=4)):
-            data[pos] ^= draw(st.integers(1, 255))
-        return bytes(data)
+    if kind in ("truncated", "flipped"):
+        return draw(damaged_copy(valid_bytes, kind, max_flips=4))
     if draw(st.booleans()):                      # a clean file, maybe with a surprise or two
         rows = draw(st.integers(6, 12))
         arrays = {"x": np.array(draw(st.lists(st.floats(-10, 10), min_size=2 * rows,
@@ -429,13 +435,8 @@ def damaged_checkpoints(draw, blob: bytes, kind: str):
     """A checkpoint damaged in the way ``kind`` names (see ``DAMAGE``)."""
     if kind == "bytes":
         return draw(st.binary(max_size=300))
-    if kind == "truncated":
-        return blob[:draw(st.integers(0, len(blob) - 1))]
-    if kind == "flipped":
-        data = bytearray(blob)
-        for pos in draw(st.lists(st.integers(0, len(data) - 1), min_size=1, max_size=6)):
-            data[pos] ^= draw(st.integers(1, 255))
-        return bytes(data)
+    if kind in ("truncated", "flipped"):
+        return draw(damaged_copy(blob, kind, max_flips=6))
     if kind == "zip-junk":
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
