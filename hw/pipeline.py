@@ -54,7 +54,7 @@ class UnitSignature(wiring.Signature):
 
     def __init__(self, *, inputs: dict, outputs: dict, stochastic: bool = False,
                  tag_width: int = 0, statics: dict | None = None):
-        check_int("tag width", tag_width, high=64)
+        check_int("tag width", tag_width, high=1024)
         inputs, outputs = dict(inputs), dict(outputs)
         if stochastic:
             inputs["index"] = unsigned(32)

@@ -62,7 +62,8 @@ HARNESS_VERSION = 1
 #: build (Verilator makes warnings fatal): implicit widening and truncation in
 #: assignments. The others in ``sim.tools.LINT_WAIVERS`` belong to ``-Wall`` only, but are
 #: waived too so that a user's ``-Wall`` in ``extra_flags`` keeps working.
-NATIVE_WAIVERS = ("WIDTHEXPAND", "WIDTHTRUNC", "DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL")
+NATIVE_WAIVERS = ("WIDTHEXPAND", "WIDTHTRUNC", "DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL",
+                  "CASEINCOMPLETE", "CASEOVERLAP", "CMPCONST", "UNSIGNED")
 
 #: Verilator options for speed and bit-exactness (issue 9, docs/native-harness.md).
 VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--no-assert", "--threads", "1")

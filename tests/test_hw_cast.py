@@ -89,7 +89,7 @@ def test_signature_class_matches_the_unit():
     ({"fmt": 3}, TypeError, "Cast format must be a QFormat, not 3"),
     ({"rounding": "up"}, ValueError, "unknown rounding mode"),
     ({"overflow": 1}, TypeError, "overflow must be an Overflow, not 1"),
-    ({"tag_width": -1}, ValueError, "tag width must be 0 to 64, not -1"),
+    ({"tag_width": -1}, ValueError, "tag width must be 0 to 1024, not -1"),
     ({"registered_ready": 1}, TypeError, "Cast registered_ready must be a bool, not 1"),
 ])
 def test_parameter_checks(kwargs, exc, match):

@@ -1,0 +1,930 @@
+"""The training engine: a whole MLP trained in RTL, built from the arithmetic units.
+
+``docs/engine.md`` describes the architecture, the schedule, the memory map and the host
+interface; ``docs/datapath.md`` is the arithmetic it implements bit for bit. The engine
+puts one sample on each of ``P`` MAC lanes and broadcasts one weight (or delta) a
+cycle; every product, sum and cast goes through a unit of ``hw/``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arith import HASH_STAGES, hash_rounds
+from ..generate import build_unit
+from ..mac import MAC
+from .config import (COUNTERS, EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
+                     signed_width, status_word)
+
+__all__ = ["Engine", "PASS_KINDS"]
+
+#: Pass kinds: forward (section 5), backward errors (6.2), gradients and updates (7, 8).
+F, E, G = 0, 1, 2
+PASS_KINDS = {"forward": F, "backward": E, "gradient": G}
+#: Stochastic site codes, in key order (section 9).
+KEY_CODES = (3, 4, 5, 6, 7, 8, 9)
+
+
+def _bits(n: int) -> int:
+    """Bits of an unsigned value up to ``n``."""
+    return max(1, int(n).bit_length())
+
+
+def _popcount(bits, n: int):
+    total = Const(0, _bits(n))
+    for q in range(n):
+        total = total + bits[q]
+    return total
+
+
+class _Fetch:
+    """One pipeline register that reads a memory at an address taken from its input.
+
+    ``payload`` is the input registered and ``data`` the memory word read for it. The
+    read is enabled only when a value moves in, so a stall keeps the word. ``addr`` and
+    ``en`` are for the port's multiplexer.
+    """
+
+    def __init__(self, m: Module, name: str, shape, addr, port_data, i_valid, i_payload):
+        self.valid = Signal(name=f"{name}_valid")
+        self.payload = Signal(shape, name=f"{name}_payload", reset_less=True)
+        self.ready = Signal(name=f"{name}_ready")          # from downstream
+        self.i_ready = Signal(name=f"{name}_i_ready")
+        self.addr = Signal(32, name=f"{name}_addr")
+        self.en = Signal(name=f"{name}_en")
+        self.data = port_data
+        m.d.comb += [self.i_ready.eq(~self.valid | self.ready),
+                     self.en.eq(i_valid & self.i_ready), self.addr.eq(addr)]
+        with m.If(self.en):
+            m.d.sync += [self.valid.eq(1), self.payload.eq(i_payload)]
+        with m.Elif(self.ready):
+            m.d.sync += self.valid.eq(0)
+
+
+class Engine(wiring.Component):
+    """A training engine for one :class:`EngineConfig`.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        What the engine is generated for (profile, maxima, lanes, loss).
+
+    Members
+    -------
+    cmd : In(stream.Signature(32))
+        Command words from the host (``docs/engine.md``, host interface).
+    rsp : Out(stream.Signature(32))
+        Response words: each command's answer, then its status word.
+    """
+
+    def __init__(self, config: EngineConfig):
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"Engine config must be an EngineConfig, not {config!r}")
+        self.config = config
+        self._units()              # fails here, before any signal, when a unit does not fit
+        super().__init__({"cmd": In(stream.Signature(32)), "rsp": Out(stream.Signature(32))})
+
+    # ------------------------------------------------------------------ units
+    def _units(self):
+        c, p = self.config, self.config.profile
+        hidden = "hidden" if p.input.fmt != p.activation.fmt else None
+        self.w_width = signed_width(p.weight.fmt)
+        self.bias_width = signed_width(p.bias.fmt)
+        self.act_width = max(signed_width(p.input.fmt), signed_width(p.activation.fmt))
+        self.delta_width = signed_width(p.delta.fmt)
+        self.d_width = signed_width(p.derivative.fmt)
+        self.t_width = signed_width(p.activation.fmt)
+        fw, fin, fb = p.weight.fmt.frac_bits, p.activation.fmt.frac_bits, p.bias.fmt.frac_bits
+        self.lane_a = max(self.w_width, self.delta_width)
+        self.lane_b = max(self.act_width, self.delta_width, 2)
+        self.frame_tag = data.StructLayout({
+            "kind": 2, "layer": _bits(c.depth), "idx0": 32, "off": self._addr_bits(),
+            "row": _bits(max(c.sizes)), "col0": _bits(max(c.sizes) + c.lanes), "mask": c.lanes})
+        self.lanes = [MAC(a_width=self.lane_a, b_width=self.lane_b, acc_width=p.accumulator_bits,
+                          max_fan_in=c.max_fan_in, bias_width=self.bias_width,
+                          bias_shift=fw + fin - fb,
+                          tag_width=self.frame_tag.size if q == 0 else 0)
+                      for q in range(c.lanes)]
+        el = self.elem = data.StructLayout({
+            "kind": 2, "layer": _bits(c.depth), "idx": 32, "off": self._addr_bits(),
+            "bank": max(1, c.log2_lanes), "row": _bits(max(c.sizes)), "bias": 1})
+        aw, ew = signed_width(p.activation.fmt), signed_width(p.error.fmt)
+        self.err_width = ew
+
+        def tag(**extra):
+            return data.StructLayout({"el": el, **extra})
+
+        self.tag_ft = tag(t=signed(aw))                      # F: the target
+        self.tag_fa = tag(a=signed(aw))                      # F: the activation
+        self.tag_fe = tag(a=signed(aw), err=signed(ew))      # F: activation and error
+        self.tag_ed = tag(d=signed(self.d_width))            # E: the derivative
+        self.tag_gw = tag(w=signed(self.w_width))            # G: the weight
+        self.tag_gb = tag(w=signed(self.bias_width))         # G: the bias
+
+        def unit(name, stage=None, layout=el, **kw):
+            return build_unit(name, p, stage, tag_width=layout.size, **kw)
+
+        self.u = {
+            "pre": unit("cast", "preactivation", self.tag_ft, layer=hidden),
+            "sig": unit("sigmoid", None, self.tag_ft),
+            "oerr": unit("cast", "output-error", self.tag_fa),
+            "der": unit("sigmoid-derivative", None, self.tag_fe),
+            "err": unit("cast", "error", self.tag_ed),
+            "ed": MAC(a_width=ew, b_width=self.d_width, acc_width=ew + self.d_width,
+                      max_fan_in=1, tag_width=el.size),
+            "delta": unit("cast", "delta"),
+            "grad": unit("cast", "gradient", self.tag_gw, layer=hidden),
+            "bgrad": unit("cast", "bias-gradient", self.tag_gb),
+            "wupd": unit("weight-update", None, el, lr_shift=c.lr_shift),
+            "bupd": unit("bias-update", None, el, lr_shift=c.lr_shift),
+        }
+        if c.loss == "xent":
+            self.u["xent"] = unit("cast", "xent-delta")
+
+    def _addr_bits(self) -> int:
+        c = self.config
+        return _bits(max(c.weight_bases[1], c.activation_bases[1], c.delta_bases[1],
+                         c.derivative_bases[1], c.target_depth) + 2 * max(c.sizes) + c.lanes)
+
+    # ------------------------------------------------------------------ elaborate
+    def elaborate(self, platform):
+        c, p = self.config, self.config.profile
+        m = Module()
+        P, L, lg = c.lanes, c.depth, c.log2_lanes
+        u_ = self.u
+        for name, unit in u_.items():
+            m.submodules[name] = unit
+        for q, lane in enumerate(self.lanes):
+            m.submodules[f"lane{q}"] = lane
+
+        def pack(layout, name, **fields):
+            sig = Signal(layout, name=name)
+            m.d.comb += [getattr(sig, k).eq(v) for k, v in fields.items()]
+            return sig.as_value()
+
+        def view(layout, value):
+            return data.View(layout, value)
+
+        # ---------------------------------------------------------- host registers
+        cfg_batch = Signal(32, name="cfg_batch", init=c.batch)
+        widths = [Signal(32, name=f"cfg_n{l}", init=n) for l, n in enumerate(c.sizes)]
+        eta = Signal(p.learning_rate.total_bits, name="cfg_eta")
+        seed = Signal(32, name="cfg_seed")
+        step = Signal(32, name="cfg_step")
+        timeout = Signal(32, name="cfg_timeout", init=1 << 20)
+        cw = c.counter_bits
+        ctr = {name: Signal(cw, name="ctr_" + name.replace(".", "_")) for name in COUNTERS}
+        nb = _bits(max(c.sizes))
+        n_arr = Array([w[:nb] for w in widths])
+        batch = cfg_batch[:_bits(c.batch)]
+        groups = Signal(_bits(c.groups), name="groups")
+        m.d.comb += groups.eq((batch + (P - 1)) >> lg)
+
+        def const_array(values):
+            width = _bits(max(list(values) + [1]))
+            return Array([Const(v, width) for v in values])
+
+        wbase = const_array(c.weight_bases[0])              # layer l at index l - 1
+        bbase = const_array(c.bias_bases[0])
+        abase = const_array(c.activation_bases[0])          # a_0 .. a_L
+        dlbase = const_array(c.delta_bases[0])              # delta_l at index l - 1
+        dbase = const_array(c.derivative_bases[0] or [0])   # d_l at index l - 1
+
+        # ---------------------------------------------------------- memories
+        def mem(name, width, depth):
+            mm = memory.Memory(shape=signed(width), depth=max(1, depth), init=[])
+            m.submodules[f"mem_{name}"] = mm
+            return mm
+
+        mw = mem("w", self.w_width, c.weight_bases[1])
+        mb = mem("b", self.bias_width, c.bias_bases[1])
+        mt = mem("t", self.t_width, c.target_depth)
+        md = mem("d", self.d_width, c.derivative_bases[1])
+        ma = [mem(f"a{q}", self.act_width, c.activation_bases[1]) for q in range(P)]
+        mdl = [mem(f"delta{q}", self.delta_width, c.delta_bases[1]) for q in range(P)]
+        rd = {k: v.read_port(transparent_for=()) for k, v in
+              (("w", mw), ("b", mb), ("t", mt), ("d", md))}
+        wr = {k: v.write_port() for k, v in (("w", mw), ("b", mb), ("t", mt), ("d", md))}
+        rd_a = [b.read_port(transparent_for=()) for b in ma]
+        wr_a = [b.write_port() for b in ma]
+        rd_dl = [b.read_port(transparent_for=()) for b in mdl]
+        wr_dl = [b.write_port() for b in mdl]
+        depths = {Mem.W: c.weight_bases[1], Mem.B: c.bias_bases[1],
+                  Mem.A: P * c.activation_bases[1], Mem.T: c.target_depth,
+                  Mem.DELTA: P * c.delta_bases[1], Mem.D: c.derivative_bases[1]}
+
+        # ---------------------------------------------------------- run control state
+        running = Signal(name="running")
+        training = Signal(name="training")
+        kind = Signal(2, name="pass_kind")
+        layer = self._layer = Signal(_bits(L), name="pass_layer")
+        start_run = Signal(name="start_run")
+        start_train = Signal(name="start_train")
+        run_done = Signal(name="run_done")
+        kg_start = Signal(name="keygen_start")
+        kg_busy = Signal(name="keygen_busy")
+        in_pass = Signal(name="in_pass")
+
+        # ---------------------------------------------------------- sequencer
+        cb = _bits(max(max(c.sizes), c.batch, c.groups) + 1)
+        u, v, k = (Signal(cb, name=nm) for nm in ("seq_u", "seq_v", "seq_k"))
+        U, V, K = (Signal(cb, name=nm) for nm in ("seq_U", "seq_V", "seq_K"))
+        n_in, n_out, n_next = (Signal(nb, name=nm) for nm in ("n_in", "n_out", "n_next"))
+        ab = self._addr_bits()
+        w_run = Signal(ab, name="w_run")       # F: this row's start; E: this op's address
+        lane_row = Signal(ab, name="lane_row")
+        bc_row = Signal(ab, name="bc_row")     # G: the broadcast delta's address
+        idx_u = Signal(32, name="idx_u")
+        off_u = Signal(ab, name="off_u")
+        issuing = Signal(name="issuing")
+        pending = Signal(2, name="pending")    # collector banks reserved (0..2)
+        inflight = Signal(_bits(c.batch * max(c.sizes) * 2 + 4 * P), name="inflight")
+        release = Signal(name="release")
+
+        is_f, is_e, is_g = kind == F, kind == E, kind == G
+        first_op, last_op = k == 0, k == K - 1
+        last_frame = (v == V - 1) & (u == U - 1)
+        col0 = Signal(nb + 1 + lg, name="col0")
+        b0 = Signal(_bits(c.groups * P), name="b0")
+        m.d.comb += [col0.eq(v << lg), b0.eq(u << lg)]
+        mask = Signal(P, name="lane_mask")
+        bias_lane = Signal(P, name="bias_lane")
+        for q in range(P):
+            m.d.comb += [mask[q].eq(Mux(is_g, col0 + q <= n_in, b0 + q < batch)),
+                         bias_lane[q].eq(is_g & (col0 + q == n_in))]
+        fire = Signal(name="seq_fire")
+        m.d.comb += fire.eq(issuing & ~(last_op & (pending == 2)))
+        kmod = k[:lg] if lg else Const(0, 1)
+        seq_w_addr = Mux(is_f, w_run + k, w_run)
+        seq_b_addr = bbase[layer - 1] + v
+        uniform = lane_row + k
+        bank_addrs = [Mux(is_g, lane_row + ((q - kmod) & (P - 1) if lg else 0), uniform)
+                      for q in range(P)]
+
+        frame = Signal(self.frame_tag, name="frame")
+        m.d.comb += [frame.kind.eq(kind), frame.layer.eq(layer), frame.row.eq(Mux(is_g, u, v)),
+                     frame.col0.eq(col0), frame.mask.eq(mask),
+                     frame.idx0.eq(Mux(is_g, idx_u + col0, idx_u + v)),
+                     frame.off.eq(off_u + v)]
+        ctl = data.StructLayout({"valid": 1, "first": 1, "last": 1, "rot": max(1, lg),
+                                 "bsel": max(1, lg), "kind": 2, "one": P, "frame": self.frame_tag})
+        s1, s2 = Signal(ctl, name="s1"), Signal(ctl, name="s2")
+        m.d.sync += [s1.valid.eq(fire), s1.first.eq(first_op), s1.last.eq(last_op),
+                     s1.rot.eq(kmod), s1.bsel.eq((k + u)[:max(1, lg)] if lg else 0),
+                     s1.kind.eq(kind), s1.one.eq(bias_lane), s1.frame.eq(frame), s2.eq(s1)]
+        w_q = Signal(signed(self.w_width), name="w_q", reset_less=True)
+        b_q = Signal(signed(self.bias_width), name="b_q", reset_less=True)
+        a_q = [Signal(signed(self.act_width), name=f"a_q{q}", reset_less=True) for q in range(P)]
+        dl_q = [Signal(signed(self.delta_width), name=f"dl_q{q}", reset_less=True)
+                for q in range(P)]
+        m.d.sync += [w_q.eq(rd["w"].data), b_q.eq(rd["b"].data)]
+        m.d.sync += [a_q[q].eq(rd_a[q].data) for q in range(P)]
+        m.d.sync += [dl_q[q].eq(rd_dl[q].data) for q in range(P)]
+        s3 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}), name="s3")
+        s3_frame = Signal(self.frame_tag, name="s3_frame", reset_less=True)
+        s3_a = Signal(signed(self.lane_a), name="s3_a", reset_less=True)
+        s3_bias = Signal(signed(self.bias_width), name="s3_bias", reset_less=True)
+        s3_b = [Signal(signed(self.lane_b), name=f"s3_b{q}", reset_less=True) for q in range(P)]
+        a_arr, dl_arr = Array(a_q), Array(dl_q)
+        m.d.sync += [s3.valid.eq(s2.valid), s3.first.eq(s2.first), s3.last.eq(s2.last),
+                     s3_frame.eq(s2.frame),
+                     s3_a.eq(Mux(s2.kind == G, dl_arr[s2.bsel] if lg else dl_q[0], w_q)),
+                     s3_bias.eq(Mux((s2.kind == F) & s2.first, b_q, 0))]
+        for q in range(P):
+            src = ((q + s2.rot) & (P - 1)) if lg else 0
+            lane_val = Mux(s2.kind == E, dl_arr[src] if lg else dl_q[0],
+                           a_arr[src] if lg else a_q[0])
+            m.d.sync += s3_b[q].eq(Mux(s2.one[q], 1, lane_val))
+        for q, lane in enumerate(self.lanes):
+            pl = lane.i.payload
+            m.d.comb += [lane.i.valid.eq(s3.valid), pl.a.eq(s3_a), pl.b.eq(s3_b[q]),
+                         pl.bias.eq(s3_bias), pl.first.eq(s3.first), pl.last.eq(s3.last),
+                         lane.o.ready.eq(1)]
+        m.d.comb += self.lanes[0].i.payload.tag.eq(s3_frame)
+
+        # ---------------------------------------------------------- collector
+        acc = p.accumulator_bits
+        sums = [[Signal(signed(acc), name=f"coll{bk}_{q}", reset_less=True) for q in range(P)]
+                for bk in range(2)]
+        ctag = [Signal(self.frame_tag, name=f"coll{bk}_tag", reset_less=True) for bk in range(2)]
+        full = [Signal(name=f"coll{bk}_full") for bk in range(2)]
+        wp, rp = Signal(name="coll_wp"), Signal(name="coll_rp")
+        cnt = Signal(max(1, lg), name="coll_cnt")
+        idx_run = Signal(32, name="coll_idx")
+        lane0 = self.lanes[0]
+        with m.If(lane0.o.valid):
+            m.d.sync += wp.eq(~wp)
+            for bk in range(2):
+                with m.If(wp == bk):
+                    m.d.sync += [full[bk].eq(1), ctag[bk].eq(lane0.o.payload.tag)]
+                    m.d.sync += [sums[bk][q].eq(self.lanes[q].o.payload.sum) for q in range(P)]
+        cur = view(self.frame_tag, Mux(rp, ctag[1].as_value(), ctag[0].as_value()))
+        cur_full = Mux(rp, full[1], full[0])
+        sum_arr = Array([Array(sums[0]), Array(sums[1])])
+        lane_on = cur.mask.bit_select(cnt, 1) if P > 1 else cur.mask[0]
+        coll_valid = Signal(name="coll_valid")
+        coll_ready = Signal(name="coll_ready")
+        cnt_w = cnt if lg else Const(0, 1)
+        coll_idx = Mux(cnt_w == 0, cur.idx0, idx_run)
+        coll_el = pack(self.elem, "coll_el", kind=cur.kind, layer=cur.layer, idx=coll_idx,
+                       off=cur.off, bank=(cnt_w + cur.row)[:max(1, lg)] if lg else 0,
+                       row=cur.row,
+                       bias=(cur.kind == G) & (cur.col0 + cnt_w == n_arr[cur.layer - 1]))
+        coll_el = view(self.elem, coll_el)
+        coll_layout = data.StructLayout({"sum": signed(acc), "el": self.elem})
+        coll = pack(coll_layout, "coll", sum=sum_arr[rp][cnt_w], el=coll_el)
+        m.d.comb += coll_valid.eq(cur_full & lane_on)
+        advance = cur_full & (~lane_on | coll_ready)
+        m.d.comb += release.eq(advance & (cnt_w == P - 1))
+        with m.If(advance):
+            m.d.sync += idx_run.eq(coll_idx + Mux(cur.kind == G, 1, n_arr[cur.layer]))
+            with m.If(cnt_w == P - 1):
+                m.d.sync += rp.eq(~rp)
+                if lg:
+                    m.d.sync += cnt.eq(0)
+                for bk in range(2):
+                    with m.If(rp == bk):
+                        m.d.sync += full[bk].eq(0)
+            with m.Else():
+                m.d.sync += cnt.eq(cnt + 1)
+
+        # ---------------------------------------------------------- keys (section 9)
+        keys = self._keygen(m, seed, step, kg_start, kg_busy) if c.stochastic else {}
+        if not c.stochastic:
+            m.d.comb += kg_busy.eq(0)
+
+        def rand(unit, code, el, index):
+            if getattr(unit, "stochastic", False):
+                m.d.comb += [unit.key.eq(Array(keys[code])[el.layer - 1]),
+                             unit.i.payload.index.eq(index)]
+
+        events = {code: [] for code in EVENT_CODES}
+
+        def count(code, fired, over, under):
+            events[code].append((fired, over, under))
+
+        def connect(src_valid, src_ready, unit, value, tag, **fields):
+            m.d.comb += [unit.i.valid.eq(src_valid), unit.i.payload.value.eq(value),
+                         unit.i.payload.tag.eq(tag), src_ready.eq(unit.i.ready)]
+            for name, val in fields.items():
+                m.d.comb += getattr(unit.i.payload, name).eq(val)
+
+        def fired(unit):
+            return unit.o.valid & unit.o.ready
+
+        # F chain: target fetch, pre-activation cast, sigmoid, output-error cast (a - t),
+        # derivative; then the activation and derivative memories, or the delta tail.
+        cv = view(coll_layout, coll)
+        ft = _Fetch(m, "fetch_t", coll_layout, cv.el.idx, rd["t"].data,
+                    coll_valid & (cv.el.kind == F), coll)
+        pre, sig, oerr, der = u_["pre"], u_["sig"], u_["oerr"], u_["der"]
+        connect(ft.valid, ft.ready, pre, ft.payload.sum,
+                pack(self.tag_ft, "tag_ft", el=ft.payload.el, t=ft.data))
+        connect(pre.o.valid, pre.o.ready, sig, pre.o.payload.value, pre.o.payload.tag)
+        count(1, fired(pre), pre.o.payload.overflow, pre.o.payload.underflow)
+        count(2, fired(sig), sig.o.payload.overflow, sig.o.payload.underflow)
+        st = view(self.tag_ft, sig.o.payload.tag)
+        a_sig = sig.o.payload.value
+        connect(sig.o.valid, sig.o.ready, oerr, a_sig - st.t,
+                pack(self.tag_fa, "tag_fa", el=st.el, a=a_sig))
+        rand(oerr, 4, st.el, st.el.idx)
+        ot = view(self.tag_fa, oerr.o.payload.tag)
+        count(4, fired(oerr) & training & (ot.el.layer == L), oerr.o.payload.overflow,
+              oerr.o.payload.underflow)
+        connect(oerr.o.valid, oerr.o.ready, der, ot.a,
+                pack(self.tag_fe, "tag_fe", el=ot.el, a=ot.a, err=oerr.o.payload.value))
+        rand(der, 3, ot.el, ot.el.idx)
+        dt = view(self.tag_fe, der.o.payload.tag)
+        out_layer = dt.el.layer == L
+        count(3, fired(der) & training & ~(out_layer & (c.loss == "xent")),
+              der.o.payload.overflow, der.o.payload.underflow)
+        to_tail = training & out_layer
+
+        # E chain: derivative fetch, then the error cast.
+        fd = _Fetch(m, "fetch_d", coll_layout, dbase[cv.el.layer - 1] + cv.el.idx, rd["d"].data,
+                    coll_valid & (cv.el.kind == E), coll)
+        err = u_["err"]
+        connect(fd.valid, fd.ready, err, fd.payload.sum,
+                pack(self.tag_ed, "tag_ed", el=fd.payload.el, d=fd.data))
+        rand(err, 4, fd.payload.el, fd.payload.el.idx)
+        et = view(self.tag_ed, err.o.payload.tag)
+        count(4, fired(err), err.o.payload.overflow, err.o.payload.underflow)
+
+        # Delta tail: e d on its MAC, then the delta cast (xent's output layer: cast e).
+        ed, dcast, xent = u_["ed"], u_["delta"], u_.get("xent")
+        f_mse = der.o.valid & to_tail & (c.loss != "xent")
+        f_xent = der.o.valid & to_tail & (c.loss == "xent")
+        m.d.comb += [ed.i.valid.eq(f_mse | err.o.valid),
+                     ed.i.payload.a.eq(Mux(f_mse, dt.err, err.o.payload.value)),
+                     ed.i.payload.b.eq(Mux(f_mse, der.o.payload.value, et.d)),
+                     ed.i.payload.first.eq(1), ed.i.payload.last.eq(1),
+                     ed.i.payload.tag.eq(Mux(f_mse, dt.el.as_value(), et.el.as_value())),
+                     err.o.ready.eq(ed.i.ready & ~f_mse)]
+        connect(ed.o.valid, ed.o.ready, dcast, ed.o.payload.sum, ed.o.payload.tag)
+        dct = view(self.elem, ed.o.payload.tag)
+        rand(dcast, 5, dct, dct.idx)
+        delta_units = [dcast]
+        der_ready = Mux(to_tail & (c.loss != "xent"), ed.i.ready, 1)
+        if xent is not None:
+            m.d.comb += [xent.i.valid.eq(f_xent), xent.i.payload.value.eq(dt.err),
+                         xent.i.payload.tag.eq(dt.el.as_value())]
+            rand(xent, 5, dt.el, dt.el.idx)
+            der_ready = Mux(to_tail, Mux(c.loss == "xent", xent.i.ready, ed.i.ready), 1)
+            delta_units.append(xent)
+        m.d.comb += der.o.ready.eq(der_ready)
+        f_end = fired(der)
+        for unit in delta_units:
+            m.d.comb += unit.o.ready.eq(1)
+            count(5, unit.o.valid, unit.o.payload.overflow, unit.o.payload.underflow)
+        delta_valid = Cat(*[unit.o.valid for unit in delta_units]).any()
+        delta_el = view(self.elem, dcast.o.payload.tag)
+        delta_val = dcast.o.payload.value
+        if xent is not None:
+            delta_el = view(self.elem, Mux(xent.o.valid, xent.o.payload.tag, dcast.o.payload.tag))
+            delta_val = Mux(xent.o.valid, xent.o.payload.value, dcast.o.payload.value)
+
+        # G chain: weight fetch, gradient cast, update; the bias column likewise.
+        g_valid = coll_valid & (cv.el.kind == G)
+        fw = _Fetch(m, "fetch_w", coll_layout, wbase[cv.el.layer - 1] + cv.el.idx, rd["w"].data,
+                    g_valid & ~cv.el.bias, coll)
+        fb = _Fetch(m, "fetch_b", coll_layout, bbase[cv.el.layer - 1] + cv.el.row, rd["b"].data,
+                    g_valid & cv.el.bias, coll)
+        ends = []
+        for fetch, cast, upd, tag_l, gcode, ucode, bias in (
+                (fw, u_["grad"], u_["wupd"], self.tag_gw, 6, 8, False),
+                (fb, u_["bgrad"], u_["bupd"], self.tag_gb, 7, 9, True)):
+            index = (lambda e: e.row) if bias else (lambda e: e.idx)
+            connect(fetch.valid, fetch.ready, cast, fetch.payload.sum,
+                    pack(tag_l, f"tag_{cast.__class__.__name__}{gcode}", el=fetch.payload.el,
+                         w=fetch.data))
+            rand(cast, gcode, fetch.payload.el, index(fetch.payload.el))
+            count(gcode, fired(cast), cast.o.payload.overflow, cast.o.payload.underflow)
+            gt = view(tag_l, cast.o.payload.tag)
+            m.d.comb += [upd.i.valid.eq(cast.o.valid), upd.i.payload.w.eq(gt.w),
+                         upd.i.payload.g.eq(cast.o.payload.value),
+                         upd.i.payload.tag.eq(gt.el.as_value()), cast.o.ready.eq(upd.i.ready),
+                         upd.o.ready.eq(1)]
+            rand(upd, ucode, gt.el, index(gt.el))
+            if hasattr(upd, "eta"):
+                m.d.comb += upd.eta.eq(eta)
+            count(ucode, upd.o.valid, upd.o.payload.overflow, upd.o.payload.stalled)
+            ends.append((upd, view(self.elem, upd.o.payload.tag)))
+        m.d.comb += coll_ready.eq(Mux(cv.el.kind == F, ft.i_ready,
+                                      Mux(cv.el.kind == E, fd.i_ready,
+                                          Mux(cv.el.bias, fb.i_ready, fw.i_ready))))
+
+        # Elements done: every element ends in exactly one of these writes.
+        done = (
+            (f_end & ~to_tail).as_unsigned()
+            + delta_valid.as_unsigned()
+            + ends[0][0].o.valid + ends[1][0].o.valid)
+
+        # ---------------------------------------------------------- host interface
+        h = self._host(m, running=running, start_run=start_run, start_train=start_train,
+                       run_done=run_done, cfg_batch=cfg_batch, widths=widths, eta=eta,
+                       seed=seed, step=step, timeout=timeout, ctr=ctr, depths=depths, rd=rd,
+                       rd_a=rd_a, rd_dl=rd_dl)
+
+        # ---------------------------------------------------------- memory ports
+        (wupd, w_el), (bupd, b_el) = ends
+        hbank = h["addr"][:lg] if lg else Const(0, 1)
+        hword = h["addr"] >> lg
+
+        def host_we(mem_id, bank=None):
+            cond = ~running & h["wen"] & (h["mem"] == mem_id)
+            return cond if bank is None else cond & (hbank == bank)
+
+        f_el = dt.el
+        m.d.comb += [
+            wr["w"].en.eq(Mux(running, wupd.o.valid, host_we(Mem.W))),
+            wr["w"].addr.eq(Mux(running, wbase[w_el.layer - 1] + w_el.idx, h["addr"])),
+            wr["w"].data.eq(Mux(running, wupd.o.payload.value, h["wdata"])),
+            wr["b"].en.eq(Mux(running, bupd.o.valid, host_we(Mem.B))),
+            wr["b"].addr.eq(Mux(running, bbase[b_el.layer - 1] + b_el.row, h["addr"])),
+            wr["b"].data.eq(Mux(running, bupd.o.payload.value, h["wdata"])),
+            wr["t"].en.eq(host_we(Mem.T)), wr["t"].addr.eq(h["addr"]),
+            wr["t"].data.eq(h["wdata"]),
+            wr["d"].en.eq(Mux(running, f_end & training & ~out_layer, host_we(Mem.D))),
+            wr["d"].addr.eq(Mux(running, dbase[f_el.layer - 1] + f_el.idx, h["addr"])),
+            wr["d"].data.eq(Mux(running, der.o.payload.value, h["wdata"])),
+        ]
+        for q in range(P):
+            m.d.comb += [
+                wr_a[q].en.eq(Mux(running, f_end & ((f_el.bank == q) if lg else 1),
+                                  host_we(Mem.A, q))),
+                wr_a[q].addr.eq(Mux(running, abase[f_el.layer] + f_el.off, hword)),
+                wr_a[q].data.eq(Mux(running, dt.a, h["wdata"])),
+                wr_dl[q].en.eq(Mux(running, delta_valid & ((delta_el.bank == q) if lg else 1),
+                                   host_we(Mem.DELTA, q))),
+                wr_dl[q].addr.eq(Mux(running, dlbase[delta_el.layer - 1] + delta_el.off, hword)),
+                wr_dl[q].data.eq(Mux(running, delta_val, h["wdata"])),
+                rd_a[q].addr.eq(Mux(running, bank_addrs[q], hword)),
+                rd_dl[q].addr.eq(Mux(running, Mux(is_g, bc_row, uniform), hword)),
+            ]
+        m.d.comb += [
+            rd["w"].addr.eq(Mux(running, Mux(is_g, fw.addr, seq_w_addr), h["addr"])),
+            rd["w"].en.eq(Mux(running & is_g, fw.en, 1)),
+            rd["b"].addr.eq(Mux(running, Mux(is_g, fb.addr, seq_b_addr), h["addr"])),
+            rd["b"].en.eq(Mux(running & is_g, fb.en, 1)),
+            rd["t"].addr.eq(Mux(running, ft.addr, h["addr"])),
+            rd["t"].en.eq(Mux(running, ft.en, 1)),
+            rd["d"].addr.eq(Mux(running, fd.addr, h["addr"])),
+            rd["d"].en.eq(Mux(running, fd.en, 1)),
+        ]
+
+        # ---------------------------------------------------------- run control
+        def setup(kind_, layer_):
+            """Loop bounds and address bases of pass (kind_, layer_), for the next cycle."""
+            l = layer_
+            stmts = [kind.eq(kind_), layer.eq(l), u.eq(0), v.eq(0), k.eq(0), idx_u.eq(0),
+                     off_u.eq(0)]
+            if kind_ == F:
+                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(groups),
+                          V.eq(n_arr[l]), K.eq(n_arr[l - 1]), w_run.eq(wbase[l - 1]),
+                          lane_row.eq(abase[l - 1])]
+            elif kind_ == E:
+                stmts += [n_out.eq(n_arr[l]), n_next.eq(n_arr[l + 1]), U.eq(groups),
+                          V.eq(n_arr[l]), K.eq(n_arr[l + 1]), w_run.eq(wbase[l]),
+                          lane_row.eq(dlbase[l])]
+            else:
+                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(n_arr[l]),
+                          V.eq((n_arr[l - 1] + P) >> lg), K.eq(batch),
+                          lane_row.eq(abase[l - 1]), bc_row.eq(dlbase[l - 1])]
+            return stmts
+
+        with m.If(fire):
+            with m.If(last_op):
+                m.d.sync += k.eq(0)
+                with m.If(v == V - 1):
+                    m.d.sync += [v.eq(0), u.eq(u + 1)]
+                    with m.Switch(kind):
+                        with m.Case(F):
+                            m.d.sync += [w_run.eq(wbase[layer - 1]), lane_row.eq(lane_row + n_in),
+                                         idx_u.eq(idx_u + (n_out << lg)), off_u.eq(off_u + n_out)]
+                        with m.Case(E):
+                            m.d.sync += [w_run.eq(wbase[layer]), lane_row.eq(lane_row + n_next),
+                                         idx_u.eq(idx_u + (n_out << lg)), off_u.eq(off_u + n_out)]
+                        with m.Case(G):
+                            m.d.sync += [lane_row.eq(abase[layer - 1]),
+                                         bc_row.eq(dlbase[layer - 1] + u + 1),
+                                         idx_u.eq(idx_u + n_in)]
+                with m.Else():
+                    m.d.sync += v.eq(v + 1)
+                    with m.Switch(kind):
+                        with m.Case(F):
+                            m.d.sync += w_run.eq(w_run + n_in)
+                        with m.Case(E):
+                            m.d.sync += w_run.eq(wbase[layer] + v + 1)
+                        with m.Case(G):
+                            m.d.sync += [lane_row.eq(abase[layer - 1] + col0 + P),
+                                         bc_row.eq(dlbase[layer - 1] + u)]
+            with m.Else():
+                m.d.sync += k.eq(k + 1)
+                with m.If(is_e):
+                    m.d.sync += w_run.eq(w_run + n_out)
+                with m.If(is_g & (kmod == P - 1 if lg else 1)):
+                    m.d.sync += [lane_row.eq(lane_row + n_in), bc_row.eq(bc_row + n_out)]
+        issued = Signal(_bits(P), name="issued")
+        m.d.comb += issued.eq(Mux(fire & last_op, _popcount(mask, P), 0))
+        m.d.sync += [inflight.eq(inflight + issued - done),
+                     pending.eq(pending + (fire & last_op) - release)]
+
+        with m.FSM(name="run"):
+            with m.State("IDLE"):
+                with m.If(start_run):
+                    m.d.sync += [running.eq(1), training.eq(start_train)]
+                    if c.stochastic:
+                        with m.If(start_train):
+                            m.d.comb += kg_start.eq(1)
+                            m.next = "KEYS"
+                        with m.Else():
+                            m.d.sync += setup(F, 1)
+                            m.next = "ISSUE"
+                    else:
+                        m.d.sync += setup(F, 1)
+                        m.next = "ISSUE"
+            with m.State("KEYS"):
+                with m.If(~kg_busy):
+                    m.d.sync += setup(F, 1)
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [issuing.eq(1), in_pass.eq(1)]
+                with m.If(fire & last_op & last_frame):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += in_pass.eq(1)
+                with m.If((inflight == 0) & (pending == 0) & ~s1.valid & ~s2.valid & ~s3.valid):
+                    last_pass = Signal(name="last_pass")
+                    with m.Switch(kind):
+                        with m.Case(F):
+                            with m.If(layer != L):
+                                self._next_pass(m, setup, F, L)
+                            with m.Elif(training):
+                                m.d.sync += setup(E, L - 1) if L > 1 else setup(G, L)
+                                m.next = "ISSUE"
+                            with m.Else():
+                                m.d.comb += last_pass.eq(1)
+                        with m.Case(E):
+                            with m.If(layer != 1):
+                                self._next_pass(m, setup, E, L)
+                            with m.Else():
+                                m.d.sync += setup(G, L)
+                                m.next = "ISSUE"
+                        with m.Case(G):
+                            with m.If(layer != 1):
+                                self._next_pass(m, setup, G, L)
+                            with m.Else():
+                                m.d.comb += last_pass.eq(1)
+                    with m.If(last_pass):
+                        m.next = "DONE"
+            with m.State("DONE"):
+                m.d.sync += running.eq(0)
+                m.d.comb += run_done.eq(1)
+                with m.If(training):
+                    m.d.sync += step.eq(step + 1)
+                m.next = "IDLE"
+
+        # ---------------------------------------------------------- counters
+        inc = {name: Const(0, 1) for name in COUNTERS}
+        inc["cycles"] = Const(1, 1)
+        inc["cycles_forward"] = in_pass & is_f
+        inc["cycles_backward"] = in_pass & is_e
+        inc["cycles_gradient"] = in_pass & is_g
+        inc["cycles_control"] = running & ~in_pass
+        inc["cycles_host"] = h["busy"] & ~running
+        busy_lanes = Signal(_bits(P), name="busy_lanes")
+        m.d.sync += busy_lanes.eq(Mux(fire, _popcount(mask & ~bias_lane, P), 0))
+        inc["lane_busy"] = busy_lanes
+        inc["steps"] = run_done & training
+        for code, site in EVENT_CODES.items():
+            lst = events[code]
+            inc[f"{site}.overflow"] = sum((f & o).as_unsigned() for f, o, _ in lst)
+            inc[f"{site}.underflow"] = sum((f & un).as_unsigned() for f, _, un in lst)
+            inc[f"{site}.total"] = sum(f.as_unsigned() for f, _, _ in lst)
+        with m.If(h["clear"]):
+            m.d.sync += [s.eq(0) for s in ctr.values()]
+        with m.Else():
+            m.d.sync += [ctr[name].eq(ctr[name] + inc[name]) for name in COUNTERS]
+        return m
+
+    # ------------------------------------------------------------------ pass order
+    def _next_pass(self, m, setup, kind_, L):
+        """Forward passes go up a layer; backward and gradient passes go down."""
+        with m.Switch(self._layer):
+            for l in range(1, L + 1):
+                nxt = l + 1 if kind_ == F else l - 1
+                if 1 <= nxt <= L and not (kind_ == E and nxt > L - 1):
+                    with m.Case(l):
+                        m.d.sync += setup(kind_, nxt)
+        m.next = "ISSUE"
+
+    # ------------------------------------------------------------------ keys
+    def _keygen(self, m, seed, step, start, busy) -> dict:
+        """The step's keys, ``key[l][c] = H(H(H(seed) ^ n) ^ ((l << 8) | c))`` (section 9),
+        on one pipeline of the units' own hash rounds."""
+        L = self.config.depth
+        sites = [(l, code) for l in range(1, L + 1) for code in KEY_CODES]
+        keys = {code: [Signal(32, name=f"key_{l}_{code}", reset_less=True)
+                       for l in range(1, L + 1)] for code in KEY_CODES}
+        flat = [keys[code][l - 1] for l, code in sites]
+        db = _bits(len(sites) + 2)
+        feed_valid, feed_word, feed_dest = Signal(name="kg_fv"), Signal(32, name="kg_fw"), \
+            Signal(db, name="kg_fd")
+        word, valid, dest = feed_word, feed_valid, feed_dest
+        for s, rounds in enumerate(HASH_STAGES):
+            nw, nv, nd = (Signal(32, name=f"kg_w{s}", reset_less=True), Signal(name=f"kg_v{s}"),
+                          Signal(db, name=f"kg_d{s}", reset_less=True))
+            m.d.sync += [nw.eq(hash_rounds(word, rounds)), nv.eq(valid), nd.eq(dest)]
+            word, valid, dest = nw, nv, nd
+        base = Signal(32, name="kg_base", reset_less=True)
+        j = Signal(db, name="kg_j")
+        site_words = Array([Const((l << 8) | code, 32) for l, code in sites])
+        with m.If(valid & (dest >= 2)):
+            with m.Switch(dest):
+                for n, sig in enumerate(flat):
+                    with m.Case(n + 2):
+                        m.d.sync += sig.eq(word)
+        with m.FSM(name="keygen"):
+            with m.State("IDLE"):
+                with m.If(start):
+                    m.d.comb += [feed_valid.eq(1), feed_word.eq(seed), feed_dest.eq(0)]
+                    m.next = "SEED"
+            with m.State("SEED"):
+                m.d.comb += busy.eq(1)
+                with m.If(valid & (dest == 0)):
+                    m.d.comb += [feed_valid.eq(1), feed_word.eq(word ^ step), feed_dest.eq(1)]
+                    m.next = "BASE"
+            with m.State("BASE"):
+                m.d.comb += busy.eq(1)
+                with m.If(valid & (dest == 1)):
+                    m.d.sync += [base.eq(word), j.eq(0)]
+                    m.next = "FEED"
+            with m.State("FEED"):
+                m.d.comb += [busy.eq(1), feed_valid.eq(1), feed_word.eq(base ^ site_words[j]),
+                             feed_dest.eq(j + 2)]
+                m.d.sync += j.eq(j + 1)
+                with m.If(j == len(sites) - 1):
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += busy.eq(1)
+                with m.If(valid & (dest == len(sites) + 1)):
+                    m.next = "IDLE"
+        return keys
+
+    # ------------------------------------------------------------------ host interface
+    def _host(self, m, *, running, start_run, start_train, run_done, cfg_batch, widths, eta,
+              seed, step, timeout, ctr, depths, rd, rd_a, rd_dl) -> dict:
+        """The command decoder (``docs/engine.md``, host interface)."""
+        c = self.config
+        P, L, lg = c.lanes, c.depth, c.log2_lanes
+        cmd, rsp = self.cmd, self.rsp
+        op = Signal(8, name="h_op")
+        arg = Signal(8, name="h_arg")
+        addr = Signal(33, name="h_addr")
+        count = Signal(33, name="h_count")
+        wdata = Signal(32, name="h_wdata")
+        wen = Signal(name="h_wen")
+        bad = Signal(name="h_bad")
+        wait = Signal(32, name="h_wait")
+        rsp_data = Signal(32, name="h_rsp", reset_less=True)
+        clear = Signal(name="h_clear")
+        busy = Signal(name="h_busy")
+        idx = Signal(8, name="h_idx")
+        word = cmd.payload
+        got = cmd.valid & cmd.ready
+        m.d.comb += rsp.payload.eq(rsp_data)
+        sent = rsp.valid & rsp.ready
+
+        regs = {REG["batch"]: cfg_batch, REG["eta"]: eta, REG["seed"]: seed,
+                REG["step"]: step, REG["timeout"]: timeout}
+        for l, w in enumerate(widths):
+            regs[REG["width0"] + l] = w
+        ro = {REG["counters"] + n: ctr[name] for n, name in enumerate(COUNTERS)}
+        id_words = [ID_MAGIC, c.gen_hash,
+                    P | (L << 8) | (c.counter_bits << 16) | (int(c.stochastic) << 24)
+                    | (int(c.loss == "xent") << 25), c.batch, *c.sizes]
+
+        def go_status(e, opv=op):
+            e = Const(e, 8) if isinstance(e, int) else e
+            m.d.sync += rsp_data.eq(Const(status_word(0, 0), 32) | opv | (e << 16))
+            m.next = "STATUS"
+
+        def timed_out():
+            return (timeout != 0) & (wait >= timeout)
+
+        shape_ok = (cfg_batch >= 1) & (cfg_batch <= c.batch)
+        for l, (w, n) in enumerate(zip(widths, c.sizes)):
+            shape_ok = shape_ok & (w >= 1) & (w <= n)
+        range_ok = Signal(name="h_range_ok")
+        with m.Switch(arg):
+            for mem_id, depth in depths.items():
+                with m.Case(mem_id):
+                    m.d.comb += range_ok.eq(addr + count <= depth)
+            with m.Default():
+                m.d.comb += range_ok.eq(0)
+        # Read data of the memory and bank addressed (one cycle after the address).
+        hbank = Signal(max(1, lg), name="h_bank")
+        m.d.sync += hbank.eq(addr[:lg] if lg else 0)
+        rdata = Signal(32, name="h_rdata")
+        with m.Switch(arg):
+            for mem_id, port in ((Mem.W, rd["w"]), (Mem.B, rd["b"]), (Mem.T, rd["t"]),
+                                 (Mem.D, rd["d"])):
+                with m.Case(mem_id):
+                    m.d.comb += rdata.eq(port.data)
+            with m.Case(Mem.A):
+                m.d.comb += rdata.eq(Array([pt.data for pt in rd_a])[hbank] if lg else rd_a[0].data)
+            with m.Case(Mem.DELTA):
+                m.d.comb += rdata.eq(Array([pt.data for pt in rd_dl])[hbank] if lg
+                                     else rd_dl[0].data)
+
+        with m.FSM(name="host"):
+            with m.State("IDLE"):
+                m.d.comb += cmd.ready.eq(1)
+                m.d.sync += wait.eq(0)
+                with m.If(got):
+                    o, a = word[:8], word[8:16]
+                    m.d.sync += [op.eq(o), arg.eq(a), idx.eq(0), bad.eq(0)]
+                    with m.Switch(o):
+                        with m.Case(Op.NOP):
+                            go_status(Err.OK, o)
+                        with m.Case(Op.CLEAR):
+                            m.d.comb += clear.eq(1)
+                            go_status(Err.OK, o)
+                        with m.Case(Op.ID):
+                            m.d.sync += rsp_data.eq(id_words[0])
+                            m.next = "ID"
+                        with m.Case(Op.WREG):
+                            m.next = "WREG"
+                        with m.Case(Op.RREG):
+                            m.next = "RREG"
+                        with m.Case(Op.WMEM, Op.RMEM):
+                            m.next = "ADDR"
+                        with m.Case(Op.TRAIN, Op.EVAL):
+                            m.next = "CHECK"
+                        with m.Default():
+                            m.d.sync += rsp_data.eq(status_word(0, Err.OPCODE) | o)
+                            m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += [rsp.valid.eq(1), busy.eq(1)]
+                with m.If(sent):
+                    m.next = "IDLE"
+            with m.State("ID"):
+                m.d.comb += [rsp.valid.eq(1), busy.eq(1)]
+                with m.If(sent):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.Switch(idx):
+                        for n in range(len(id_words) - 1):
+                            with m.Case(n):
+                                m.d.sync += rsp_data.eq(id_words[n + 1])
+                        with m.Default():
+                            go_status(Err.OK)
+            with m.State("WREG"):
+                m.d.comb += [cmd.ready.eq(1), busy.eq(1)]
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(got):
+                    with m.Switch(arg):
+                        for r, sig in regs.items():
+                            with m.Case(r):
+                                m.d.sync += sig.eq(word)
+                                go_status(Err.OK)
+                        with m.Default():
+                            go_status(Err.REGISTER)
+                with m.Elif(timed_out()):
+                    go_status(Err.TIMEOUT)
+            with m.State("RREG"):
+                m.d.comb += busy.eq(1)
+                with m.Switch(arg):
+                    for r, sig in {**regs, **ro}.items():
+                        with m.Case(r):
+                            m.d.sync += rsp_data.eq(sig)
+                            m.next = "RREG_SEND"
+                    with m.Default():
+                        go_status(Err.REGISTER)
+            with m.State("RREG_SEND"):
+                m.d.comb += [rsp.valid.eq(1), busy.eq(1)]
+                with m.If(sent):
+                    go_status(Err.OK)
+            with m.State("ADDR"):
+                m.d.comb += [cmd.ready.eq(1), busy.eq(1)]
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(got):
+                    m.d.sync += [addr.eq(word), wait.eq(0)]
+                    m.next = "COUNT"
+                with m.Elif(timed_out()):
+                    go_status(Err.TIMEOUT)
+            with m.State("COUNT"):
+                m.d.comb += [cmd.ready.eq(1), busy.eq(1)]
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(got):
+                    m.d.sync += [count.eq(word), wait.eq(0)]
+                    m.next = "RANGE"
+                with m.Elif(timed_out()):
+                    go_status(Err.TIMEOUT)
+            with m.State("RANGE"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += bad.eq(~range_ok)
+                with m.If(count == 0):
+                    go_status(Mux(range_ok, Err.OK, Err.MEMORY))
+                with m.Elif(op == Op.WMEM):
+                    m.next = "WDATA"
+                with m.Else():
+                    m.next = "RISSUE"
+            with m.State("WDATA"):
+                m.d.comb += [cmd.ready.eq(1), busy.eq(1)]
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(got):
+                    m.d.comb += [wen.eq(~bad), wdata.eq(word)]
+                    m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), wait.eq(0)]
+                    with m.If(count == 1):
+                        go_status(Mux(bad, Err.MEMORY, Err.OK))
+                with m.Elif(timed_out()):
+                    go_status(Err.TIMEOUT)
+            with m.State("RISSUE"):
+                m.d.comb += busy.eq(1)      # the address is on the read ports this cycle
+                m.next = "RDATA"
+            with m.State("RDATA"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += rsp_data.eq(Mux(bad, 0, rdata))
+                m.next = "RSEND"
+            with m.State("RSEND"):
+                m.d.comb += [rsp.valid.eq(1), busy.eq(1)]
+                with m.If(sent):
+                    m.d.sync += [addr.eq(addr + 1), count.eq(count - 1)]
+                    with m.If(count == 1):
+                        go_status(Mux(bad, Err.MEMORY, Err.OK))
+                    with m.Else():
+                        m.next = "RISSUE"
+            with m.State("CHECK"):
+                m.d.comb += busy.eq(1)
+                with m.If(shape_ok):
+                    m.d.comb += [start_run.eq(1), start_train.eq(op == Op.TRAIN)]
+                    m.next = "RUN"
+                with m.Else():
+                    go_status(Err.CONFIG)
+            with m.State("RUN"):
+                with m.If(run_done):
+                    go_status(Err.OK)
+        return {"mem": arg, "addr": addr[:32], "wdata": wdata, "wen": wen, "clear": clear,
+                "busy": busy}

@@ -1,0 +1,271 @@
+"""``--backend rtl``: the training engine simulated by Verilator, behind :class:`Runtime`.
+
+The engine (``hw/engine``) is generated for the network, batch and profile, built once
+into a native Verilator library (``sim/native.py``, cached by content) and driven through
+its host interface (``sw/engine_host.py``): one C++ call per group of batches, never one
+per cycle. The golden model serves as the static plan (fit and width checks) and
+quantises the inputs on the host, as the OpenCL runtime does.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .engine_host import Layout, Program
+from .errors import FxbpError
+from .golden import EVENT_SITES, GoldenMLP, learning_rate_raw
+from .runtime import Runtime, golden_model
+
+__all__ = ["RtlRuntime", "engine_config", "VerifyMismatch"]
+
+
+class VerifyMismatch(FxbpError):
+    """``--verify-every-step`` found the engine and golden apart."""
+
+
+def engine_config(sizes, profile, *, batch: int, loss: str, lanes: int, eta):
+    from ..hw.engine import EngineConfig
+    lr_shift = eta[1] if profile.lr_mode == "shift" else None
+    try:
+        return EngineConfig(profile=profile, sizes=tuple(sizes), batch=batch, lanes=lanes,
+                            loss=loss, lr_shift=lr_shift)
+    except (TypeError, ValueError) as exc:
+        raise FxbpError(f"cannot generate the engine: {exc}") from None
+
+
+def build_engine(config, progress=None):
+    """The native library of the engine for ``config`` (built once, then cached)."""
+    from ..hw.engine import Engine
+    from ..hw.generate import verilog
+    from ..sim.native import NativeLibrary
+    try:
+        engine = Engine(config)
+    except (TypeError, ValueError) as exc:
+        raise FxbpError(f"cannot generate the engine: {exc}") from None
+    text = verilog(engine, "fxbp_engine")
+    return NativeLibrary.build(text, "fxbp_engine", progress=progress)
+
+
+class RtlRuntime(Runtime):
+    """The engine in Verilator.
+
+    ``lanes`` is the engine's ``P``; ``verify`` steps a golden model beside the engine and
+    compares after every step (``--verify-every-step``); ``batches_per_call`` trades the
+    progress bar's rate against Python-to-C++ crossings.
+    """
+
+    name = "rtl"
+    fixed_point = True
+
+    def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
+                 lanes: int = 8, verify: bool = False, progress=None, batches_per_call: int = 4,
+                 trace: tuple | None = None):
+        super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
+                         lr=lr, batch=batch)
+        self.eta = learning_rate_raw(lr, batch, profile)
+        self.model = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
+                                  batch=batch, eta=self.eta)
+        self.config = engine_config(sizes, profile, batch=batch, loss=loss, lanes=lanes,
+                                    eta=self.eta)
+        self.layout = Layout(self.config, sizes)
+        self.lanes = lanes
+        self.batches_per_call = batches_per_call
+        t0 = time.perf_counter()
+        self.lib = build_engine(self.config, progress)
+        self.build_seconds = time.perf_counter() - t0
+        self.sim = self.lib.new()
+        self.sim.reset(2)
+        if trace is not None:
+            self.sim.trace(*trace)
+        self.counters = {}            # engine counters, summed on the host (64-bit)
+        self.sim_cycles = 0
+        self.sim_seconds = 0.0        # inside the C++ clock loop
+        self.call_seconds = 0.0       # the whole transport calls
+        self.verify = verify
+        self.reference = None
+        self.steps_done = 0
+        prog = Program()
+        ident = prog.ident()
+        self.layout.configure(prog, batch)
+        eta_raw, _ = self.eta
+        prog.wreg(0x01, eta_raw if profile.lr_mode == "multiply" else 0)
+        prog.wreg(0x02, seed & 0xFFFFFFFF)
+        prog.wreg(0x03, 0)
+        self.layout.write_parameters(prog, self.model.weights, self.model.biases)
+        answers = self._run(prog)
+        self.layout.check_id(answers[ident])
+        if verify:
+            self.reference = GoldenMLP(sizes, profile, self.model.weights, self.model.biases,
+                                       loss=loss, seed=seed)
+
+    # ---------------------------------------------------------------- transport
+    def _run(self, prog: Program) -> list[np.ndarray]:
+        words = prog.encode()
+        n_out = prog.responses(self.layout.id_words)
+        budget = 64 * (len(words) + n_out) + 10_000 + self._cycle_budget(prog)
+        res = self.sim.stream(words, n_out, max_cycles=budget)
+        self.sim_cycles += res.cycles
+        self.sim_seconds += res.loop_seconds
+        self.call_seconds += res.call_seconds
+        if res.produced < n_out:
+            raise FxbpError(f"the engine stopped answering after {res.produced} of {n_out} words "
+                            f"({res.cycles} cycles): a hang in the engine")
+        return prog.decode(res.outputs[:, 0], self.layout.id_words)
+
+    def _cycle_budget(self, prog: Program) -> int:
+        """A generous bound on the cycles of the program's TRAIN/EVAL commands."""
+        n = self.sizes
+        macs = sum(n[l] * (n[l - 1] + self.lanes + 1) for l in range(1, len(n)))
+        per = 4 * (macs + 200 * len(n)) * (self.config.groups + 1) + 10_000
+        return per * sum(c.op in (6, 7) for c in prog.commands)
+
+    def _collect_counters(self, prog: Program) -> list[int]:
+        handles = prog.counters()
+        prog.clear()
+        return handles
+
+    def _add_counters(self, answers, handles) -> None:
+        from ..hw.engine.config import COUNTERS
+        for name, h in zip(COUNTERS, handles):
+            self.counters[name] = self.counters.get(name, 0) + (int(answers[h][0]) & 0xFFFFFFFF)
+
+    # ---------------------------------------------------------------- Runtime
+    def describe(self) -> dict:
+        return {"backend": "rtl", "platform": "verilator",
+                "device": f"training engine, {self.lanes} MAC lanes (Verilator model)"}
+
+    def prepare(self, x, t):
+        return self.model.quantize_input(x), self.model.quantize_target(t)
+
+    def train_batch(self, x, t) -> None:
+        self._train([(x, t)])
+
+    def _train(self, batches) -> None:
+        prog = Program()
+        for x, t in batches:
+            self.layout.write_batch(prog, x, t)
+            prog.train()
+        handles = self._collect_counters(prog)
+        answers = self._run(prog)
+        self._add_counters(answers, handles)
+        self.steps_done += len(batches)
+
+    def train_epoch(self, x, t, order, batch, on_batch=None) -> None:
+        starts = list(range(0, len(order), batch))
+        if self.verify:
+            for s in starts:
+                idx = order[s:s + batch]
+                self._verified_step(x[idx], t[idx])
+                if on_batch is not None:
+                    on_batch()
+            return
+        for g in range(0, len(starts), self.batches_per_call):
+            group = [(x[order[s:s + batch]], t[order[s:s + batch]])
+                     for s in starts[g:g + self.batches_per_call]]
+            self._train(group)
+            if on_batch is not None:
+                for _ in group:
+                    on_batch()
+
+    def predict(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64)
+        B, L = self.config.batch, len(self.sizes) - 1
+        prog = Program()
+        reads = []
+        for s in range(0, len(x), B):
+            chunk = x[s:s + B]
+            self.layout.write_batch(prog, chunk)
+            prog.evaluate()
+            reads.append((len(chunk), self.layout.read_activations(prog, L, len(chunk))))
+        handles = self._collect_counters(prog)
+        answers = self._run(prog)
+        self._add_counters(answers, handles)
+        out = np.concatenate([self.layout.activations(answers[h], L, n) for n, h in reads])
+        return self.profile.activation.fmt.to_real(out)
+
+    def _parameters(self):
+        prog = Program()
+        handles = self.layout.read_parameters(prog)
+        step = prog.rreg(0x03)
+        answers = self._run(prog)
+        ws, bs = self.layout.parameters(answers, handles)
+        return int(answers[step][0]) & 0xFFFFFFFF, list(zip(ws, bs))
+
+    def _set_parameters(self, weights, biases, step):
+        prog = Program()
+        self.layout.write_parameters(prog, weights, biases)
+        prog.wreg(0x03, step)
+        self._run(prog)
+        if self.reference is not None:
+            self.reference.set_parameters([np.asarray(w, dtype=np.int64) for w in weights],
+                                          [np.asarray(b, dtype=np.int64) for b in biases], step)
+
+    def event_counts(self) -> dict:
+        from ..hw.engine.config import EVENT_CODES
+        out = {}
+        for name, (o, un, tot) in zip(EVENT_SITES, self.model.events):
+            out[name] = {"overflow": int(o), "underflow": int(un), "total": int(tot)}
+        base = getattr(self, "_event_offsets", {})
+        for site in EVENT_CODES.values():
+            prev = base.get(site, {"overflow": 0, "underflow": 0, "total": 0})
+            out[site] = {k: prev[k] + self.counters.get(f"{site}.{k}", 0)
+                         for k in ("overflow", "underflow", "total")}
+        return out
+
+    def load_event_counts(self, counts) -> None:
+        from ..hw.engine.config import EVENT_CODES
+        self.model.set_event_counts({"input": counts["input"]})
+        self._event_offsets = {s: dict(counts[s]) for s in EVENT_CODES.values()}
+        for s in EVENT_CODES.values():
+            for k in ("overflow", "underflow", "total"):
+                self.counters.pop(f"{s}.{k}", None)
+        if self.reference is not None:
+            self.reference.set_event_counts(counts)
+
+    # ---------------------------------------------------------------- hardware figures
+    def hardware(self, clock_mhz: float | None = None, clock_source: str | None = None) -> dict:
+        c = self.counters
+        steps = c.get("steps", 0)
+        train_cycles = c.get("cycles_forward", 0) + c.get("cycles_backward", 0) \
+            + c.get("cycles_gradient", 0) + c.get("cycles_control", 0)
+        n = self.sizes
+        macs = sum(n[l] * n[l - 1] for l in range(1, len(n)))
+        per_sample = 2 * macs + sum(n[l] * n[l + 1] for l in range(1, len(n) - 1))
+        out = {
+            "lanes": self.lanes,
+            "engine": self.config.describe() | {"profile": self.profile.name},
+            "cycles": c.get("cycles", 0),
+            "cycles_per_phase": {k.removeprefix("cycles_"): c.get(k, 0) for k in
+                                 ("cycles_forward", "cycles_backward", "cycles_gradient",
+                                  "cycles_control", "cycles_host")},
+            "steps": steps,
+            "macs_per_training_sample": per_sample,
+            "lane_busy_cycles": c.get("lane_busy", 0),
+            "simulated_cycles": self.sim_cycles,
+            "simulated_cycles_per_second": (self.sim_cycles / self.sim_seconds
+                                            if self.sim_seconds else None),
+            "harness_seconds": self.call_seconds,
+            "clock_seconds": self.sim_seconds,
+            "build_seconds": self.build_seconds,
+        }
+        return out
+
+    def _verified_step(self, x, t) -> None:
+        self._train([(x, t)])
+        ref = self.reference
+        ref.train_step(x, t, self.eta)
+        step, layers = self._parameters()
+        if step != ref.step:
+            raise VerifyMismatch(f"step counter: engine {step}, golden {ref.step}")
+        for l, ((w, b), (rw, rb)) in enumerate(zip(layers, ref.layers())):
+            for name, got, exp in (("weights", w, rw), ("bias", b, rb)):
+                diff = np.flatnonzero(np.asarray(got).reshape(-1) != np.asarray(exp).reshape(-1))
+                if diff.size:
+                    i = int(diff[0])
+                    idx = np.unravel_index(i, np.asarray(exp).shape)
+                    raise VerifyMismatch(
+                        f"step {ref.step - 1}: layer {l + 1} {name} differ first at index "
+                        f"{list(map(int, idx))} (flat {i}): expected raw {int(exp.reshape(-1)[i])}, "
+                        f"actual {int(got.reshape(-1)[i])}")
