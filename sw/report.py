@@ -30,8 +30,8 @@ class TrainProgress:
                                              completed=done, info="")
         self.batches = self.progress.add_task("batches", total=batches, info="")
 
-    def batch_done(self) -> None:
-        self.progress.advance(self.batches)
+    def batch_done(self, info: str = "") -> None:
+        self.progress.update(self.batches, advance=1, info=info)
 
     def epoch_done(self, row: dict) -> None:
         info = (f"loss {row['loss']:.4f}  train {row['train_accuracy']:.3f}  "

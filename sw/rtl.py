@@ -61,7 +61,7 @@ class RtlRuntime(Runtime):
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
                  lanes: int = 8, verify: bool = False, progress=None, batches_per_call: int = 4,
-                 trace: tuple | None = None):
+                 trace: tuple | None = None, clock_mhz: float | None = None):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch)
         self.eta = learning_rate_raw(lr, batch, profile)
@@ -71,6 +71,8 @@ class RtlRuntime(Runtime):
                                     eta=self.eta)
         self.layout = Layout(self.config, sizes)
         self.lanes = lanes
+        self.clock_mhz = clock_mhz
+        self.wall_seconds = 0.0       # train_epoch and predict, Python included
         self.batches_per_call = batches_per_call
         t0 = time.perf_counter()
         self.lib = build_engine(self.config, progress)
@@ -153,6 +155,16 @@ class RtlRuntime(Runtime):
         self.steps_done += len(batches)
 
     def train_epoch(self, x, t, order, batch, on_batch=None) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._train_epoch(x, t, order, batch, on_batch)
+        finally:
+            self.wall_seconds += time.perf_counter() - t0
+
+    def progress_info(self) -> str:
+        return f"{self.sim_cycles / 1e6:,.1f} M cycles simulated"
+
+    def _train_epoch(self, x, t, order, batch, on_batch) -> None:
         starts = list(range(0, len(order), batch))
         if self.verify:
             for s in starts:
@@ -170,6 +182,13 @@ class RtlRuntime(Runtime):
                     on_batch()
 
     def predict(self, x) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return self._predict(x)
+        finally:
+            self.wall_seconds += time.perf_counter() - t0
+
+    def _predict(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)
         B, L = self.config.batch, len(self.sizes) - 1
         prog = Program()
@@ -225,32 +244,60 @@ class RtlRuntime(Runtime):
             self.reference.set_event_counts(counts)
 
     # ---------------------------------------------------------------- hardware figures
-    def hardware(self, clock_mhz: float | None = None, clock_source: str | None = None) -> dict:
+    def hardware(self) -> dict:
+        """The record's ``hardware`` section (docs/results.md)."""
         c = self.counters
-        steps = c.get("steps", 0)
-        train_cycles = c.get("cycles_forward", 0) + c.get("cycles_backward", 0) \
-            + c.get("cycles_gradient", 0) + c.get("cycles_control", 0)
         n = self.sizes
-        macs = sum(n[l] * n[l - 1] for l in range(1, len(n)))
-        per_sample = 2 * macs + sum(n[l] * n[l + 1] for l in range(1, len(n) - 1))
-        out = {
+        phases = {k: c.get(f"cycles_{k}", 0) for k in ("forward", "backward", "gradient",
+                                                        "control")}
+        train_cycles = sum(phases.values())
+        samples, steps = c.get("samples_trained", 0), c.get("steps", 0)
+        macs = (2 * sum(n[l] * n[l - 1] for l in range(1, len(n)))
+                + sum(n[l] * n[l + 1] for l in range(1, len(n) - 1)))
+        per_sample = train_cycles / samples if samples else None
+        clock, source = self._clock()
+        busy = c.get("lane_busy", 0)
+        return {
+            "engine": {**self.config.describe(), "profile": self.profile.name,
+                       "gen_hash": f"{self.config.gen_hash:08x}"},
             "lanes": self.lanes,
-            "engine": self.config.describe() | {"profile": self.profile.name},
-            "cycles": c.get("cycles", 0),
-            "cycles_per_phase": {k.removeprefix("cycles_"): c.get(k, 0) for k in
-                                 ("cycles_forward", "cycles_backward", "cycles_gradient",
-                                  "cycles_control", "cycles_host")},
             "steps": steps,
-            "macs_per_training_sample": per_sample,
-            "lane_busy_cycles": c.get("lane_busy", 0),
+            "samples_trained": samples,
+            "training_cycles": train_cycles,
+            "cycles_per_step": train_cycles / steps if steps else None,
+            "cycles_per_sample": per_sample,
+            "cycles_per_phase": phases,
+            "cycles_per_phase_per_sample": {k: v / samples for k, v in phases.items()}
+            if samples else None,
+            "evaluation_cycles": c.get("cycles_eval", 0),
+            "host_io_cycles": c.get("cycles_host", 0),
+            "macs_per_sample": macs,
+            "mac_lane_utilisation": (macs * samples / (self.lanes * train_cycles)
+                                     if train_cycles else None),
+            "lane_busy_cycles": busy,
+            "target_cycles_per_sample": 1.25 * macs / self.lanes,
             "simulated_cycles": self.sim_cycles,
             "simulated_cycles_per_second": (self.sim_cycles / self.sim_seconds
                                             if self.sim_seconds else None),
-            "harness_seconds": self.call_seconds,
-            "clock_seconds": self.sim_seconds,
+            "harness_overhead": ((self.wall_seconds - self.sim_seconds) / self.wall_seconds
+                                 if self.wall_seconds else None),
             "build_seconds": self.build_seconds,
+            "clock_mhz": clock,
+            "clock_source": source,
+            "fpga_samples_per_second": (clock * 1e6 / per_sample
+                                        if clock and per_sample else None),
         }
-        return out
+
+    def _clock(self) -> tuple[float | None, str]:
+        if self.clock_mhz is not None:
+            return float(self.clock_mhz), "--clock-mhz"
+        from .engine_fmax import known_fmax
+        found = known_fmax(self.config)
+        if found is None:
+            return None, ("unknown: run fxbp synth engine --pnr for this engine, or give "
+                          "--clock-mhz")
+        mhz, where = found
+        return mhz, where
 
     def _verified_step(self, x, t) -> None:
         self._train([(x, t)])

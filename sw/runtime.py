@@ -127,6 +127,14 @@ class Runtime(abc.ABC):
         without touching this runtime's state; the training loop calls it outside the
         timed region. Runtimes with nothing to compile keep this no-op."""
 
+    def progress_info(self) -> str:
+        """A few words for the batch progress bar (the RTL runtime: simulated cycles)."""
+        return ""
+
+    def hardware(self) -> dict | None:
+        """The record's ``hardware`` section (the RTL runtime); ``None`` elsewhere."""
+        return None
+
     def synchronize(self) -> None:
         """Wait until queued work is done (for timing); host runtimes have none."""
 
@@ -254,6 +262,11 @@ def best_backend() -> tuple[str, str]:
         return "golden", "auto"
 
 
+def _rtl(*args, device="auto", **kwargs):
+    from .rtl import RtlRuntime
+    return RtlRuntime(*args, **kwargs)
+
+
 #: Backend name -> factory(sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch, device).
 BACKENDS = {
     "golden": lambda *a, device="auto", **k: GoldenRuntime(*a, **k),
@@ -261,6 +274,7 @@ BACKENDS = {
     "float64": lambda *a, device="auto", **k: FloatRuntime(*a, dtype=np.float64, **k),
     "opencl": _opencl,
     "opencl-float32": _opencl_float32,
+    "rtl": _rtl,
 }
 BACKEND_CHOICES = (*BACKENDS, "best")
 #: Backends that do not implement docs/datapath.md (no accumulator or width checks apply).

@@ -55,13 +55,19 @@ class TrainConfig:
     seed: int = 0
     test_fraction: float = 0.2
     scale: str = "minmax"
+    #: --backend rtl only: MAC lanes, golden beside it every step, FPGA clock, waves.
+    lanes: int = 8
+    verify_every_step: bool = False
+    clock_mhz: float | None = None
+    trace: tuple | None = None
 
     def identity(self) -> dict:
         """The fields that define a run's numbers (all but ``epochs`` and where it runs;
         the profile, with its roundings and sigmoid, and the data are compared by
         content, not by the options that named them)."""
         d = dataclasses.asdict(self)
-        for k in ("epochs", "device", "precision", "data", "backend", "rounding", "sigmoid"):
+        for k in ("epochs", "device", "precision", "data", "backend", "rounding", "sigmoid",
+                  "lanes", "verify_every_step", "clock_mhz", "trace"):
             d.pop(k)
         d["hidden"] = list(d["hidden"]) if d["hidden"] is not None else None
         return d
@@ -271,8 +277,13 @@ class Trainer:
             w0, b0 = ds.initial
         else:
             w0, b0 = initial_parameters(self.sizes, cfg.seed, profile)
+        extra = {}
+        if cfg.backend == "rtl":
+            extra = {"lanes": cfg.lanes, "verify": cfg.verify_every_step, "trace": cfg.trace,
+                     "clock_mhz": cfg.clock_mhz}
         self.runtime = make_runtime(cfg.backend, self.sizes, profile, w0, b0, loss=loss,
-                                    seed=cfg.seed, lr=float(lr), batch=batch, device=cfg.device)
+                                    seed=cfg.seed, lr=float(lr), batch=batch, device=cfg.device,
+                                    **extra)
         self._train_data = self.runtime.prepare(ds.x_train, ds.t_train)
         self._test_data = self.runtime.prepare(ds.x_test, ds.t_test)
         self.data_digest = data_digest(ds)
@@ -522,7 +533,8 @@ class Trainer:
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
             order = self.batch_order(epoch)
             t0 = time.perf_counter()
-            rt.train_epoch(xtr, ttr, order, cfg.batch, progress.batch_done if progress else None)
+            on_batch = (lambda: progress.batch_done(rt.progress_info())) if progress else None
+            rt.train_epoch(xtr, ttr, order, cfg.batch, on_batch)
             rt.synchronize()
             self.train_seconds += time.perf_counter() - t0
             self.samples_trained += n
@@ -574,6 +586,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "compile_seconds": self.compile_seconds,
             "cast_events": rt.event_counts(),
+            **({"hardware": rt.hardware()} if rt.hardware() is not None else {}),
             **({"first_step": self.first_step} if self.first_step is not None else {}),
             "layers": rt.real_layers(),
             "weights_digest": rt.digest(),

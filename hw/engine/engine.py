@@ -649,15 +649,19 @@ class Engine(wiring.Component):
         # ---------------------------------------------------------- counters
         inc = {name: Const(0, 1) for name in COUNTERS}
         inc["cycles"] = Const(1, 1)
-        inc["cycles_forward"] = in_pass & is_f
-        inc["cycles_backward"] = in_pass & is_e
-        inc["cycles_gradient"] = in_pass & is_g
-        inc["cycles_control"] = running & ~in_pass
+        inc["cycles_forward"] = in_pass & is_f & training
+        inc["cycles_backward"] = in_pass & is_e & training
+        inc["cycles_gradient"] = in_pass & is_g & training
+        inc["cycles_control"] = running & ~in_pass & training
+        inc["cycles_eval"] = running & ~training
         inc["cycles_host"] = h["busy"] & ~running
         busy_lanes = Signal(_bits(P), name="busy_lanes")
         m.d.sync += busy_lanes.eq(Mux(fire, _popcount(mask & ~bias_lane, P), 0))
-        inc["lane_busy"] = busy_lanes
+        inc["lane_busy"] = Mux(training, busy_lanes, 0)
+        inc["lane_busy_eval"] = Mux(training, 0, busy_lanes)
         inc["steps"] = run_done & training
+        inc["samples_trained"] = Mux(run_done & training, batch, 0)
+        inc["samples_evaluated"] = Mux(run_done & ~training, batch, 0)
         for code, site in EVENT_CODES.items():
             lst = events[code]
             inc[f"{site}.overflow"] = sum((f & o).as_unsigned() for f, o, _ in lst)
