@@ -13,7 +13,7 @@ from ..sw.errors import FxbpError
 from .generate import build_unit, verilog
 from .synth import DEFAULT_DEVICE, DEVICES, place_and_route, synthesize
 
-__all__ = ["synth_command", "FAMILY_CHOICES", "DEVICE_CHOICES"]
+__all__ = ["synth_command", "engine_config", "FAMILY_CHOICES", "DEVICE_CHOICES"]
 
 FAMILY_CHOICES = ["ice40", "ecp5", "both"]
 DEVICE_CHOICES = sorted({d for _, d in DEVICES})
@@ -30,16 +30,55 @@ def _families(family: str, device: str | None) -> list[tuple[str, str]]:
     return [(f, device or DEFAULT_DEVICE[f]) for f in fams]
 
 
+def parse_net(text: str) -> tuple[int, ...]:
+    """``"64-32-10"`` -> ``(64, 32, 10)``; FxbpError otherwise."""
+    try:
+        sizes = tuple(int(s) for s in str(text).split("-"))
+    except ValueError:
+        sizes = ()
+    if len(sizes) < 2 or any(n < 1 for n in sizes):
+        raise FxbpError(f"--net {text!r} must be layer widths joined by '-', input first, e.g. "
+                        f"64-32-10")
+    return sizes
+
+
+def engine_config(profile, *, net: str = "64-32-10", max_batch: int = 32, lanes: int = 8,
+                  loss: str = "mse", lr_shift=None):
+    """The :class:`EngineConfig` of ``fxbp gen/synth engine`` options; FxbpError when it
+    cannot be generated."""
+    from .engine import EngineConfig
+    sizes = parse_net(net)
+    try:
+        return EngineConfig(profile=profile, sizes=sizes, batch=max_batch, lanes=lanes,
+                            loss=loss, lr_shift=lr_shift)
+    except (TypeError, ValueError) as exc:
+        raise FxbpError(f"cannot generate the engine: {exc}") from None
+
+
+def build_component(unit: str, profile, *, stage=None, lr_shift=None, layer=None, engine=None):
+    """The unit, or the engine for ``unit == "engine"`` (``engine``: engine_config options)."""
+    if unit != "engine":
+        if engine:
+            raise FxbpError(f"--net, --max-batch, --lanes and --loss describe the engine, not "
+                            f"the unit {unit}: drop them")
+        return build_unit(unit, profile, stage, lr_shift=lr_shift, layer=layer)
+    if stage is not None or layer is not None:
+        raise FxbpError("--stage and --layer pick a unit's variant; the engine has every site")
+    from .engine import Engine
+    config = engine_config(profile, lr_shift=lr_shift, **(engine or {}))
+    try:
+        return Engine(config)
+    except (TypeError, ValueError) as exc:
+        raise FxbpError(f"cannot generate the engine: {exc}") from None
+
+
 def synth_command(unit: str, profile, *, stage=None, family="both", device=None, pnr=False,
-                  freq=None, seeds=1, lr_shift=None, layer=None, out, err) -> dict:
+                  freq=None, seeds=1, lr_shift=None, layer=None, engine=None, out, err) -> dict:
     """Synthesise (and with ``pnr`` place and route) one unit; print the table on ``out``.
 
     Returns the JSON-ready result. Raises ``FxbpError`` (after printing) when the design
     misses ``freq``.
     """
-    if unit == "engine":
-        raise FxbpError("the training engine is not built yet (issue 9): synthesise a unit "
-                        "(fxbp gen --list names them)")
     if not isinstance(seeds, int) or seeds < 1:
         raise FxbpError(f"--seeds must be a positive integer, not {seeds!r}")
     if freq is not None and not (freq > 0 and math.isfinite(freq)):
@@ -47,7 +86,8 @@ def synth_command(unit: str, profile, *, stage=None, family="both", device=None,
     if (freq is not None or seeds != 1) and not pnr:
         raise FxbpError("--freq and --seeds apply to place and route: add --pnr")
     parts = _families(family, device)
-    component = build_unit(unit, profile, stage, lr_shift=lr_shift, layer=layer)
+    component = build_component(unit, profile, stage=stage, lr_shift=lr_shift, layer=layer,
+                                engine=engine)
     rows = []
     if not pnr:
         top = f"fxbp_{unit.replace('-', '_')}"
@@ -92,6 +132,14 @@ def synth_command(unit: str, profile, *, stage=None, family="both", device=None,
                       f"registers; it is timed as combinational logic"
                       + (" (nextpnr-ice40 does not time it at all)" if r["family"] == "ice40" else ""))
     result = {"unit": unit, "stage": stage, "precision": profile.name, "results": rows}
+    if unit == "engine":
+        from ..sw.engine_fmax import record_fmax
+        result["engine"] = component.config.describe()
+        result["engine"]["gen_hash"] = f"{component.config.gen_hash:08x}"
+        for r in rows:
+            if r["fmax_worst_mhz"] is not None:
+                record_fmax(component.config, r["family"], r["device"], r["fmax_worst_mhz"],
+                            r["seeds"])
     missed = [r for r in rows if freq is not None and not r["meets_freq"]]
     if missed:
         r = missed[0]

@@ -26,7 +26,7 @@ from .errors import FxbpError
 ROUNDINGS = ["truncate", "toward-zero", "half-up", "nearest-even", "stochastic"]
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 #: Backends that run no OpenCL, so ``--device`` means nothing to them.
-NON_OPENCL_BACKENDS = ("golden", "float32", "float64")
+NON_OPENCL_BACKENDS = ("golden", "float32", "float64", "rtl")
 #: Built-in datasets that train and test on the same samples (no split).
 UNSPLIT_DATASETS = ("seed-neuron", "xor")
 #: Seeds are 32-bit (the random-word generator's key).
@@ -106,6 +106,29 @@ def _given(name: str) -> bool:
     return source not in (None, ParameterSource.DEFAULT)
 
 
+def _engine_profile(precision, rounding, sigmoid, unit):
+    """The profile of gen/synth: rounding and sigmoid overrides applied."""
+    import dataclasses
+    from .profile import load_profile
+    profile = load_profile(precision)
+    if rounding is not None:
+        profile = profile.with_rounding(rounding)
+    if sigmoid is not None:
+        profile = dataclasses.replace(profile, sigmoid=dataclasses.replace(profile.sigmoid,
+                                                                           kind=sigmoid))
+    return profile
+
+
+def _engine_options(unit, net, max_batch, lanes, loss) -> dict:
+    """--net/--max-batch/--lanes/--loss as engine_config keywords (refused for a unit)."""
+    given = {"net": net, "max_batch": max_batch, "lanes": lanes, "loss": loss}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and unit != "engine":
+        raise FxbpError(f"--{next(iter(given)).replace('_', '-')} describes the engine, not the "
+                        f"unit {unit}: drop it, or name the unit engine")
+    return given
+
+
 def _refuse_data_options_that_do_nothing(dataset, data) -> None:
     """Options that would be silently ignored with a built-in dataset are refused."""
     if dataset is None or data is not None:
@@ -150,8 +173,8 @@ def cli():
               "--data only.")
 @click.option("--backend", default="golden", show_default=True,
               help="golden (bit-accurate fixed point, NumPy), opencl (the same integer "
-              "datapath as OpenCL kernels), float32, float64, opencl-float32, or best "
-              "(the fastest bit-exact backend here).")
+              "datapath as OpenCL kernels), rtl (the training engine in Verilator), float32, "
+              "float64, opencl-float32, or best (the fastest bit-exact backend here).")
 @click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
               show_default=True, help="OpenCL device (opencl, opencl-float32 and best only): "
               "auto prefers a GPU, else the CPU (PoCL).")
@@ -191,9 +214,24 @@ def cli():
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Directory for a checkpoint after every epoch (made when missing).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue from a checkpoint directory.")
+@click.option("--lanes", type=click.IntRange(min=1, max=64), default=None,
+              help="--backend rtl: MAC lanes P of the engine, a power of two (default 8).")
+@click.option("--verify-every-step", is_flag=True,
+              help="--backend rtl: step the golden model beside the engine and stop at the "
+              "first difference (step, layer, tensor, index, raw values).")
+@click.option("--clock-mhz", type=click.FloatRange(min=0, min_open=True, max=10_000), default=None,
+              help="--backend rtl: FPGA clock for the samples/s figure (default: the Fmax "
+              "that fxbp synth engine --pnr measured for this engine, when known).")
+@click.option("--trace", "trace_file", type=click.Path(path_type=Path), default=None,
+              help="--backend rtl: write the waves of a window of cycles here (FST, or VCD).")
+@click.option("--trace-from", type=click.IntRange(min=0), default=0, show_default=True,
+              help="--backend rtl: first cycle of the --trace window.")
+@click.option("--trace-cycles", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="--backend rtl: cycles in the --trace window.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(dataset, data, target, backend, device, precision, rounding, sigmoid, hidden, epochs, batch,
-          lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, quiet):
+          lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, lanes,
+          verify_every_step, clock_mhz, trace_file, trace_from, trace_cycles, quiet):
     """Train an MLP; report accuracy, speed and digest.
 
     Prints accuracy, speed, cast events and the weights digest; writes the result
@@ -206,6 +244,17 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
     if backend in NON_OPENCL_BACKENDS and _given("device"):
         raise FxbpError(f"--device picks an OpenCL device, and backend {backend!r} runs no "
                         f"OpenCL: drop --device or use --backend opencl")
+    if backend != "rtl":
+        for option in ("lanes", "verify_every_step", "clock_mhz", "trace_file", "trace_from",
+                       "trace_cycles"):
+            if _given(option):
+                name = "--" + option.removesuffix("_file").replace("_", "-")
+                raise FxbpError(f"{name} applies to the RTL engine: add --backend rtl or drop "
+                                f"{name}")
+    elif trace_file is None and (_given("trace_from") or _given("trace_cycles")):
+        raise FxbpError("--trace-from and --trace-cycles set the window of --trace FILE: add "
+                        "--trace FILE")
+    _check_output(trace_file, "--trace", (".fst", ".vcd"))
     _check_output(json_out, "--json")
     _check_output(plot, "--plot", PLOT_SUFFIXES)
     _check_output_dir(checkpoint or resume, "--checkpoint" if checkpoint else "--resume")
@@ -230,6 +279,9 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
     config = TrainConfig(dataset=dataset, data=str(data) if data else None, target=target,
                          backend=backend, device=device, precision=precision, sigmoid=sigmoid,
                          seed=seed, test_fraction=test_fraction, scale=scale,
+                         lanes=lanes or 8, verify_every_step=verify_every_step,
+                         clock_mhz=clock_mhz,
+                         trace=(str(trace_file), trace_from, trace_cycles) if trace_file else None,
                          **{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(config)
     if resume is not None:
@@ -273,14 +325,25 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
 @click.option("--layer", type=click.Choice(["first", "hidden"]), default=None,
               help="For mac and the preactivation/gradient casts: layer 1 (inputs in the input "
               "format) or a hidden layer (activations); needed when the two formats differ.")
+@click.option("--net", default=None, help="engine: the largest layer widths, input first "
+              "(default 64-32-10).")
+@click.option("--max-batch", type=click.IntRange(1, 4096), default=None,
+              help="engine: the largest batch (default 32).")
+@click.option("--lanes", type=click.IntRange(1, 64), default=None,
+              help="engine: MAC lanes P, a power of two (default 8).")
+@click.option("--loss", type=click.Choice(["mse", "xent"]), default=None,
+              help="engine: the loss (default mse).")
+@click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
+              help="Override the profile's sigmoid approximation.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the Verilog here (default: stdout).")
 @click.option("--list", "list_units", is_flag=True, help="List the units and their parameters.")
-def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift, layer, out,
-        list_units):
-    """Emit Verilog for an RTL unit.
+def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift, layer, net,
+        max_batch, lanes, loss, sigmoid, out, list_units):
+    """Emit Verilog for an RTL unit or the training engine.
 
     Units: mac, cast, sigmoid, sigmoid-derivative, weight-update, bias-update (--list shows
-    them and the cast sites).
+    them and the cast sites); engine: the whole training engine (--net, --max-batch,
+    --lanes, --loss). The same options always give the same text.
     """
     try:
         from ..hw.generate import CAST_STAGES, UNITS, build_unit, verilog
@@ -288,6 +351,8 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
         raise FxbpError(f"fxbp gen needs Amaranth ({exc}): pip install 'fxbp[hw]'") from None
     from .profile import load_profile
     if list_units:
+        click.echo(f"{'engine':20s} the training engine (docs/engine.md): --net, --max-batch, "
+                   f"--lanes, --loss, the profile")
         for name, (_, params) in UNITS.items():
             click.echo(f"{name:20s} {params}")
         for name, (stage_name, what) in CAST_STAGES.items():
@@ -296,11 +361,18 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
     if unit is None:
         raise FxbpError("name a unit (fxbp gen --list shows them)")
     _check_output(out, "--out", (".v",))
-    profile = load_profile(precision)
-    if rounding is not None:
-        profile = profile.with_rounding(rounding)
-    component = build_unit(unit, profile, stage, tag_width=tag_width,
-                           registered_ready=registered_ready, lr_shift=lr_shift, layer=layer)
+    profile = _engine_profile(precision, rounding, sigmoid, unit)
+    engine = _engine_options(unit, net, max_batch, lanes, loss)
+    if unit == "engine":
+        if tag_width or registered_ready:
+            raise FxbpError("--tag-width and --registered-ready shape a unit's ports; the "
+                            "engine's ports are its host interface")
+        from ..hw.commands import build_component
+        component = build_component("engine", profile, stage=stage, lr_shift=lr_shift,
+                                    layer=layer, engine=engine)
+    else:
+        component = build_unit(unit, profile, stage, tag_width=tag_width,
+                               registered_ready=registered_ready, lr_shift=lr_shift, layer=layer)
     text = verilog(component, f"fxbp_{unit.replace('-', '_')}")
     if out is None:
         click.echo(text, nl=False)
@@ -329,13 +401,24 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
               help="Target MHz; exit 2 when missed (--pnr).")
 @click.option("--seeds", type=click.IntRange(1, 100), default=1, show_default=True,
               help="nextpnr seeds; the worst Fmax is reported (--pnr).")
+@click.option("--net", default=None, help="engine: the largest layer widths, input first "
+              "(default 64-32-10).")
+@click.option("--max-batch", type=click.IntRange(1, 4096), default=None,
+              help="engine: the largest batch (default 32).")
+@click.option("--lanes", type=click.IntRange(1, 64), default=None,
+              help="engine: MAC lanes P, a power of two (default 8).")
+@click.option("--loss", type=click.Choice(["mse", "xent"]), default=None,
+              help="engine: the loss (default mse).")
+@click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
+              help="Override the profile's sigmoid approximation.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the results here.")
 def synth(unit, precision, rounding, stage, lr_shift, layer, family, device, pnr, freq, seeds,
-          json_out):
-    """Synthesise an RTL unit; count LUT/FF/DSP/BRAM.
+          net, max_batch, lanes, loss, sigmoid, json_out):
+    """Synthesise an RTL unit or the engine; count LUT/FF/DSP/BRAM.
 
     Runs YoWASP yosys for iCE40 and/or ECP5; with --pnr also nextpnr, reporting Fmax (the
-    worst over --seeds), the critical path and pass/fail against --freq.
+    worst over --seeds), the critical path and pass/fail against --freq. For the engine,
+    the Fmax is recorded so that fxbp train --backend rtl turns cycles into FPGA samples/s.
     """
     try:
         from ..hw.commands import synth_command
@@ -344,12 +427,11 @@ def synth(unit, precision, rounding, stage, lr_shift, layer, family, device, pnr
     from .profile import load_profile
     from .train import write_json
     _check_output(json_out, "--json")
-    profile = load_profile(precision)
-    if rounding is not None:
-        profile = profile.with_rounding(rounding)
+    profile = _engine_profile(precision, rounding, sigmoid, unit)
+    engine = _engine_options(unit, net, max_batch, lanes, loss)
     result = synth_command(unit, profile, stage=stage, family=family, device=device, pnr=pnr,
-                           freq=freq, seeds=seeds, lr_shift=lr_shift, layer=layer, out=_console(),
-                           err=_console(stderr=True))
+                           freq=freq, seeds=seeds, lr_shift=lr_shift, layer=layer, engine=engine,
+                           out=_console(), err=_console(stderr=True))
     if json_out:
         write_json(json_out, result)
     if "error" in result:

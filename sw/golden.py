@@ -535,10 +535,12 @@ class GoldenMLP:
         return self.profile.activation.fmt.to_real(self.forward(x_raw)[-1])
 
     # -- backward and update ---------------------------------------------------------------
-    def train_step(self, x_raw, t_raw, eta: tuple[int, int]) -> list[np.ndarray]:
+    def train_step(self, x_raw, t_raw, eta: tuple[int, int],
+                   trace: dict | None = None) -> list[np.ndarray]:
         """One SGD step on a batch (sections 5-8); returns the raw forward activations.
 
-        ``eta`` is ``(raw, frac_bits)`` from :func:`learning_rate_raw`.
+        ``eta`` is ``(raw, frac_bits)`` from :func:`learning_rate_raw`. ``trace``, when
+        given, receives the step's raw deltas (``trace["deltas"][l]`` for layer ``l + 1``).
         """
         p = self.profile
         x_raw = np.asarray(x_raw, dtype=np.int64)
@@ -568,6 +570,8 @@ class GoldenMLP:
                 delta.reshape(-1), delta_f.reshape(-1), self.events, _R["error"],
                 _R["derivative"], _R["delta"])
             deltas[l], deltas_f[l] = delta, delta_f
+        if trace is not None:
+            trace["deltas"] = list(deltas)
         eta_raw, eta_frac = eta
         u_frac = eta_frac + p.gradient.fmt.frac_bits
         for l, plan in enumerate(self._plans):

@@ -35,7 +35,7 @@ def engine_config(sizes, profile, *, batch: int, loss: str, lanes: int, eta):
         raise FxbpError(f"cannot generate the engine: {exc}") from None
 
 
-def build_engine(config, progress=None):
+def build_engine(config, progress=None, trace: bool = False):
     """The native library of the engine for ``config`` (built once, then cached)."""
     from ..hw.engine import Engine
     from ..hw.generate import verilog
@@ -45,7 +45,7 @@ def build_engine(config, progress=None):
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
     text = verilog(engine, "fxbp_engine")
-    return NativeLibrary.build(text, "fxbp_engine", progress=progress)
+    return NativeLibrary.build(text, "fxbp_engine", progress=progress, trace=trace)
 
 
 class RtlRuntime(Runtime):
@@ -75,12 +75,20 @@ class RtlRuntime(Runtime):
         self.wall_seconds = 0.0       # train_epoch and predict, Python included
         self.batches_per_call = batches_per_call
         t0 = time.perf_counter()
-        self.lib = build_engine(self.config, progress)
+        kind = False
+        if trace is not None:
+            from ..sim.native import fst_supported
+            kind = "fst" if str(trace[0]).lower().endswith(".fst") else "vcd"
+            if kind == "fst" and not fst_supported():
+                raise FxbpError(f"--trace {trace[0]}: FST needs the zlib headers for the "
+                                f"Verilator build here; write a .vcd instead")
+        self.lib = build_engine(self.config, progress, trace=kind)
         self.build_seconds = time.perf_counter() - t0
         self.sim = self.lib.new()
         self.sim.reset(2)
         if trace is not None:
-            self.sim.trace(*trace)
+            path, start, cycles = trace
+            self.sim.trace(path, start, cycles)
         self.counters = {}            # engine counters, summed on the host (64-bit)
         self.sim_cycles = 0
         self.sim_seconds = 0.0        # inside the C++ clock loop
@@ -201,6 +209,8 @@ class RtlRuntime(Runtime):
         handles = self._collect_counters(prog)
         answers = self._run(prog)
         self._add_counters(answers, handles)
+        if self.reference is not None:
+            self.reference.forward(x)         # its events stay in step with the engine's
         out = np.concatenate([self.layout.activations(answers[h], L, n) for n, h in reads])
         return self.profile.activation.fmt.to_real(out)
 
@@ -299,20 +309,53 @@ class RtlRuntime(Runtime):
         mhz, where = found
         return mhz, where
 
+    def inject_fault(self, mem: int, addr: int, xor: int) -> None:
+        """Flip bits of one word in an engine memory through the host interface (for the
+        fault-injection test of ``--verify-every-step``)."""
+        prog = Program()
+        h = prog.rmem(mem, addr, 1)
+        value = int(self._run(prog)[h][0])
+        prog = Program()
+        prog.wmem(mem, addr, [value ^ xor])
+        self._run(prog)
+
     def _verified_step(self, x, t) -> None:
+        """One step on the engine and on golden; the first difference in dataflow order
+        (activations, deltas from the output layer down, weights, biases, events) stops
+        the run with its step, layer, tensor, index and raw values."""
+        ref, lay = self.reference, self.layout
+        step = ref.step
+        trace: dict = {}
+        acts = ref.train_step(x, t, self.eta, trace=trace)
         self._train([(x, t)])
-        ref = self.reference
-        ref.train_step(x, t, self.eta)
-        step, layers = self._parameters()
-        if step != ref.step:
-            raise VerifyMismatch(f"step counter: engine {step}, golden {ref.step}")
-        for l, ((w, b), (rw, rb)) in enumerate(zip(layers, ref.layers())):
-            for name, got, exp in (("weights", w, rw), ("bias", b, rb)):
-                diff = np.flatnonzero(np.asarray(got).reshape(-1) != np.asarray(exp).reshape(-1))
-                if diff.size:
-                    i = int(diff[0])
-                    idx = np.unravel_index(i, np.asarray(exp).shape)
-                    raise VerifyMismatch(
-                        f"step {ref.step - 1}: layer {l + 1} {name} differ first at index "
-                        f"{list(map(int, idx))} (flat {i}): expected raw {int(exp.reshape(-1)[i])}, "
-                        f"actual {int(got.reshape(-1)[i])}")
+        prog = Program()
+        L, B = len(self.sizes) - 1, len(x)
+        ha = [lay.read_activations(prog, l, B) for l in range(1, L + 1)]
+        hd = [lay.read_deltas(prog, l, B) for l in range(1, L + 1)]
+        hp = lay.read_parameters(prog)
+        answers = self._run(prog)
+        ws, bs = lay.parameters(answers, hp)
+        order = [(f"activation a_{l}", l, lay.activations(answers[ha[l - 1]], l, B), acts[l],
+                  ("b", "j")) for l in range(1, L + 1)]
+        order += [(f"delta d_{l}", l, lay.deltas(answers[hd[l - 1]], l, B),
+                   trace["deltas"][l - 1], ("b", "j")) for l in range(L, 0, -1)]
+        order += [(f"weights W_{l}", l, ws[l - 1], ref.weights[l - 1], ("o", "i"))
+                  for l in range(1, L + 1)]
+        order += [(f"bias b_{l}", l, bs[l - 1], ref.biases[l - 1], ("o",))
+                  for l in range(1, L + 1)]
+        for name, l, got, exp, axes in order:
+            got, exp = np.asarray(got, dtype=np.int64), np.asarray(exp, dtype=np.int64)
+            diff = np.flatnonzero(got.reshape(-1) != exp.reshape(-1))
+            if diff.size:
+                i = int(diff[0])
+                idx = np.unravel_index(i, exp.shape)
+                where = ", ".join(f"{a}={int(v)}" for a, v in zip(axes, idx))
+                raise VerifyMismatch(
+                    f"--verify-every-step: step {step}, layer {l}, tensor {name}, index "
+                    f"[{where}] (flat {i}): expected raw {int(exp.reshape(-1)[i])}, actual "
+                    f"{int(got.reshape(-1)[i])}")
+        mine, theirs = self.event_counts(), ref.event_counts()
+        for site, counts in theirs.items():
+            if site != "input" and mine[site] != counts:
+                raise VerifyMismatch(f"--verify-every-step: step {step}, cast events at site "
+                                     f"{site}: expected {counts}, actual {mine[site]}")

@@ -194,7 +194,8 @@ class Engine(wiring.Component):
 
         # ---------------------------------------------------------- memories
         def mem(name, width, depth):
-            mm = memory.Memory(shape=signed(width), depth=max(1, depth), init=[])
+            # Depth 2 at least: a one-word memory would have a zero-width address.
+            mm = memory.Memory(shape=signed(width), depth=max(2, depth), init=[])
             m.submodules[f"mem_{name}"] = mm
             return mm
 
@@ -279,7 +280,10 @@ class Engine(wiring.Component):
         a_q = [Signal(signed(self.act_width), name=f"a_q{q}", reset_less=True) for q in range(P)]
         dl_q = [Signal(signed(self.delta_width), name=f"dl_q{q}", reset_less=True)
                 for q in range(P)]
-        m.d.sync += [w_q.eq(rd["w"].data), b_q.eq(rd["b"].data)]
+        t_q = Signal(signed(self.t_width), name="t_q", reset_less=True)
+        d_q = Signal(signed(self.d_width), name="d_q", reset_less=True)
+        m.d.sync += [w_q.eq(rd["w"].data), b_q.eq(rd["b"].data), t_q.eq(rd["t"].data),
+                     d_q.eq(rd["d"].data)]
         m.d.sync += [a_q[q].eq(rd_a[q].data) for q in range(P)]
         m.d.sync += [dl_q[q].eq(rd_dl[q].data) for q in range(P)]
         s3 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}), name="s3")
@@ -484,8 +488,9 @@ class Engine(wiring.Component):
         # ---------------------------------------------------------- host interface
         h = self._host(m, running=running, start_run=start_run, start_train=start_train,
                        run_done=run_done, cfg_batch=cfg_batch, widths=widths, eta=eta,
-                       seed=seed, step=step, timeout=timeout, ctr=ctr, depths=depths, rd=rd,
-                       rd_a=rd_a, rd_dl=rd_dl)
+                       seed=seed, step=step, timeout=timeout, ctr=ctr, depths=depths,
+                       registered={Mem.W: w_q, Mem.B: b_q, Mem.T: t_q, Mem.D: d_q},
+                       banks={Mem.A: a_q, Mem.DELTA: dl_q})
 
         # ---------------------------------------------------------- memory ports
         (wupd, w_el), (bupd, b_el) = ends
@@ -739,7 +744,7 @@ class Engine(wiring.Component):
 
     # ------------------------------------------------------------------ host interface
     def _host(self, m, *, running, start_run, start_train, run_done, cfg_batch, widths, eta,
-              seed, step, timeout, ctr, depths, rd, rd_a, rd_dl) -> dict:
+              seed, step, timeout, ctr, depths, registered, banks) -> dict:
         """The command decoder (``docs/engine.md``, host interface)."""
         c = self.config
         P, L, lg = c.lanes, c.depth, c.log2_lanes
@@ -788,20 +793,20 @@ class Engine(wiring.Component):
                     m.d.comb += range_ok.eq(addr + count <= depth)
             with m.Default():
                 m.d.comb += range_ok.eq(0)
-        # Read data of the memory and bank addressed (one cycle after the address).
+        # Read data of the memory and bank addressed: the registered read data (the word
+        # two cycles after its address), so no block RAM output drives logic directly.
         hbank = Signal(max(1, lg), name="h_bank")
         m.d.sync += hbank.eq(addr[:lg] if lg else 0)
+        hbank2 = Signal(max(1, lg), name="h_bank2")
+        m.d.sync += hbank2.eq(hbank)
         rdata = Signal(32, name="h_rdata")
         with m.Switch(arg):
-            for mem_id, port in ((Mem.W, rd["w"]), (Mem.B, rd["b"]), (Mem.T, rd["t"]),
-                                 (Mem.D, rd["d"])):
+            for mem_id, reg in registered.items():
                 with m.Case(mem_id):
-                    m.d.comb += rdata.eq(port.data)
-            with m.Case(Mem.A):
-                m.d.comb += rdata.eq(Array([pt.data for pt in rd_a])[hbank] if lg else rd_a[0].data)
-            with m.Case(Mem.DELTA):
-                m.d.comb += rdata.eq(Array([pt.data for pt in rd_dl])[hbank] if lg
-                                     else rd_dl[0].data)
+                    m.d.comb += rdata.eq(reg)
+            for mem_id, bank_regs in banks.items():
+                with m.Case(mem_id):
+                    m.d.comb += rdata.eq(Array(bank_regs)[hbank2] if lg else bank_regs[0])
 
         with m.FSM(name="host"):
             with m.State("IDLE"):
@@ -907,6 +912,9 @@ class Engine(wiring.Component):
                     go_status(Err.TIMEOUT)
             with m.State("RISSUE"):
                 m.d.comb += busy.eq(1)      # the address is on the read ports this cycle
+                m.next = "RWAIT"
+            with m.State("RWAIT"):
+                m.d.comb += busy.eq(1)      # the word is on the ports, registered at the edge
                 m.next = "RDATA"
             with m.State("RDATA"):
                 m.d.comb += busy.eq(1)
