@@ -65,6 +65,16 @@ def result_table(result: dict) -> Table:
     t.add_row("test accuracy", f"{100 * result['final_test_accuracy']:.2f} %")
     sps = result["samples_per_second"]
     t.add_row("samples/s", f"{sps:,.0f}" if sps else "-")
+    hw = result.get("hardware")
+    if hw and hw.get("cycles_per_sample"):
+        t.add_row("engine", f"{hw['lanes']} MAC lanes: {hw['cycles_per_sample']:,.1f} "
+                  f"cycles/sample, lane utilisation {100 * hw['mac_lane_utilisation']:.1f} %, "
+                  f"{hw['simulated_cycles_per_second'] / 1e6:,.2f} M simulated cycles/s")
+        if hw.get("fpga_samples_per_second"):
+            t.add_row("FPGA samples/s", escape(f"{hw['fpga_samples_per_second']:,.0f} at "
+                                               f"{hw['clock_mhz']:g} MHz ({hw['clock_source']})"))
+        else:
+            t.add_row("FPGA samples/s", escape(f"- (clock {hw['clock_source']})"))
     t.add_row("weights digest", result["weights_digest"])
     return t
 

@@ -165,6 +165,17 @@ def bad_inputs(tmp):
         "device with golden": (d + ["--device", "cpu"], "--device picks an OpenCL device, and "
                                "backend 'golden' runs no OpenCL"),
         "device with float64": (d + ["--backend", "float64", "--device", "auto"], "runs no OpenCL"),
+        "lanes with golden": (d + ["--lanes", "4"], "--lanes applies to the RTL engine"),
+        "verify with golden": (d + ["--verify-every-step"], "--verify-every-step applies to"),
+        "clock with float32": (d + ["--backend", "float32", "--clock-mhz", "100"], "--clock-mhz"),
+        "trace window without trace": (d + ["--backend", "rtl", "--trace-from", "5"],
+                                       "add --trace FILE"),
+        "trace suffix": (d + ["--backend", "rtl", "--trace", str(tmp / "w.txt")], "must end in"),
+        "lanes not a power of two": (d + ["--backend", "rtl", "--lanes", "6"],
+                                     "engine lanes must be a power of two, not 6"),
+        "engine options for a unit": (["gen", "mac", "--lanes", "4"],
+                                      "--lanes describes the engine, not the unit mac"),
+        "engine net": (["gen", "engine", "--net", "8-x"], "must be layer widths joined by '-'"),
     }
 
 
@@ -181,7 +192,10 @@ def bad_inputs(tmp):
                                   "test fraction of one", "target with a dataset",
                                   "scale with a dataset", "default scale given with a dataset",
                                   "test fraction with xor", "device with golden",
-                                  "device with float64"])
+                                  "device with float64", "lanes with golden", "verify with golden",
+                                  "clock with float32", "trace window without trace",
+                                  "trace suffix", "lanes not a power of two",
+                                  "engine options for a unit", "engine net"])
 def test_bad_input_is_one_line_exit_2(case, tmp_path, capsys):
     argv, match = bad_inputs(tmp_path)[case]
     outputs = [tmp_path / "out.json", tmp_path / "out.png", tmp_path / "ck"]
@@ -507,3 +521,31 @@ def test_info_says_when_an_opencl_device_cannot_compile(monkeypatch, capsys):
     monkeypatch.setattr(opencl, "compiler_problem", lambda d: "error: unknown target CPU 'x'")
     code, out, _ = run(["info"], capsys)
     assert code == 0 and "cannot compile" in out and "unknown target CPU 'x'" in out
+
+
+@pytest.mark.sim
+def test_train_on_the_rtl_engine_records_hardware_figures(tmp_path, capsys):
+    """--backend rtl as a user runs it: the digest of golden, and the hardware section with
+    FPGA samples/s at the clock given."""
+    common = ["train", "--dataset", "xor", "--epochs", "5", "--quiet"]
+    gold, rtl = tmp_path / "g.json", tmp_path / "r.json"
+    assert run(common + ["--json", str(gold)], capsys)[0] == 0
+    code, out, err = run(common + ["--backend", "rtl", "--lanes", "2", "--clock-mhz", "50",
+                                   "--json", str(rtl)], capsys)
+    assert code == 0, err
+    g, r = json.loads(gold.read_text()), json.loads(rtl.read_text())
+    assert r["weights_digest"] == g["weights_digest"] and r["cast_events"] == g["cast_events"]
+    hw = r["hardware"]
+    assert hw["clock_source"] == "--clock-mhz" and hw["lanes"] == 2
+    assert hw["fpga_samples_per_second"] == pytest.approx(50e6 / hw["cycles_per_sample"])
+    assert hw["steps"] == 5 and hw["samples_trained"] == 20
+    assert "cycles/sample" in out
+
+
+def test_gen_engine_is_deterministic(tmp_path, capsys):
+    a, b = tmp_path / "a.v", tmp_path / "b.v"
+    for path in (a, b):
+        code, _, err = run(["gen", "engine", "--net", "3-4-2", "--max-batch", "4", "--lanes", "2",
+                            "--out", str(path)], capsys)
+        assert code == 0, err
+    assert a.read_text() == b.read_text() and "module fxbp_engine" in a.read_text()

@@ -591,8 +591,9 @@ class Engine(wiring.Component):
                     m.d.sync += w_run.eq(w_run + n_out)
                 with m.If(is_g & (kmod == P - 1 if lg else 1)):
                     m.d.sync += [lane_row.eq(lane_row + n_in), bc_row.eq(bc_row + n_out)]
+        # Elements issued, counted a cycle late (the drain also waits for s1..s3).
         issued = Signal(_bits(P), name="issued")
-        m.d.comb += issued.eq(Mux(fire & last_op, _popcount(mask, P), 0))
+        m.d.sync += issued.eq(Mux(fire & last_op, _popcount(mask, P), 0))
         m.d.sync += [inflight.eq(inflight + issued - done),
                      pending.eq(pending + (fire & last_op) - release)]
 
@@ -783,16 +784,19 @@ class Engine(wiring.Component):
         def timed_out():
             return (timeout != 0) & (wait >= timeout)
 
-        shape_ok = (cfg_batch >= 1) & (cfg_batch <= c.batch)
+        # Both checks are registered: the registers they read settle a cycle before use.
+        shape = (cfg_batch >= 1) & (cfg_batch <= c.batch)
         for l, (w, n) in enumerate(zip(widths, c.sizes)):
-            shape_ok = shape_ok & (w >= 1) & (w <= n)
-        range_ok = Signal(name="h_range_ok")
+            shape = shape & (w >= 1) & (w <= n)
+        shape_ok = Signal(name="h_shape_ok")
+        m.d.sync += shape_ok.eq(shape)
+        in_range = Signal(name="h_in_range")
         with m.Switch(arg):
             for mem_id, depth in depths.items():
                 with m.Case(mem_id):
-                    m.d.comb += range_ok.eq(addr + count <= depth)
-            with m.Default():
-                m.d.comb += range_ok.eq(0)
+                    m.d.comb += in_range.eq(addr + count <= depth)
+        range_ok = Signal(name="h_range_ok")
+        m.d.sync += range_ok.eq(in_range)
         # Read data of the memory and bank addressed: the registered read data (the word
         # two cycles after its address), so no block RAM output drives logic directly.
         hbank = Signal(max(1, lg), name="h_bank")
@@ -888,9 +892,12 @@ class Engine(wiring.Component):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(got):
                     m.d.sync += [count.eq(word), wait.eq(0)]
-                    m.next = "RANGE"
+                    m.next = "RANGE0"
                 with m.Elif(timed_out()):
                     go_status(Err.TIMEOUT)
+            with m.State("RANGE0"):
+                m.d.comb += busy.eq(1)      # range_ok settles
+                m.next = "RANGE"
             with m.State("RANGE"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += bad.eq(~range_ok)
