@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CASES", "NETWORKS", "PATTERNS", "bench_config", "run_engine_bench",
+__all__ = ["CASES", "NETWORKS", "PATTERNS", "TABLE_COLUMNS", "bench_config", "run_engine_bench",
+           "table_rows",
            "compare_parameters", "compare_events", "compare_outputs", "event_delta",
            "memory_depths", "memory_widths"]
 
@@ -339,15 +340,33 @@ def run_engine_bench(build_dir: Path, *, waves: bool = False, cases=None,
             "seconds": time.perf_counter() - t0, "builds": builds, "results": results}
 
 
+#: Columns of :func:`table_rows` (``fxbp sim engine`` prints them).
+TABLE_COLUMNS = ("engine", "test", "traffic", "passed", "cycles", "TRAIN cycles per step",
+                 "failure")
+
+
+def table_rows(res: dict) -> list[tuple[str, ...]]:
+    """One row of strings per test of a :func:`run_engine_bench` result."""
+    rows = []
+    for r in res["results"]:
+        parts = dict(p.split("=", 1) for p in r["test"].split("/")[1:] if "=" in p)
+        test = r["test"].split("/")[0] + (f" {parts['net']}" if "net" in parts else "")
+        train = r.get("train_cycles")
+        rows.append((r["case"], test, parts.get("pattern", "-"),
+                     "yes" if r["passed"] else "NO",
+                     f"{r['cycles']:,}" if r.get("cycles") else "-",
+                     "/".join(map(str, train)) if train else "-",
+                     "" if r["passed"] else str(r["message"]).splitlines()[0]))
+    return rows
+
+
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     res = run_engine_bench(Path(args[0]) if args else Path.cwd() / "sim_build")
-    for r in res["results"]:
-        train = r.get("train_cycles")
-        print(f"{r['case']:16s} {r['test']:34s} {'ok  ' if r['passed'] else 'FAIL'} "
-              f"{r['cycles'] or 0:>8,} cycles"
-              + (f"  TRAIN {'/'.join(map(str, train))}" if train else "")
-              + ("" if r["passed"] else f"  {r['message']}"))
+    rows = [TABLE_COLUMNS, *table_rows(res)]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(TABLE_COLUMNS) - 1)]
+    for row in rows:
+        print("  ".join(f"{v:{w}s}" for v, w in zip(row, widths)) + "  " + row[-1])
     for b in res["builds"]:
         print(f"{b['case']}: build {b['build_seconds']:.1f} s, run {b['run_seconds']:.1f} s, "
               f"{b['tests'] - b['failures']}/{b['tests']} passed, log {b['log']}")

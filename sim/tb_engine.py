@@ -42,6 +42,9 @@ NOP_BOUND = 24
 #: The TIMEOUT register value of the timeout checks.
 SHORT_TIMEOUT = 1000
 DEFAULT_TIMEOUT = 1 << 20
+#: Data words before the status of an RREG refused with Err.REGISTER (RMEM, by contrast,
+#: sends its ``count`` words whatever the error).
+RREG_REFUSED_WORDS = 0
 
 
 def _case():
@@ -188,7 +191,7 @@ class Host:
 
 # ---------------------------------------------------------------------- protocol checks
 
-async def _refused(host: Host, config, prog: Program, err: int, *, data: int = 0,
+async def _refused(host: Host, prog: Program, err: int, *, data: int = 0,
                    limit: int = 400, decode: bool = True) -> Exchange:
     """Send a one-command program that the engine must refuse with ``err``: ``data``
     words (zeros) then the status word; the host's decode must name the error; then a
@@ -288,14 +291,15 @@ async def _check_errors(host: Host, config) -> None:
     for word in (0x09, 0xAB09, 0x7F, 0xFF, 0xFFFFFFFF):
         prog = Program()
         prog._add(word & 0xFF, word >> 8, what=f"header 0x{word:08x}")
-        await _refused(host, c, prog, Err.OPCODE)
-    # REGISTER: RREG of a missing register answers the status only (no data word), so
-    # the host's decode, which expects one, cannot name it.
+        await _refused(host, prog, Err.OPCODE)
+    # REGISTER: a refused RREG answers the status only (RREG_REFUSED_WORDS data words),
+    # so the host's decode, which expects one value word, cannot name the error.
     for r in (0x05, 0x0F, REG["width0"] + len(c.sizes), 0x3F, nregs, 0xFF):
-        await _refused(host, c, _one(lambda p: p.rreg(r)), Err.REGISTER, decode=False)
+        await _refused(host, _one(lambda p: p.rreg(r)), Err.REGISTER,
+                       data=RREG_REFUSED_WORDS, decode=False)
     for r in (0x05, REG["width0"] + len(c.sizes), REG["counters"],
               REG["counters"] + COUNTERS.index("steps"), 0xFF):
-        await _refused(host, c, _one(lambda p: p.wreg(r, 0x1234)), Err.REGISTER)
+        await _refused(host, _one(lambda p: p.wreg(r, 0x1234)), Err.REGISTER)
     # MEMORY: ranges past the end (the payload is consumed and nothing is written),
     # unknown memories, an address that would wrap 32 bits.
     w_depth = depths[Mem.W]
@@ -303,18 +307,18 @@ async def _check_errors(host: Host, config) -> None:
     prog = Program()
     prog.wmem(Mem.W, w_depth - 2, keep)
     await host.run(prog, c)
-    await _refused(host, c, _one(lambda p: p.wmem(Mem.W, w_depth - 2, [1, 2, 3, 4])), Err.MEMORY)
-    await _refused(host, c, _one(lambda p: p.wmem(6, 0, [5, 6, 7])), Err.MEMORY)
-    await _refused(host, c, _one(lambda p: p.wmem(0xFF, 0, [5])), Err.MEMORY)
-    await _refused(host, c, _one(lambda p: p.wmem(Mem.W, 0xFFFFFFFF, [8])), Err.MEMORY)
-    await _refused(host, c, _one(lambda p: p.wmem(Mem.B, depths[Mem.B] + 1, [])), Err.MEMORY)
+    await _refused(host, _one(lambda p: p.wmem(Mem.W, w_depth - 2, [1, 2, 3, 4])), Err.MEMORY)
+    await _refused(host, _one(lambda p: p.wmem(6, 0, [5, 6, 7])), Err.MEMORY)
+    await _refused(host, _one(lambda p: p.wmem(0xFF, 0, [5])), Err.MEMORY)
+    await _refused(host, _one(lambda p: p.wmem(Mem.W, 0xFFFFFFFF, [8])), Err.MEMORY)
+    await _refused(host, _one(lambda p: p.wmem(Mem.B, depths[Mem.B] + 1, [])), Err.MEMORY)
     prog = Program()
     h = prog.rmem(Mem.W, w_depth - 2, 2)
     answers, _ = await host.run(prog, c)
     assert list(answers[h]) == list(keep), f"a refused WMEM wrote: {list(answers[h])}"
     for mem, addr, count in ((Mem.T, depths[Mem.T] - 1, 3), (Mem.A, depths[Mem.A], 1),
                              (7, 0, 2), (Mem.D, 0xFFFFFFFF, 2)):
-        await _refused(host, c, _one(lambda p: p.rmem(mem, addr, count)), Err.MEMORY,
+        await _refused(host, _one(lambda p: p.rmem(mem, addr, count)), Err.MEMORY,
                        data=count)
     # CONFIG: TRAIN/EVAL with a batch or a width outside the build; registers restored.
     for reg, value in ((REG["batch"], 0), (REG["batch"], c.batch + 1),
@@ -324,7 +328,7 @@ async def _check_errors(host: Host, config) -> None:
             prog = Program()
             prog.wreg(reg, value)
             await host.run(prog, c)
-            await _refused(host, c, _one(run), Err.CONFIG)
+            await _refused(host, _one(run), Err.CONFIG)
         prog = Program()
         prog.wreg(REG["batch"], c.batch)
         for l, n in enumerate(c.sizes):

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fxbp.sim.engine_bench import (CASES, NETWORKS, PATTERNS, bench_config, compare_events,
-                                   compare_outputs, compare_parameters, event_delta,
-                                   run_engine_bench)
+from fxbp.sim.engine_bench import (CASES, NETWORKS, PATTERNS, TABLE_COLUMNS, bench_config,
+                                   compare_events, compare_outputs, compare_parameters,
+                                   event_delta, run_engine_bench, table_rows)
 from fxbp.sw.golden import GoldenMLP
 
 ROOT = Path(__file__).resolve().parent.parent / "sim_build"
@@ -45,6 +45,8 @@ def test_engine_bench_passes_every_test():
     assert [b["gen_hash"] for b in res["builds"]] == [f"{bench_config(c).gen_hash:08x}"
                                                        for c in CASES]
     json.dumps(res)
+    rows = table_rows(res)
+    assert len(rows) == len(expected) and all(len(r) == len(TABLE_COLUMNS) for r in rows)
 
 
 @pytest.mark.sim
@@ -119,3 +121,15 @@ def test_compare_events_and_outputs(fx16):
     assert compare_outputs("EVAL", wrong, out)[0].startswith("EVAL: outputs: 1 of 2 differ, "
                                                              "first at [1, 0]")
     assert "shape (2,)" in compare_outputs("EVAL", out.reshape(-1), out)[0]
+
+
+def test_table_rows():
+    res = {"results": [
+        {"case": "fx16-nearest", "test": "train/net=xor/pattern=both", "passed": True,
+         "cycles": 3132, "train_cycles": [218, 218, 217], "message": None},
+        {"case": "fx16-nearest", "test": "host_protocol/pattern=idle_gaps", "passed": False,
+         "cycles": None, "message": "[idle_gaps] NOP after RREG 0x05 answered []\nassert"}]}
+    assert table_rows(res) == [
+        ("fx16-nearest", "train xor", "both", "yes", "3,132", "218/218/217", ""),
+        ("fx16-nearest", "host_protocol", "idle_gaps", "NO", "-", "-",
+         "[idle_gaps] NOP after RREG 0x05 answered []")]
