@@ -51,7 +51,8 @@ def build_engine(config, progress=None, trace: bool = False):
 class RtlRuntime(Runtime):
     """The engine in Verilator.
 
-    ``lanes`` is the engine's ``P``; ``verify`` steps a golden model beside the engine and
+    ``lanes`` is the engine's ``P``; ``max_sizes``/``max_batch`` generate it for larger
+    maxima than the network (default: the network and batch themselves); ``verify`` steps a golden model beside the engine and
     compares after every step (``--verify-every-step``); ``batches_per_call`` trades the
     progress bar's rate against Python-to-C++ crossings.
     """
@@ -61,14 +62,17 @@ class RtlRuntime(Runtime):
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
                  lanes: int = 8, verify: bool = False, progress=None, batches_per_call: int = 4,
-                 trace: tuple | None = None, clock_mhz: float | None = None):
+                 trace: tuple | None = None, clock_mhz: float | None = None,
+                 max_sizes=None, max_batch: int | None = None):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch)
         self.eta = learning_rate_raw(lr, batch, profile)
         self.model = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                                   batch=batch, eta=self.eta)
-        self.config = engine_config(sizes, profile, batch=batch, loss=loss, lanes=lanes,
-                                    eta=self.eta)
+        # The engine is generated for the network and batch, or for larger maxima: the
+        # widths and the batch are run-time registers (one build trains many networks).
+        self.config = engine_config(max_sizes or sizes, profile, batch=max_batch or batch,
+                                    loss=loss, lanes=lanes, eta=self.eta)
         self.layout = Layout(self.config, sizes)
         self.lanes = lanes
         self.clock_mhz = clock_mhz

@@ -115,6 +115,38 @@ def test_checkpoint_moves_between_golden_and_rtl(tmp_path, first, second):
     assert result["cast_events"] == straight["cast_events"]
 
 
+def test_one_build_trains_a_smaller_network_and_batch():
+    """Widths and batch are run-time registers: an engine generated for 6-9-5, batch 8,
+    trains 4-7-3 at batch 6, bit-exact, after first training another network."""
+    from fxbp.sw.runtime import GoldenRuntime
+    p = load_profile("fx16").with_rounding("stochastic")
+    rng = np.random.default_rng(5)
+    for sizes, batch in (((6, 9, 5), 8), ((4, 7, 3), 6)):
+        ws = [rng.uniform(-1, 1, (sizes[l + 1], sizes[l])) for l in range(2)]
+        bs = [rng.uniform(-0.5, 0.5, sizes[l + 1]) for l in range(2)]
+        kw = dict(loss="mse", seed=9, lr=2.0, batch=batch)
+        gold = GoldenRuntime(sizes, p, ws, bs, **kw)
+        rtl = RtlRuntime(sizes, p, ws, bs, lanes=4, max_sizes=(6, 9, 5), max_batch=8,
+                         progress=False, **kw)
+        x, t = rng.uniform(0, 1, (3 * batch - 1, sizes[0])), rng.uniform(0, 1, (3 * batch - 1,
+                                                                               sizes[-1]))
+        xg, tg = gold.prepare(x, t)
+        xr, tr = rtl.prepare(x, t)
+        order = np.arange(len(x))
+        gold.train_epoch(xg, tg, order, batch)
+        rtl.train_epoch(xr, tr, order, batch)
+        np.testing.assert_array_equal(rtl.predict(xr), gold.predict(xg))
+        assert rtl.digest() == gold.digest()
+        assert rtl.event_counts() == gold.event_counts()
+        assert rtl.config.sizes == (6, 9, 5) and rtl.config.batch == 8
+
+
+def test_shift_mode_profile(tmp_path):
+    toml = tmp_path / "shift.toml"
+    toml.write_text('base = "fx16"\nname = "fx16-shift"\nlr_mode = "shift"\n')
+    _same_as_golden(dataset="iris", epochs=2, precision=str(toml), lanes=4)
+
+
 # ------------------------------------------------------------------ verify-every-step
 def _xor_runtime(verify=True):
     trainer = Trainer(TrainConfig(dataset="xor", backend="rtl", epochs=1, lanes=2,
