@@ -549,3 +549,17 @@ def test_gen_engine_is_deterministic(tmp_path, capsys):
                             "--out", str(path)], capsys)
         assert code == 0, err
     assert a.read_text() == b.read_text() and "module fxbp_engine" in a.read_text()
+
+
+@pytest.mark.sim
+def test_rtl_trace_writes_a_window_of_waves(tmp_path, capsys):
+    vcd = tmp_path / "w.vcd"
+    code, _, err = run(["train", "--dataset", "xor", "--epochs", "1", "--quiet", "--backend",
+                        "rtl", "--lanes", "2", "--trace", str(vcd), "--trace-from", "20",
+                        "--trace-cycles", "50"], capsys)
+    assert code == 0, err
+    text = vcd.read_text()
+    assert "$enddefinitions" in text and "cmd__valid" in text
+    stamps = [int(line[1:]) for line in text.splitlines() if line.startswith("#")]
+    # Two time stamps per cycle (clock low, clock high): cycles 20 to 69.
+    assert min(stamps) == 2 * 20 and max(stamps) == 2 * (20 + 50) - 1
