@@ -306,8 +306,8 @@ def run_engine_bench(build_dir: Path, *, waves: bool = False, cases=None,
     cases : list of str, optional
         Names of :data:`CASES` (all by default).
     fault : str, optional
-        ``"weight"``: the bench's golden model starts with one weight 1 LSB off the
-        engine's, so every training comparison must fail (the bench can fail).
+        ``"weight"``: the bench's golden model starts with the output layer's last weight
+        1/16 off the engine's, so every training test must fail (the bench can fail).
     test_filter : str, optional
         A regular expression on the cocotb test names (all by default).
 
