@@ -44,7 +44,7 @@ SHORT_TIMEOUT = 1000
 DEFAULT_TIMEOUT = 1 << 20
 #: Data words before the status of an RREG refused with Err.REGISTER (RMEM, by contrast,
 #: sends its ``count`` words whatever the error).
-RREG_REFUSED_WORDS = 0
+RREG_REFUSED_WORDS = 1
 
 
 def _case():
@@ -292,11 +292,11 @@ async def _check_errors(host: Host, config) -> None:
         prog = Program()
         prog._add(word & 0xFF, word >> 8, what=f"header 0x{word:08x}")
         await _refused(host, prog, Err.OPCODE)
-    # REGISTER: a refused RREG answers the status only (RREG_REFUSED_WORDS data words),
-    # so the host's decode, which expects one value word, cannot name the error.
+    # REGISTER: a refused RREG still answers one word (0) before its status, so the
+    # stream stays in step and the host's decode names the error.
     for r in (0x05, 0x0F, REG["width0"] + len(c.sizes), 0x3F, nregs, 0xFF):
         await _refused(host, _one(lambda p: p.rreg(r)), Err.REGISTER,
-                       data=RREG_REFUSED_WORDS, decode=False)
+                       data=RREG_REFUSED_WORDS)
     for r in (0x05, REG["width0"] + len(c.sizes), REG["counters"],
               REG["counters"] + COUNTERS.index("steps"), 0xFF):
         await _refused(host, _one(lambda p: p.wreg(r, 0x1234)), Err.REGISTER)

@@ -451,6 +451,7 @@ def sim(cases, list_cases, waves, build_dir, json_out):
     Runs every case by default, or the CASES named (--list shows them).
     """
     try:
+        from ..sim.engine_bench import TABLE_COLUMNS, run_engine_bench, table_rows
         from ..sim.runner import CASES, run_case
     except ImportError as exc:
         raise FxbpError(f"fxbp sim needs cocotb, Verilator and Amaranth ({exc}): "
@@ -458,9 +459,14 @@ def sim(cases, list_cases, waves, build_dir, json_out):
     from rich.table import Table
     from .train import write_json
     if list_cases:
+        click.echo(f"{'engine':30s} the training engine through its host interface: protocol, "
+                   f"every error, timeouts, xor/iris training and EVAL against golden, four "
+                   f"traffic patterns")
         for name, case in CASES.items():
             click.echo(f"{name:30s} {case.note}")
         return
+    engine = "engine" in cases
+    cases = tuple(c for c in cases if c != "engine")
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise FxbpError(f"unknown case {unknown[0]!r}: fxbp sim --list shows them")
@@ -468,6 +474,22 @@ def sim(cases, list_cases, waves, build_dir, json_out):
     _check_output_dir(build_dir, "--build-dir")
     err = _console(stderr=True)
     results = []
+    if engine:
+        with err.status("engine: building and simulating"):
+            eres = run_engine_bench(build_dir, waves=waves)
+        t = Table(title="training engine, cocotb + Verilator")
+        for col in TABLE_COLUMNS:
+            t.add_column(col)
+        for row in table_rows(eres):
+            t.add_row(*row)
+        _console().print(t)
+        results.append(eres)
+        if not cases:
+            if json_out:
+                write_json(json_out, results)
+            if not eres["passed"]:
+                raise SystemExit(1)
+            return
     for name in cases or CASES:
         with err.status(f"{name}: building and simulating"):
             results.append(run_case(name, build_dir, waves=waves))
@@ -477,6 +499,8 @@ def sim(cases, list_cases, waves, build_dir, json_out):
     for col in ("case", "vectors", "configs", "passed", "cycles/s (min-max)", "log"):
         t.add_column(col)
     for r in results:
+        if "bench" in r:
+            continue
         speeds = [v for v in r["cycles_per_second"].values() if v]
         t.add_row(r["case"], f"{r['vectors']:,}", str(len(r["units"])),
                   f"{r['tests'] - r['failures']}/{r['tests']}",
@@ -485,7 +509,8 @@ def sim(cases, list_cases, waves, build_dir, json_out):
     _console().print(t)
     if json_out:
         write_json(json_out, results)
-    if any(r["failures"] for r in results):
+    if any(r["failures"] for r in results if "bench" not in r) or \
+            any(not r["passed"] for r in results if "bench" in r):
         raise SystemExit(1)
 
 

@@ -144,6 +144,9 @@ class RtlRuntime(Runtime):
         from ..hw.engine.config import COUNTERS
         for name, h in zip(COUNTERS, handles):
             self.counters[name] = self.counters.get(name, 0) + (int(answers[h][0]) & 0xFFFFFFFF)
+        if self.counters.get("chain_overruns"):
+            raise FxbpError(f"internal engine error: {self.counters['chain_overruns']} element(s) "
+                            f"refused by a chain (counter chain_overruns); please report it")
 
     # ---------------------------------------------------------------- Runtime
     def describe(self) -> dict:

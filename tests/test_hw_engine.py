@@ -203,7 +203,7 @@ def test_every_error_answers_and_the_next_command_works(small_engine, pattern):
     nop = status_word(Op.NOP, Err.OK)
     cases = [
         ([0x7F], [status_word(0x7F, Err.OPCODE)]),
-        ([Op.RREG | 0x3F << 8], [status_word(Op.RREG, Err.REGISTER)]),
+        ([Op.RREG | 0x3F << 8], [0, status_word(Op.RREG, Err.REGISTER)]),
         ([Op.WREG | 0x3F << 8, 5], [status_word(Op.WREG, Err.REGISTER)]),
         ([Op.WREG | REG["counters"] << 8, 5], [status_word(Op.WREG, Err.REGISTER)]),
         # Out of range: the payload is consumed, then refused.

@@ -69,7 +69,7 @@ EVENT_CODES = {1: "preactivation", 2: "activation", 3: "derivative", 4: "error",
 def _counter_names() -> list[str]:
     names = ["cycles", "cycles_forward", "cycles_backward", "cycles_gradient", "cycles_control",
              "cycles_eval", "cycles_host", "lane_busy", "lane_busy_eval", "steps",
-             "samples_trained", "samples_evaluated"]
+             "samples_trained", "samples_evaluated", "chain_overruns"]
     for code, site in EVENT_CODES.items():
         names += [f"{site}.overflow", f"{site}.underflow", f"{site}.total"]
     return names

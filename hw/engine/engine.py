@@ -328,8 +328,9 @@ class Engine(wiring.Component):
         cur_full = Mux(rp, full[1], full[0])
         sum_arr = Array([Array(sums[0]), Array(sums[1])])
         lane_on = cur.mask.bit_select(cnt, 1) if P > 1 else cur.mask[0]
+        # The chains after the collector never stall (every sink is a write port), so the
+        # collector hands out one element a cycle into a register, without a ready.
         coll_valid = Signal(name="coll_valid")
-        coll_ready = Signal(name="coll_ready")
         cnt_w = cnt if lg else Const(0, 1)
         coll_idx = Mux(cnt_w == 0, cur.idx0, idx_run)
         coll_el = pack(self.elem, "coll_el", kind=cur.kind, layer=cur.layer, idx=coll_idx,
@@ -338,9 +339,11 @@ class Engine(wiring.Component):
                        bias=(cur.kind == G) & (cur.col0 + cnt_w == n_arr[cur.layer - 1]))
         coll_el = view(self.elem, coll_el)
         coll_layout = data.StructLayout({"sum": signed(acc), "el": self.elem})
-        coll = pack(coll_layout, "coll", sum=sum_arr[rp][cnt_w], el=coll_el)
-        m.d.comb += coll_valid.eq(cur_full & lane_on)
-        advance = cur_full & (~lane_on | coll_ready)
+        coll_next = pack(coll_layout, "coll_next", sum=sum_arr[rp][cnt_w], el=coll_el)
+        coll = Signal(coll_layout, name="coll", reset_less=True)
+        m.d.sync += [coll_valid.eq(cur_full & lane_on), coll.eq(coll_next)]
+        coll = coll.as_value()
+        advance = cur_full
         m.d.comb += release.eq(advance & (cnt_w == P - 1))
         with m.If(advance):
             m.d.sync += idx_run.eq(coll_idx + Mux(cur.kind == G, 1, n_arr[cur.layer]))
@@ -475,9 +478,12 @@ class Engine(wiring.Component):
                 m.d.comb += upd.eta.eq(eta)
             count(ucode, upd.o.valid, upd.o.payload.overflow, upd.o.payload.stalled)
             ends.append((upd, view(self.elem, upd.o.payload.tag)))
-        m.d.comb += coll_ready.eq(Mux(cv.el.kind == F, ft.i_ready,
-                                      Mux(cv.el.kind == E, fd.i_ready,
-                                          Mux(cv.el.bias, fb.i_ready, fw.i_ready))))
+        # Every chain takes an element each cycle (a fetch stage never refuses its input);
+        # were one refused, the element would be lost: the counter chain_overruns says so.
+        overrun = Signal(name="chain_overrun")
+        m.d.comb += overrun.eq(coll_valid & Mux(cv.el.kind == F, ~ft.i_ready,
+                                                Mux(cv.el.kind == E, ~fd.i_ready,
+                                                    Mux(cv.el.bias, ~fb.i_ready, ~fw.i_ready))))
 
         # Elements done: every element ends in exactly one of these writes.
         done = (
@@ -668,6 +674,7 @@ class Engine(wiring.Component):
         inc["steps"] = run_done & training
         inc["samples_trained"] = Mux(run_done & training, batch, 0)
         inc["samples_evaluated"] = Mux(run_done & ~training, batch, 0)
+        inc["chain_overruns"] = overrun
         for code, site in EVENT_CODES.items():
             lst = events[code]
             inc[f"{site}.overflow"] = sum((f & o).as_unsigned() for f, o, _ in lst)
@@ -873,12 +880,13 @@ class Engine(wiring.Component):
                         with m.Case(r):
                             m.d.sync += rsp_data.eq(sig)
                             m.next = "RREG_SEND"
-                    with m.Default():
-                        go_status(Err.REGISTER)
+                    with m.Default():           # one word still, so the stream stays in step
+                        m.d.sync += [rsp_data.eq(0), bad.eq(1)]
+                        m.next = "RREG_SEND"
             with m.State("RREG_SEND"):
                 m.d.comb += [rsp.valid.eq(1), busy.eq(1)]
                 with m.If(sent):
-                    go_status(Err.OK)
+                    go_status(Mux(bad, Err.REGISTER, Err.OK))
             with m.State("ADDR"):
                 m.d.comb += [cmd.ready.eq(1), busy.eq(1)]
                 m.d.sync += wait.eq(wait + 1)
