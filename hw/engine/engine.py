@@ -245,8 +245,11 @@ class Engine(wiring.Component):
         release = Signal(name="release")
 
         is_f, is_e, is_g = kind == F, kind == E, kind == G
-        first_op, last_op = k == 0, k == K - 1
-        last_frame = (v == V - 1) & (u == U - 1)
+        # U, V, K hold the last value of each loop (set once per pass, so no subtractor
+        # sits in the issue path).
+        first_op, last_op = k == 0, k == K
+        last_v = v == V
+        last_frame = last_v & (u == U)
         col0 = Signal(nb + 1 + lg, name="col0")
         b0 = Signal(_bits(c.groups * P), name="b0")
         m.d.comb += [col0.eq(v << lg), b0.eq(u << lg)]
@@ -552,23 +555,23 @@ class Engine(wiring.Component):
             stmts = [kind.eq(kind_), layer.eq(l), u.eq(0), v.eq(0), k.eq(0), idx_u.eq(0),
                      off_u.eq(0)]
             if kind_ == F:
-                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(groups),
-                          V.eq(n_arr[l]), K.eq(n_arr[l - 1]), w_run.eq(wbase[l - 1]),
+                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(groups - 1),
+                          V.eq(n_arr[l] - 1), K.eq(n_arr[l - 1] - 1), w_run.eq(wbase[l - 1]),
                           lane_row.eq(abase[l - 1])]
             elif kind_ == E:
-                stmts += [n_out.eq(n_arr[l]), n_next.eq(n_arr[l + 1]), U.eq(groups),
-                          V.eq(n_arr[l]), K.eq(n_arr[l + 1]), w_run.eq(wbase[l]),
+                stmts += [n_out.eq(n_arr[l]), n_next.eq(n_arr[l + 1]), U.eq(groups - 1),
+                          V.eq(n_arr[l] - 1), K.eq(n_arr[l + 1] - 1), w_run.eq(wbase[l]),
                           lane_row.eq(dlbase[l])]
             else:
-                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(n_arr[l]),
-                          V.eq((n_arr[l - 1] + P) >> lg), K.eq(batch),
+                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(n_arr[l] - 1),
+                          V.eq(((n_arr[l - 1] + P) >> lg) - 1), K.eq(batch - 1),
                           lane_row.eq(abase[l - 1]), bc_row.eq(dlbase[l - 1])]
             return stmts
 
         with m.If(fire):
             with m.If(last_op):
                 m.d.sync += k.eq(0)
-                with m.If(v == V - 1):
+                with m.If(last_v):
                     m.d.sync += [v.eq(0), u.eq(u + 1)]
                     with m.Switch(kind):
                         with m.Case(F):
@@ -761,6 +764,8 @@ class Engine(wiring.Component):
         arg = Signal(8, name="h_arg")
         addr = Signal(33, name="h_addr")
         count = Signal(33, name="h_count")
+        # Registered tests of count, so no 33-bit compare sits before the answer registers.
+        count_zero, count_one = Signal(name="h_count_zero"), Signal(name="h_count_one")
         wdata = Signal(32, name="h_wdata")
         wen = Signal(name="h_wen")
         bad = Signal(name="h_bad")
@@ -899,7 +904,8 @@ class Engine(wiring.Component):
                 m.d.comb += [cmd.ready.eq(1), busy.eq(1)]
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(got):
-                    m.d.sync += [count.eq(word), wait.eq(0)]
+                    m.d.sync += [count.eq(word), wait.eq(0), count_zero.eq(word == 0),
+                                 count_one.eq(word == 1)]
                     m.next = "RANGE0"
                 with m.Elif(timed_out()):
                     go_status(Err.TIMEOUT)
@@ -909,7 +915,7 @@ class Engine(wiring.Component):
             with m.State("RANGE"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += bad.eq(~range_ok)
-                with m.If(count == 0):
+                with m.If(count_zero):
                     go_status(Mux(range_ok, Err.OK, Err.MEMORY))
                 with m.Elif(op == Op.WMEM):
                     m.next = "WDATA"
@@ -920,8 +926,9 @@ class Engine(wiring.Component):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(got):
                     m.d.comb += [wen.eq(~bad), wdata.eq(word)]
-                    m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), wait.eq(0)]
-                    with m.If(count == 1):
+                    m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), wait.eq(0),
+                                 count_one.eq(count == 2)]
+                    with m.If(count_one):
                         go_status(Mux(bad, Err.MEMORY, Err.OK))
                 with m.Elif(timed_out()):
                     go_status(Err.TIMEOUT)
@@ -938,8 +945,9 @@ class Engine(wiring.Component):
             with m.State("RSEND"):
                 m.d.comb += [rsp.valid.eq(1), busy.eq(1)]
                 with m.If(sent):
-                    m.d.sync += [addr.eq(addr + 1), count.eq(count - 1)]
-                    with m.If(count == 1):
+                    m.d.sync += [addr.eq(addr + 1), count.eq(count - 1),
+                                 count_one.eq(count == 2)]
+                    with m.If(count_one):
                         go_status(Mux(bad, Err.MEMORY, Err.OK))
                     with m.Else():
                         m.next = "RISSUE"
