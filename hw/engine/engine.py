@@ -100,7 +100,7 @@ class Engine(wiring.Component):
         self.lane_a = max(self.w_width, self.delta_width)
         self.lane_b = max(self.act_width, self.delta_width, 2)
         self.frame_tag = data.StructLayout({
-            "kind": 2, "layer": _bits(c.depth), "idx0": 32, "off": self._addr_bits(),
+            "kind": 2, "layer": _bits(c.depth), "idx0": self._idx_bits(), "off": self._addr_bits(),
             "row": _bits(max(c.sizes)), "col0": _bits(max(c.sizes) + c.lanes), "mask": c.lanes})
         self.lanes = [MAC(a_width=self.lane_a, b_width=self.lane_b, acc_width=p.accumulator_bits,
                           max_fan_in=c.max_fan_in, bias_width=self.bias_width,
@@ -108,7 +108,7 @@ class Engine(wiring.Component):
                           tag_width=self.frame_tag.size if q == 0 else 0)
                       for q in range(c.lanes)]
         el = self.elem = data.StructLayout({
-            "kind": 2, "layer": _bits(c.depth), "idx": 32, "off": self._addr_bits(),
+            "kind": 2, "layer": _bits(c.depth), "idx": self._idx_bits(), "off": self._addr_bits(),
             "bank": max(1, c.log2_lanes), "row": _bits(max(c.sizes)), "bias": 1})
         aw, ew = signed_width(p.activation.fmt), signed_width(p.error.fmt)
         self.err_width = ew
@@ -142,6 +142,15 @@ class Engine(wiring.Component):
         }
         if c.loss == "xent":
             self.u["xent"] = unit("cast", "xent-delta")
+
+    def _idx_bits(self) -> int:
+        """Bits of an element's index (DP 9): it stays below the largest tensor, plus a
+        frame's overshoot past its end (lanes beyond the batch or the row)."""
+        c = self.config
+        n = c.sizes
+        largest = max([c.groups * c.lanes * max(n)]
+                      + [n[l] * (n[l - 1] + c.lanes + 1) for l in range(1, len(n))])
+        return _bits(largest + c.lanes * max(n))
 
     def _addr_bits(self) -> int:
         c = self.config
@@ -237,7 +246,7 @@ class Engine(wiring.Component):
         w_run = Signal(ab, name="w_run")       # F: this row's start; E: this op's address
         lane_row = Signal(ab, name="lane_row")
         bc_row = Signal(ab, name="bc_row")     # G: the broadcast delta's address
-        idx_u = Signal(32, name="idx_u")
+        idx_u = Signal(self._idx_bits(), name="idx_u")
         off_u = Signal(ab, name="off_u")
         issuing = Signal(name="issuing")
         pending = Signal(2, name="pending")    # collector banks reserved (0..2)
@@ -319,7 +328,7 @@ class Engine(wiring.Component):
         full = [Signal(name=f"coll{bk}_full") for bk in range(2)]
         wp, rp = Signal(name="coll_wp"), Signal(name="coll_rp")
         cnt = Signal(max(1, lg), name="coll_cnt")
-        idx_run = Signal(32, name="coll_idx")
+        idx_run = Signal(self._idx_bits(), name="coll_idx")
         lane0 = self.lanes[0]
         with m.If(lane0.o.valid):
             m.d.sync += wp.eq(~wp)
@@ -712,7 +721,12 @@ class Engine(wiring.Component):
         db = _bits(len(sites) + 2)
         feed_valid, feed_word, feed_dest = Signal(name="kg_fv"), Signal(32, name="kg_fw"), \
             Signal(db, name="kg_fd")
-        word, valid, dest = feed_word, feed_valid, feed_dest
+        # The feed is registered before the hash stages: the FSM's choice of word does not
+        # share a cycle with the first rounds.
+        word = Signal(32, name="kg_in_w", reset_less=True)
+        valid = Signal(name="kg_in_v")
+        dest = Signal(db, name="kg_in_d", reset_less=True)
+        m.d.sync += [word.eq(feed_word), valid.eq(feed_valid), dest.eq(feed_dest)]
         for s, rounds in enumerate(HASH_STAGES):
             nw, nv, nd = (Signal(32, name=f"kg_w{s}", reset_less=True), Signal(name=f"kg_v{s}"),
                           Signal(db, name=f"kg_d{s}", reset_less=True))
@@ -824,6 +838,30 @@ class Engine(wiring.Component):
                 with m.Case(mem_id):
                     m.d.comb += rdata.eq(Array(bank_regs)[hbank2] if lg else bank_regs[0])
 
+        # RREG reads through two registered levels of multiplexers: eight registers a
+        # group by the address's low bits, then the group by its high bits.
+        readable = {**regs, **ro}
+        groups = {}
+        for r, sig in readable.items():
+            groups.setdefault(r >> 3, {})[r & 7] = sig
+        group_regs, group_ok = {}, {}
+        for g_, members in groups.items():
+            gr = Signal(32, name=f"h_rgroup{g_}", reset_less=True)
+            gk = Signal(name=f"h_rgroup{g_}_ok", reset_less=True)
+            with m.Switch(arg[:3]):
+                for low, sig in members.items():
+                    with m.Case(low):
+                        m.d.sync += [gr.eq(sig), gk.eq(1)]
+                with m.Default():
+                    m.d.sync += [gr.eq(0), gk.eq(0)]
+            group_regs[g_], group_ok[g_] = gr, gk
+        group_value = Signal(32, name="h_rvalue")
+        group_known = Signal(name="h_rknown")
+        with m.Switch(arg[3:]):
+            for g_ in groups:
+                with m.Case(g_):
+                    m.d.comb += [group_value.eq(group_regs[g_]), group_known.eq(group_ok[g_])]
+
         with m.FSM(name="host"):
             with m.State("IDLE"):
                 m.d.comb += cmd.ready.eq(1)
@@ -879,15 +917,12 @@ class Engine(wiring.Component):
                 with m.Elif(timed_out()):
                     go_status(Err.TIMEOUT)
             with m.State("RREG"):
+                m.d.comb += busy.eq(1)      # first level of the register multiplexer
+                m.next = "RREG2"
+            with m.State("RREG2"):
                 m.d.comb += busy.eq(1)
-                with m.Switch(arg):
-                    for r, sig in {**regs, **ro}.items():
-                        with m.Case(r):
-                            m.d.sync += rsp_data.eq(sig)
-                            m.next = "RREG_SEND"
-                    with m.Default():           # one word still, so the stream stays in step
-                        m.d.sync += [rsp_data.eq(0), bad.eq(1)]
-                        m.next = "RREG_SEND"
+                m.d.sync += [rsp_data.eq(group_value), bad.eq(~group_known)]
+                m.next = "RREG_SEND"
             with m.State("RREG_SEND"):
                 m.d.comb += [rsp.valid.eq(1), busy.eq(1)]
                 with m.If(sent):
