@@ -862,6 +862,7 @@ class Engine(wiring.Component):
                 with m.Case(g_):
                     m.d.comb += [group_value.eq(group_regs[g_]), group_known.eq(group_ok[g_])]
 
+        m.d.sync += start_run.eq(0)             # a one-cycle pulse (CHECK sets it)
         with m.FSM(name="host"):
             with m.State("IDLE"):
                 m.d.comb += cmd.ready.eq(1)
@@ -989,7 +990,8 @@ class Engine(wiring.Component):
             with m.State("CHECK"):
                 m.d.comb += busy.eq(1)
                 with m.If(shape_ok):
-                    m.d.comb += [start_run.eq(1), start_train.eq(op == Op.TRAIN)]
+                    # A registered start: the run FSM and the key generator act next cycle.
+                    m.d.sync += [start_run.eq(1), start_train.eq(op == Op.TRAIN)]
                     m.next = "RUN"
                 with m.Else():
                     go_status(Err.CONFIG)
