@@ -807,8 +807,13 @@ class Engine(wiring.Component):
             m.d.sync += rsp_data.eq(Const(status_word(0, 0), 32) | opv | (e << 16))
             m.next = "STATUS"
 
+        # Registered (a cycle late, cleared by a word), so the 32-bit compare is not in
+        # the FSM's next-state logic.
+        late = Signal(name="h_timed_out")
+        m.d.sync += late.eq((timeout != 0) & (wait >= timeout) & ~got)
+
         def timed_out():
-            return (timeout != 0) & (wait >= timeout)
+            return late
 
         # Both checks are registered: the registers they read settle a cycle before use.
         shape = (cfg_batch >= 1) & (cfg_batch <= c.batch)
@@ -816,11 +821,13 @@ class Engine(wiring.Component):
             shape = shape & (w >= 1) & (w <= n)
         shape_ok = Signal(name="h_shape_ok")
         m.d.sync += shape_ok.eq(shape)
+        end = Signal(34, name="h_end")          # addr + count, then its compare: two stages
+        m.d.sync += end.eq(addr + count)
         in_range = Signal(name="h_in_range")
         with m.Switch(arg):
             for mem_id, depth in depths.items():
                 with m.Case(mem_id):
-                    m.d.comb += in_range.eq(addr + count <= depth)
+                    m.d.comb += in_range.eq(end <= depth)
         range_ok = Signal(name="h_range_ok")
         m.d.sync += range_ok.eq(in_range)
         # Read data of the memory and bank addressed: the registered read data (the word
@@ -835,8 +842,12 @@ class Engine(wiring.Component):
                 with m.Case(mem_id):
                     m.d.comb += rdata.eq(reg)
             for mem_id, bank_regs in banks.items():
+                # The bank's word, registered once more (the RSEL state waits for it).
+                picked = Signal(bank_regs[0].shape(), name=f"h_bank_word{mem_id}",
+                                reset_less=True)
+                m.d.sync += picked.eq(Array(bank_regs)[hbank2] if lg else bank_regs[0])
                 with m.Case(mem_id):
-                    m.d.comb += rdata.eq(Array(bank_regs)[hbank2] if lg else bank_regs[0])
+                    m.d.comb += rdata.eq(picked)
 
         # RREG reads through two registered levels of multiplexers: eight registers a
         # group by the address's low bits, then the group by its high bits.
@@ -946,6 +957,9 @@ class Engine(wiring.Component):
                 with m.Elif(timed_out()):
                     go_status(Err.TIMEOUT)
             with m.State("RANGE0"):
+                m.d.comb += busy.eq(1)      # end = addr + count settles
+                m.next = "RANGE1"
+            with m.State("RANGE1"):
                 m.d.comb += busy.eq(1)      # range_ok settles
                 m.next = "RANGE"
             with m.State("RANGE"):
@@ -973,6 +987,9 @@ class Engine(wiring.Component):
                 m.next = "RWAIT"
             with m.State("RWAIT"):
                 m.d.comb += busy.eq(1)      # the word is on the ports, registered at the edge
+                m.next = "RSEL"
+            with m.State("RSEL"):
+                m.d.comb += busy.eq(1)      # a banked memory's word is picked and registered
                 m.next = "RDATA"
             with m.State("RDATA"):
                 m.d.comb += busy.eq(1)
