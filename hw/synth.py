@@ -229,7 +229,8 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
                                 ("DSP", wrapped["dsp"], cap_dsp), ("BRAM", wrapped["bram"], cap_bram)):
             if used > cap:
                 raise FxbpError(f"design does not fit {family} {device}: {used} {what} of {cap}: "
-                                f"choose a larger device (--device) or a narrower profile")
+                                f"choose a larger device (--device) or a narrower profile (the engine: "
+                                f"fewer --lanes or a smaller --net)")
         runs = []
         for seed in seeds:
             say(f"nextpnr-{family} {device}: seed {seed} ({len(runs) + 1} of {len(seeds)})")

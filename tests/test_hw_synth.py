@@ -81,7 +81,8 @@ def test_missed_frequency_exits_2_after_the_report(capsys):
     (["synth", "mac", "--freq", "50"], "add --pnr"),
     (["synth", "mac", "--device", "up5k"], "give --family ice40 or ecp5 too"),
     (["synth", "mac", "--family", "ice40", "--device", "25f"], "not an ice40 part"),
-    (["synth", "engine", "--pnr"], "not built yet"),
+    (["synth", "engine", "--lanes", "3"], "engine lanes must be a power of two, not 3"),
+    (["synth", "mac", "--net", "4-2"], "--net describes the engine, not the unit mac"),
 ])
 def test_bad_synth_input(argv, match, capsys):
     with pytest.raises(SystemExit) as exc:
