@@ -222,6 +222,10 @@ def cli():
 @click.option("--clock-mhz", type=click.FloatRange(min=0, min_open=True, max=10_000), default=None,
               help="--backend rtl: FPGA clock for the samples/s figure (default: the Fmax "
               "that fxbp synth engine --pnr measured for this engine, when known).")
+@click.option("--dataset-buffer", type=click.IntRange(min=0, max=65536), default=None,
+              help="--backend rtl: samples the engine holds on chip (default 0: the host "
+              "loads each batch); a training set that fits is loaded once and each epoch "
+              "runs from its order.")
 @click.option("--trace", "trace_file", type=click.Path(path_type=Path), default=None,
               help="--backend rtl: write the waves of a window of cycles here (FST, or VCD).")
 @click.option("--trace-from", type=click.IntRange(min=0), default=0, show_default=True,
@@ -231,7 +235,8 @@ def cli():
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(dataset, data, target, backend, device, precision, rounding, sigmoid, hidden, epochs, batch,
           lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, lanes,
-          verify_every_step, clock_mhz, trace_file, trace_from, trace_cycles, quiet):
+          verify_every_step, clock_mhz, dataset_buffer, trace_file, trace_from, trace_cycles,
+          quiet):
     """Train an MLP; report accuracy, speed and digest.
 
     Prints accuracy, speed, cast events and the weights digest; writes the result
@@ -245,8 +250,8 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
         raise FxbpError(f"--device picks an OpenCL device, and backend {backend!r} runs no "
                         f"OpenCL: drop --device or use --backend opencl")
     if backend != "rtl":
-        for option in ("lanes", "verify_every_step", "clock_mhz", "trace_file", "trace_from",
-                       "trace_cycles"):
+        for option in ("lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "trace_file",
+                       "trace_from", "trace_cycles"):
             if _given(option):
                 name = "--" + option.removesuffix("_file").replace("_", "-")
                 raise FxbpError(f"{name} applies to the RTL engine: add --backend rtl or drop "
@@ -280,7 +285,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                          backend=backend, device=device, precision=precision, sigmoid=sigmoid,
                          seed=seed, test_fraction=test_fraction, scale=scale,
                          lanes=lanes or 8, verify_every_step=verify_every_step,
-                         clock_mhz=clock_mhz,
+                         clock_mhz=clock_mhz, dataset_buffer=dataset_buffer or 0,
                          trace=(str(trace_file), trace_from, trace_cycles) if trace_file else None,
                          **{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(config)

@@ -75,6 +75,10 @@ class Program:
     def evaluate(self) -> int:
         return self._add(Op.EVAL, 0)
 
+    def run(self) -> int:
+        """RUN: ``run_steps`` steps over the dataset buffer (builds with one)."""
+        return self._add(Op.RUN, 0)
+
     def clear(self) -> int:
         return self._add(Op.CLEAR, 0)
 

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from ..hw.engine.config import REG, Mem
 from .engine_host import Layout, Program
 from .errors import FxbpError
 from .golden import EVENT_SITES, GoldenMLP, learning_rate_raw
@@ -25,12 +26,13 @@ class VerifyMismatch(FxbpError):
     """``--verify-every-step`` found the engine and golden apart."""
 
 
-def engine_config(sizes, profile, *, batch: int, loss: str, lanes: int, eta):
+def engine_config(sizes, profile, *, batch: int, loss: str, lanes: int, eta,
+                  dataset_buffer: int = 0):
     from ..hw.engine import EngineConfig
     lr_shift = eta[1] if profile.lr_mode == "shift" else None
     try:
         return EngineConfig(profile=profile, sizes=tuple(sizes), batch=batch, lanes=lanes,
-                            loss=loss, lr_shift=lr_shift)
+                            loss=loss, lr_shift=lr_shift, dataset_buffer=dataset_buffer)
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
 
@@ -52,7 +54,9 @@ class RtlRuntime(Runtime):
     """The engine in Verilator.
 
     ``lanes`` is the engine's ``P``; ``max_sizes``/``max_batch`` generate it for larger
-    maxima than the network (default: the network and batch themselves); ``verify`` steps a golden model beside the engine and
+    maxima than the network (default: the network and batch themselves);
+    ``dataset_buffer`` holds that many samples on chip: a training set that fits is
+    loaded once, and each epoch sends only its order (RUN); ``verify`` steps a golden model beside the engine and
     compares after every step (``--verify-every-step``); ``batches_per_call`` trades the
     progress bar's rate against Python-to-C++ crossings.
     """
@@ -63,7 +67,7 @@ class RtlRuntime(Runtime):
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
                  lanes: int = 8, verify: bool = False, progress=None, batches_per_call: int = 4,
                  trace: tuple | None = None, clock_mhz: float | None = None,
-                 max_sizes=None, max_batch: int | None = None):
+                 max_sizes=None, max_batch: int | None = None, dataset_buffer: int = 0):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch)
         self.eta = learning_rate_raw(lr, batch, profile)
@@ -72,7 +76,9 @@ class RtlRuntime(Runtime):
         # The engine is generated for the network and batch, or for larger maxima: the
         # widths and the batch are run-time registers (one build trains many networks).
         self.config = engine_config(max_sizes or sizes, profile, batch=max_batch or batch,
-                                    loss=loss, lanes=lanes, eta=self.eta)
+                                    loss=loss, lanes=lanes, eta=self.eta,
+                                    dataset_buffer=dataset_buffer)
+        self._resident = None         # (id, length) of the training set in the buffer
         self.layout = Layout(self.config, sizes)
         self.lanes = lanes
         self.clock_mhz = clock_mhz
@@ -133,7 +139,9 @@ class RtlRuntime(Runtime):
         n = self.sizes
         macs = sum(n[l] * (n[l - 1] + self.lanes + 1) for l in range(1, len(n)))
         per = 4 * (macs + 200 * len(n)) * (self.config.groups + 1) + 10_000
-        return per * sum(c.op in (6, 7) for c in prog.commands)
+        runs = sum(c.op in (6, 7) for c in prog.commands)
+        runs += sum(self.batches_per_call for c in prog.commands if c.op == 9)
+        return per * runs
 
     def _collect_counters(self, prog: Program) -> list[int]:
         handles = prog.counters()
@@ -179,7 +187,45 @@ class RtlRuntime(Runtime):
     def progress_info(self) -> str:
         return f"{self.sim_cycles / 1e6:,.1f} M cycles simulated"
 
+    def _load_resident(self, x, t) -> bool:
+        """Put the training set in the dataset buffer (once); False when it does not fit."""
+        c = self.config
+        if not c.dataset_buffer or len(x) > c.dataset_buffer:
+            return False
+        key = (id(x), len(x))
+        if self._resident != key:
+            n0, nL = c.sizes[0], c.sizes[-1]
+            xs = np.zeros((len(x), n0), dtype=np.int64)
+            ts = np.zeros((len(t), nL), dtype=np.int64)
+            xs[:, :x.shape[1]] = x
+            ts[:, :t.shape[1]] = t
+            prog = Program()
+            prog.wmem(Mem.DSX, 0, xs)
+            prog.wmem(Mem.DST, 0, ts)
+            self._run(prog)
+            self._resident = key
+        return True
+
     def _train_epoch(self, x, t, order, batch, on_batch) -> None:
+        if not self.verify and self._load_resident(x, t):
+            steps = -(-len(order) // batch)
+            prog = Program()
+            prog.wmem(Mem.ORDER, 0, np.asarray(order, dtype=np.int64))
+            for r, v in (("order_len", len(order)), ("position", 0), ("batch", batch)):
+                prog.wreg(REG[r], v)
+            self._run(prog)
+            for s in range(0, steps, self.batches_per_call):
+                n = min(self.batches_per_call, steps - s)
+                prog = Program()
+                prog.wreg(REG["run_steps"], n)
+                prog.run()
+                handles = self._collect_counters(prog)
+                self._add_counters(self._run(prog), handles)
+                self.steps_done += n
+                if on_batch is not None:
+                    for _ in range(n):
+                        on_batch()
+            return
         starts = list(range(0, len(order), batch))
         if self.verify:
             for s in starts:

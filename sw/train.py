@@ -59,6 +59,7 @@ class TrainConfig:
     lanes: int = 8
     verify_every_step: bool = False
     clock_mhz: float | None = None
+    dataset_buffer: int = 0
     trace: tuple | None = None
 
     def identity(self) -> dict:
@@ -67,7 +68,7 @@ class TrainConfig:
         content, not by the options that named them)."""
         d = dataclasses.asdict(self)
         for k in ("epochs", "device", "precision", "data", "backend", "rounding", "sigmoid",
-                  "lanes", "verify_every_step", "clock_mhz", "trace"):
+                  "lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "trace"):
             d.pop(k)
         d["hidden"] = list(d["hidden"]) if d["hidden"] is not None else None
         return d
@@ -280,7 +281,7 @@ class Trainer:
         extra = {}
         if cfg.backend == "rtl":
             extra = {"lanes": cfg.lanes, "verify": cfg.verify_every_step, "trace": cfg.trace,
-                     "clock_mhz": cfg.clock_mhz}
+                     "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer}
         self.runtime = make_runtime(cfg.backend, self.sizes, profile, w0, b0, loss=loss,
                                     seed=cfg.seed, lr=float(lr), batch=batch, device=cfg.device,
                                     **extra)

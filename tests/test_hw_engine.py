@@ -147,6 +147,55 @@ def test_shift_mode_profile(tmp_path):
     _same_as_golden(dataset="iris", epochs=2, precision=str(toml), lanes=4)
 
 
+@pytest.mark.parametrize("lanes, batch", [(4, 8), (2, 7)])
+def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch):
+    """The training set loaded once into the dataset buffer; each epoch sends its order and
+    RUNs the steps (the last one partial) on chip: the digest and events of golden."""
+    from fxbp.sw.runtime import GoldenRuntime
+    p = load_profile("fx16").with_rounding("stochastic")
+    rng = np.random.default_rng(2)
+    sizes, n = (4, 8, 3), 30
+    ws = [rng.uniform(-1, 1, (sizes[l + 1], sizes[l])) for l in range(2)]
+    bs = [rng.uniform(-0.5, 0.5, sizes[l + 1]) for l in range(2)]
+    kw = dict(loss="mse", seed=4, lr=2.0, batch=batch)
+    gold = GoldenRuntime(sizes, p, ws, bs, **kw)
+    rtl = RtlRuntime(sizes, p, ws, bs, lanes=lanes, progress=False, dataset_buffer=n,
+                     batches_per_call=3, **kw)
+    x, t = rng.uniform(0, 1, (n, sizes[0])), rng.uniform(0, 1, (n, sizes[-1]))
+    xg, tg = gold.prepare(x, t)
+    xr, tr = rtl.prepare(x, t)
+    calls = []
+    for epoch in range(3):
+        order = np.random.default_rng(epoch).permutation(n)
+        gold.train_epoch(xg, tg, order, batch)
+        rtl.train_epoch(xr, tr, order, batch, on_batch=lambda: calls.append(1))
+        assert rtl.digest() == gold.digest() and rtl.event_counts() == gold.event_counts()
+    steps = 3 * -(-n // batch)
+    assert rtl.counters["steps"] == steps == len(calls) and rtl.counters["samples_trained"] == 3 * n
+    assert rtl._resident is not None                     # loaded once, then only orders
+
+
+def test_run_is_refused_without_a_buffer_and_with_a_bad_order(small_engine):
+    cfg, lib = small_engine                               # built with dataset_buffer 0
+    sim = lib.new()
+    sim.reset(2)
+    got, _ = _send(sim, [Op.RUN, Op.NOP], 2)
+    assert got == [status_word(Op.RUN, Err.OPCODE), status_word(Op.NOP, Err.OK)]
+    from fxbp.sw.rtl import build_engine
+    lib = build_engine(dataclasses.replace(cfg, dataset_buffer=6), progress=False)
+    sim = lib.new()
+    sim.reset(2)
+    good = {REG["order_len"]: 3, REG["position"]: 0, REG["run_steps"]: 1}
+    cases = [({}, Err.OK), ({REG["order_len"]: 0}, Err.CONFIG), ({REG["order_len"]: 7}, Err.CONFIG),
+             ({REG["position"]: 3}, Err.CONFIG), ({REG["run_steps"]: 0}, Err.CONFIG)]
+    for change, err in cases:
+        words = []
+        for r, v in {**good, **change}.items():
+            words += [Op.WREG | r << 8, v]
+        got, _ = _send(sim, words + [Op.RUN, Op.NOP], 3 + 2)
+        assert got[-2:] == [status_word(Op.RUN, err), status_word(Op.NOP, Err.OK)], change
+
+
 # ------------------------------------------------------------------ verify-every-step
 def _xor_runtime(verify=True):
     trainer = Trainer(TrainConfig(dataset="xor", backend="rtl", epochs=1, lanes=2,
@@ -282,7 +331,7 @@ def test_decode_refuses_a_failed_status():
     ({"sizes": (4, 0)}, ValueError, "engine layer width must be 1 to 4096, not 0"),
     ({"batch": 0}, ValueError, "engine batch must be 1 to 4096, not 0"),
     ({"loss": "hinge"}, ValueError, "engine loss must be 'mse' or 'xent', not 'hinge'"),
-    ({"dataset_buffer": 64}, ValueError, "only 0"),
+    ({"dataset_buffer": 70000}, ValueError, "engine dataset buffer must be 0 to 65536, not 70000"),
     ({"lr_shift": 3}, ValueError, "lr_shift applies to lr_mode"),
 ])
 def test_engine_config_is_checked(kw, exc, text):

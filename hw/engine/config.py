@@ -35,6 +35,7 @@ class Op:
     TRAIN = 0x06     # one SGD step on the loaded batch
     EVAL = 0x07      # forward pass only on the loaded batch
     CLEAR = 0x08     # zero every counter
+    RUN = 0x09       # dataset buffer only: run_steps steps over the on-chip samples in order
 
 
 class Err:
@@ -55,6 +56,9 @@ class Mem:
     T = 3            # targets
     DELTA = 4        # delta banks, interleaved
     D = 5            # hidden-layer derivatives
+    DSX = 6          # dataset buffer only: samples, sample s at s * max n_0
+    DST = 7          # dataset buffer only: targets, sample s at s * max n_L
+    ORDER = 8        # dataset buffer only: sample numbers in training order
 
 
 def status_word(op: int, err: int) -> int:
@@ -85,6 +89,9 @@ REG = {
     "seed": 0x02,       # the stochastic-rounding seed (section 9)
     "step": 0x03,       # the step number n of the next TRAIN (incremented by TRAIN)
     "timeout": 0x04,    # payload timeout in cycles (0: none)
+    "order_len": 0x05,  # dataset buffer: samples in ORDER
+    "position": 0x06,   # dataset buffer: the next step's first ORDER entry
+    "run_steps": 0x07,  # dataset buffer: steps of the next RUN
     "width0": 0x10,     # n_0 .. n_L
     "counters": 0x40,   # COUNTERS[k] at 0x40 + k (read-only)
 }
@@ -121,7 +128,8 @@ class EngineConfig:
         The shift ``k`` of a ``lr_mode = "shift"`` profile (``eta = 2^-k``); ``None`` in
         multiply mode, where ``eta`` is a run-time register.
     dataset_buffer : int
-        Samples held on chip; only 0 (samples are loaded per batch by the host) is built.
+        Samples held on chip (0: the host loads each batch). With ``S > 0`` the host loads
+        the samples and targets once and an order per epoch; RUN trains over it.
     counter_bits : int
         Width of every counter (the host reads and clears them often enough).
     """
@@ -152,10 +160,7 @@ class EngineConfig:
             raise ValueError(f"engine lanes must be a power of two, not {self.lanes!r}")
         if self.loss not in ("mse", "xent"):
             raise ValueError(f"engine loss must be 'mse' or 'xent', not {self.loss!r}")
-        check_int("engine dataset buffer", self.dataset_buffer)
-        if self.dataset_buffer:
-            raise ValueError(f"engine dataset buffer {self.dataset_buffer!r}: only 0 (samples "
-                             f"loaded per batch by the host) is built so far")
+        check_int("engine dataset buffer", self.dataset_buffer, high=65536)
         check_int("engine counter width", self.counter_bits, low=16, high=64)
         p = self.profile
         if p.lr_mode == "shift":

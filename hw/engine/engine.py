@@ -187,7 +187,11 @@ class Engine(wiring.Component):
         ctr = {name: Signal(cw, name="ctr_" + name.replace(".", "_")) for name in COUNTERS}
         nb = _bits(max(c.sizes))
         n_arr = Array([w[:nb] for w in widths])
-        batch = cfg_batch[:_bits(c.batch)]
+        if c.dataset_buffer:
+            # RUN's steps may be shorter than the batch register (the end of the order).
+            batch = Signal(_bits(c.batch), name="cur_batch")
+        else:
+            batch = cfg_batch[:_bits(c.batch)]
         groups = Signal(_bits(c.groups), name="groups")
         m.d.comb += groups.eq((batch + (P - 1)) >> lg)
 
@@ -508,6 +512,7 @@ class Engine(wiring.Component):
                        run_done=run_done, cfg_batch=cfg_batch, widths=widths, eta=eta,
                        seed=seed, step=step, timeout=timeout, ctr=ctr, depths=depths,
                        registered={Mem.W: w_q, Mem.B: b_q, Mem.T: t_q, Mem.D: d_q},
+                       cur_batch=batch,
                        banks={Mem.A: a_q, Mem.DELTA: dl_q})
 
         # ---------------------------------------------------------- memory ports
@@ -519,6 +524,11 @@ class Engine(wiring.Component):
             cond = ~running & h["wen"] & (h["mem"] == mem_id)
             return cond if bank is None else cond & (hbank == bank)
 
+        if c.dataset_buffer:
+            for mem_id, name in ((Mem.DSX, "dsx"), (Mem.DST, "dst"), (Mem.ORDER, "order")):
+                port = h["ds"][name][1]
+                m.d.comb += [port.en.eq(host_we(mem_id)), port.addr.eq(h["addr"]),
+                             port.data.eq(h["wdata"])]
         f_el = dt.el
         m.d.comb += [
             wr["w"].en.eq(Mux(running, wupd.o.valid, host_we(Mem.W))),
@@ -769,7 +779,7 @@ class Engine(wiring.Component):
 
     # ------------------------------------------------------------------ host interface
     def _host(self, m, *, running, start_run, start_train, run_done, cfg_batch, widths, eta,
-              seed, step, timeout, ctr, depths, registered, banks) -> dict:
+              seed, step, timeout, ctr, depths, registered, banks, cur_batch) -> dict:
         """The command decoder (``docs/engine.md``, host interface)."""
         c = self.config
         P, L, lg = c.lanes, c.depth, c.log2_lanes
@@ -798,6 +808,8 @@ class Engine(wiring.Component):
         for l, w in enumerate(widths):
             regs[REG["width0"] + l] = w
         ro = {REG["counters"] + n: ctr[name] for n, name in enumerate(COUNTERS)}
+        S = c.dataset_buffer
+        ds = self._dataset_memories(m, regs, depths, registered) if S else None
         id_words = [ID_MAGIC, c.gen_hash,
                     P | (L << 8) | (c.counter_bits << 16) | (int(c.stochastic) << 24)
                     | (int(c.loss == "xent") << 25), c.batch, *c.sizes]
@@ -898,6 +910,9 @@ class Engine(wiring.Component):
                             m.next = "ADDR"
                         with m.Case(Op.TRAIN, Op.EVAL):
                             m.next = "CHECK"
+                        if S:
+                            with m.Case(Op.RUN):
+                                m.next = "DSCHECK"
                         with m.Default():
                             m.d.sync += rsp_data.eq(status_word(0, Err.OPCODE) | o)
                             m.next = "STATUS"
@@ -1009,11 +1024,134 @@ class Engine(wiring.Component):
                 with m.If(shape_ok):
                     # A registered start: the run FSM and the key generator act next cycle.
                     m.d.sync += [start_run.eq(1), start_train.eq(op == Op.TRAIN)]
+                    if S:
+                        m.d.sync += cur_batch.eq(cfg_batch)
                     m.next = "RUN"
                 with m.Else():
                     go_status(Err.CONFIG)
             with m.State("RUN"):
                 with m.If(run_done):
                     go_status(Err.OK)
+            if S:
+                g = self._gather_states(m, ds, host_addr=addr[:32], shape_ok=shape_ok,
+                                        cfg_batch=cfg_batch,
+                                        cur_batch=cur_batch, widths=widths, start_run=start_run,
+                                        start_train=start_train, run_done=run_done,
+                                        go_status=go_status, busy=busy)
+                return {"ds": ds, "mem": Mux(g["active"], g["mem"], arg),
+                        "addr": Mux(g["active"], g["addr"], addr[:32]),
+                        "wdata": Mux(g["active"], g["wdata"], wdata),
+                        "wen": Mux(g["active"], g["wen"], wen), "clear": clear, "busy": busy}
         return {"mem": arg, "addr": addr[:32], "wdata": wdata, "wen": wen, "clear": clear,
                 "busy": busy}
+
+    # ------------------------------------------------------------------ dataset buffer
+    def _dataset_memories(self, m, regs, depths, registered) -> dict:
+        """The on-chip samples, targets and order (``dataset_buffer = S > 0``), their host
+        registers, and their ports (host WMEM/RMEM and the gather)."""
+        c = self.config
+        S, n0, nL = c.dataset_buffer, c.sizes[0], c.sizes[-1]
+        ds = {"order_len": Signal(32, name="cfg_order_len"),
+              "position": Signal(32, name="cfg_position"),
+              "run_steps": Signal(32, name="cfg_run_steps")}
+        for name in ("order_len", "position", "run_steps"):
+            regs[REG[name]] = ds[name]
+        for mem_id, name, width, depth in ((Mem.DSX, "dsx", self.act_width, S * n0),
+                                           (Mem.DST, "dst", self.t_width, S * nL),
+                                           (Mem.ORDER, "order", _bits(S), S)):
+            mm = memory.Memory(shape=signed(width) if mem_id != Mem.ORDER else width,
+                               depth=max(2, depth), init=[])
+            m.submodules[f"mem_{name}"] = mm
+            ds[name] = (mm.read_port(transparent_for=()), mm.write_port())
+            depths[mem_id] = depth
+            q = Signal(mm.shape, name=f"{name}_q", reset_less=True)
+            m.d.sync += q.eq(ds[name][0].data)
+            registered[mem_id] = q
+        return ds
+
+    def _gather_states(self, m, ds, *, host_addr, shape_ok, cfg_batch, cur_batch, widths,
+                       start_run,
+                       start_train, run_done, go_status, busy) -> dict:
+        """RUN: for each of ``run_steps`` steps, copy the next batch of the order from the
+        dataset buffer into the input region and the targets (through the host's write
+        path), then train one step; the position wraps at the end of the order."""
+        c = self.config
+        P, lg, n0max, nLmax = c.lanes, c.log2_lanes, c.sizes[0], c.sizes[-1]
+        order_len, position, run_steps = ds["order_len"], ds["position"], ds["run_steps"]
+        (o_rd, _), (x_rd, _), (t_rd, _) = ds["order"], ds["dsx"], ds["dst"]
+        n0, nL = widths[0], widths[-1]
+        ok = Signal(name="ds_ok")
+        m.d.sync += ok.eq((order_len >= 1) & (order_len <= c.dataset_buffer)
+                          & (position < order_len) & (run_steps >= 1))
+        steps_left = Signal(32, name="ds_steps_left")
+        g_b = Signal(_bits(c.batch), name="g_b")
+        g_j = Signal(_bits(n0max + nLmax), name="g_j")
+        g_row = Signal(_bits(c.activation_bases[1]), name="g_row")   # (b div P) * n_0
+        t_row = Signal(_bits(c.target_depth), name="t_row")           # b * n_L
+        sample = Signal(_bits(c.dataset_buffer), name="g_sample")
+        # One copy a cycle: the read now, the write next cycle.
+        pv, px, pj, pb = (Signal(name="gp_valid"), Signal(name="gp_x"),
+                          Signal(_bits(n0max + nLmax), name="gp_j"), Signal(_bits(c.batch), name="gp_b"))
+        prow, ptrow = Signal(len(g_row), name="gp_row"), Signal(len(t_row), name="gp_trow")
+        active = Signal(name="g_active")
+        gmem, gaddr = Signal(8, name="g_mem"), Signal(32, name="g_addr")
+        gwdata, gwen = Signal(32, name="g_wdata"), Signal(name="g_wen")
+        is_x = g_j < n0
+        m.d.comb += [o_rd.addr.eq(Mux(active, position + g_b, host_addr)),
+                     x_rd.addr.eq(Mux(active, sample * n0max + g_j, host_addr)),
+                     t_rd.addr.eq(Mux(active, sample * nLmax + (g_j - n0), host_addr))]
+        m.d.sync += pv.eq(0)
+        m.d.comb += [gwen.eq(pv), gmem.eq(Mux(px, Mem.A, Mem.T)),
+                     gwdata.eq(Mux(px, x_rd.data, t_rd.data)),
+                     gaddr.eq(Mux(px, ((c.activation_bases[0][0] + prow + pj) << lg)
+                                  | ((pb + pj) & (P - 1) if lg else 0),
+                                  ptrow + (pj - n0)))]
+        rem = order_len - position
+        with m.State("DSCHECK"):
+            m.d.comb += busy.eq(1)
+            with m.If(shape_ok & ok):
+                m.d.sync += steps_left.eq(run_steps)
+                m.next = "GSTART"
+            with m.Else():
+                go_status(Err.CONFIG)
+        with m.State("GSTART"):
+            m.d.comb += [busy.eq(1), active.eq(1)]
+            m.d.sync += [cur_batch.eq(Mux(rem < cfg_batch, rem, cfg_batch)), g_b.eq(0),
+                         g_row.eq(0), t_row.eq(0)]
+            m.next = "GORD"
+        with m.State("GORD"):                      # the order entry is read
+            m.d.comb += [busy.eq(1), active.eq(1)]
+            m.next = "GORDW"
+        with m.State("GORDW"):
+            m.d.comb += [busy.eq(1), active.eq(1)]
+            m.d.sync += [sample.eq(o_rd.data), g_j.eq(0)]
+            m.next = "GCOPY"
+        with m.State("GCOPY"):
+            m.d.comb += [busy.eq(1), active.eq(1)]
+            m.d.sync += [pv.eq(1), px.eq(is_x), pj.eq(g_j), pb.eq(g_b), prow.eq(g_row),
+                         ptrow.eq(t_row), g_j.eq(g_j + 1)]
+            with m.If(g_j == n0 + nL - 1):
+                m.d.sync += [g_b.eq(g_b + 1), t_row.eq(t_row + nL)]
+                if lg:
+                    with m.If((g_b & (P - 1)) == P - 1):
+                        m.d.sync += g_row.eq(g_row + n0)
+                else:
+                    m.d.sync += g_row.eq(g_row + n0)
+                with m.If(g_b == cur_batch - 1):
+                    m.next = "GLAST"
+                with m.Else():
+                    m.next = "GORD"
+        with m.State("GLAST"):                     # the last copy is written
+            m.d.comb += [busy.eq(1), active.eq(1)]
+            m.d.sync += [start_run.eq(1), start_train.eq(1)]
+            m.next = "DSWAIT"
+        with m.State("DSWAIT"):
+            with m.If(run_done):
+                m.d.sync += [position.eq(Mux(position + cur_batch >= order_len, 0,
+                                             position + cur_batch)),
+                             steps_left.eq(steps_left - 1)]
+                with m.If(steps_left == 1):
+                    go_status(Err.OK)
+                with m.Else():
+                    m.next = "GSTART"
+        return {"active": active, "mem": gmem, "addr": gaddr, "wdata": gwdata, "wen": gwen}
