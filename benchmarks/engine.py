@@ -47,7 +47,6 @@ def main(argv=None) -> int:
         trainer = Trainer(TrainConfig(dataset="digits", backend="rtl", epochs=args.epochs,
                                       lanes=args.lanes))
         setup = time.perf_counter() - t0
-        rt = trainer.runtime
         t1 = time.perf_counter()
         result = trainer.run()
         run_wall = time.perf_counter() - t1
