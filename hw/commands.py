@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-from pathlib import Path
 
 from rich.markup import escape
 from rich.table import Table

@@ -217,7 +217,7 @@ def _run_case(name: str, root: Path, *, waves: bool, fault: str | None,
     from ..hw.generate import verilog
     from ..sw.errors import FxbpError
     from .native import NATIVE_WAIVERS
-    from .runner import fst_supported
+    from .tools import cocotb_build_args
 
     config = bench_config(name)
     build_dir = (root / f"engine-{name}").resolve()
@@ -227,14 +227,7 @@ def _run_case(name: str, root: Path, *, waves: bool, fault: str | None,
     out_dir.mkdir(exist_ok=True)
     top = "fxbp_tb_engine_" + name.replace("-", "_")
     text = verilog(Engine(config), top)
-    build_args = [*(f"-Wno-{w}" for w in NATIVE_WAIVERS), "-O2"]
-    if waves:
-        build_args += ["--trace-structs"]
-        if fst_supported():
-            build_args += ["--trace-fst"]
-        else:
-            print(f"fxbp: FST needs the lz4 and zlib headers (apt install liblz4-dev "
-                  f"zlib1g-dev); writing VCD into {out_dir} instead", file=sys.stderr)
+    build_args = cocotb_build_args(NATIVE_WAIVERS, waves, out_dir)
     spec = {**CASES[name], "sizes": list(CASES[name]["sizes"]), "case": name,
             "gen_hash": config.gen_hash}
     stamp = hashlib.sha256(json.dumps([text, build_args, waves, top]).encode()).hexdigest()

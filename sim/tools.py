@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from ..sw.errors import FxbpError
 from ..sw.toolinfo import verilator_root
 
-__all__ = ["verilator_env", "verilator_executable", "lint", "LINT_WAIVERS"]
+__all__ = ["verilator_env", "verilator_executable", "lint", "LINT_WAIVERS", "cocotb_build_args"]
 
 #: Warnings that Amaranth's generated Verilog raises by construction (docs/rtl.md):
 #: register initialisers in declarations, intermediate wires whose high bits go
@@ -47,3 +48,18 @@ def lint(verilog_text: str, top: str) -> list[str]:
     if proc.returncode != 0 and not lines:
         lines = [f"verilator exited {proc.returncode}: {proc.stderr.strip()}"]
     return lines
+
+
+def cocotb_build_args(waivers, waves: bool, out_dir) -> list[str]:
+    """Verilator options of a cocotb build: the lint ``waivers``, -O2, and with ``waves``
+    struct tracing into FST (VCD, with a note on stderr, without the lz4/zlib headers)."""
+    from .native import fst_supported
+    args = [*(f"-Wno-{w}" for w in waivers), "-O2"]
+    if waves:
+        args += ["--trace-structs"]
+        if fst_supported():
+            args += ["--trace-fst"]
+        else:
+            print(f"fxbp: FST needs the lz4 and zlib headers (apt install liblz4-dev "
+                  f"zlib1g-dev); writing VCD into {out_dir} instead", file=sys.stderr)
+    return args

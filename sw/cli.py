@@ -129,6 +129,25 @@ def _engine_options(unit, net, max_batch, lanes, loss) -> dict:
     return given
 
 
+def _engine_generation_options(command):
+    """--net, --max-batch, --lanes, --loss and --sigmoid of ``gen`` and ``synth``."""
+    options = [
+        click.option("--net", default=None, help="engine: the largest layer widths, input "
+                     "first (default 64-32-10)."),
+        click.option("--max-batch", type=click.IntRange(1, 4096), default=None,
+                     help="engine: the largest batch (default 32)."),
+        click.option("--lanes", type=click.IntRange(1, 64), default=None,
+                     help="engine: MAC lanes P, a power of two (default 8)."),
+        click.option("--loss", type=click.Choice(["mse", "xent"]), default=None,
+                     help="engine: the loss (default mse)."),
+        click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
+                     help="Override the profile's sigmoid approximation."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _refuse_data_options_that_do_nothing(dataset, data) -> None:
     """Options that would be silently ignored with a built-in dataset are refused."""
     if dataset is None or data is not None:
@@ -330,16 +349,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
 @click.option("--layer", type=click.Choice(["first", "hidden"]), default=None,
               help="For mac and the preactivation/gradient casts: layer 1 (inputs in the input "
               "format) or a hidden layer (activations); needed when the two formats differ.")
-@click.option("--net", default=None, help="engine: the largest layer widths, input first "
-              "(default 64-32-10).")
-@click.option("--max-batch", type=click.IntRange(1, 4096), default=None,
-              help="engine: the largest batch (default 32).")
-@click.option("--lanes", type=click.IntRange(1, 64), default=None,
-              help="engine: MAC lanes P, a power of two (default 8).")
-@click.option("--loss", type=click.Choice(["mse", "xent"]), default=None,
-              help="engine: the loss (default mse).")
-@click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
-              help="Override the profile's sigmoid approximation.")
+@_engine_generation_options
 @click.option("--out", type=click.Path(path_type=Path), help="Write the Verilog here (default: stdout).")
 @click.option("--list", "list_units", is_flag=True, help="List the units and their parameters.")
 def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift, layer, net,
@@ -354,7 +364,6 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
         from ..hw.generate import CAST_STAGES, UNITS, build_unit, verilog
     except ImportError as exc:
         raise FxbpError(f"fxbp gen needs Amaranth ({exc}): pip install 'fxbp[hw]'") from None
-    from .profile import load_profile
     if list_units:
         click.echo(f"{'engine':20s} the training engine (docs/engine.md): --net, --max-batch, "
                    f"--lanes, --loss, the profile")
@@ -406,16 +415,7 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
               help="Target MHz; exit 2 when missed (--pnr).")
 @click.option("--seeds", type=click.IntRange(1, 100), default=1, show_default=True,
               help="nextpnr seeds; the worst Fmax is reported (--pnr).")
-@click.option("--net", default=None, help="engine: the largest layer widths, input first "
-              "(default 64-32-10).")
-@click.option("--max-batch", type=click.IntRange(1, 4096), default=None,
-              help="engine: the largest batch (default 32).")
-@click.option("--lanes", type=click.IntRange(1, 64), default=None,
-              help="engine: MAC lanes P, a power of two (default 8).")
-@click.option("--loss", type=click.Choice(["mse", "xent"]), default=None,
-              help="engine: the loss (default mse).")
-@click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
-              help="Override the profile's sigmoid approximation.")
+@_engine_generation_options
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the results here.")
 def synth(unit, precision, rounding, stage, lr_shift, layer, family, device, pnr, freq, seeds,
           net, max_batch, lanes, loss, sigmoid, json_out):
@@ -429,7 +429,6 @@ def synth(unit, precision, rounding, stage, lr_shift, layer, family, device, pnr
         from ..hw.commands import synth_command
     except ImportError as exc:
         raise FxbpError(f"fxbp synth needs Amaranth and YoWASP ({exc}): pip install 'fxbp[synth]'") from None
-    from .profile import load_profile
     from .train import write_json
     _check_output(json_out, "--json")
     profile = _engine_profile(precision, rounding, sigmoid, unit)
