@@ -105,7 +105,6 @@ class RtlRuntime(Runtime):
         self.call_seconds = 0.0       # the whole transport calls
         self.verify = verify
         self.reference = None
-        self.steps_done = 0
         prog = Program()
         ident = prog.ident()
         self.layout.configure(prog, batch)
@@ -175,7 +174,6 @@ class RtlRuntime(Runtime):
         handles = self._collect_counters(prog)
         answers = self._run(prog)
         self._add_counters(answers, handles)
-        self.steps_done += len(batches)
 
     def train_epoch(self, x, t, order, batch, on_batch=None) -> None:
         t0 = time.perf_counter()
@@ -221,7 +219,6 @@ class RtlRuntime(Runtime):
                 prog.run()
                 handles = self._collect_counters(prog)
                 self._add_counters(self._run(prog), handles)
-                self.steps_done += n
                 if on_batch is not None:
                     for _ in range(n):
                         on_batch()

@@ -18,11 +18,10 @@ from ..mac import MAC
 from .config import (COUNTERS, EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
                      signed_width, status_word)
 
-__all__ = ["Engine", "PASS_KINDS"]
+__all__ = ["Engine"]
 
 #: Pass kinds: forward (section 5), backward errors (6.2), gradients and updates (7, 8).
 F, E, G = 0, 1, 2
-PASS_KINDS = {"forward": F, "backward": E, "gradient": G}
 #: Stochastic site codes, in key order (section 9).
 KEY_CODES = (3, 4, 5, 6, 7, 8, 9)
 
