@@ -50,7 +50,7 @@ from ..sw.errors import FxbpError
 from ..sw.toolinfo import verilator_root
 
 __all__ = ["Port", "Stream", "PayloadField", "NativeLibrary", "NativeModel", "StreamResult",
-           "ports_from_verilog", "streams_from_ports", "driver_source", "payload_fields",
+           "ports_from_verilog", "streams_from_ports", "driver_source", "UartResult", "payload_fields",
            "pack", "unpack", "cache_root", "fst_supported", "verilator_name", "NATIVE_WAIVERS",
            "VERILATOR_FLAGS"]
 
@@ -256,10 +256,115 @@ static void stream_{i}_{o}(Model* m, const uint64_t* in, uint64_t n_in, uint64_t
 """
 
 
+def _uart_source(by: dict, uart: tuple[str, str]) -> str:
+    """``fxbp_uart``: a host's 8N1 UART on two 1-bit pins, at the bit level (see
+    :meth:`NativeModel.uart`)."""
+    rx, tx = uart
+    for name, direction in ((rx, "in"), (tx, "out")):
+        if name not in by or by[name].direction != direction or by[name].width != 1:
+            raise FxbpError(f"the UART needs a 1-bit {direction}put port {name!r}")
+    t = "m->top->"
+    rxm, txm = t + verilator_name(rx), t + verilator_name(tx)
+    return f"""
+// The host's UART (8N1) on the design's pins: it drives `{rx}` with the bytes in[0..n_in)
+// and samples `{tx}`. One bit lasts `period` cycles in 1/65536 units (clock / baud, so a
+// host at the exact baud rate meets the design's integer divisor as a real one would);
+// bit edges fall on the cycle after the fractional time passes. The receiver waits for a
+// falling edge, checks the start bit at its middle, samples each bit at its middle and
+// counts a low stop bit as a framing error (the byte is dropped; it then waits for the
+// line to go high before the next start bit). Both sides keep their
+// state across calls. Stops when max_out bytes are out, after max_cycles, or, when
+// idle_stop > 0, once all input is sent and the line from the design has been idle for
+// idle_stop cycles. res: consumed, produced, cycles, nanoseconds, framing errors (total).
+API int64_t fxbp_uart(void* h, const uint8_t* in, uint64_t n_in, uint8_t* out,
+                      uint64_t max_out, uint64_t period, uint64_t max_cycles,
+                      uint64_t idle_stop, uint64_t* res) {{
+    Model* m = static_cast<Model*>(h);
+    Uart& u = m->uart;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (period < 4 * 65536ULL) return -1;
+    uint64_t consumed = 0, produced = 0, c = 0;
+    while (c < max_cycles && produced < max_out) {{
+        if (!u.h_active && consumed < n_in) {{
+            u.h_frame = ((uint32_t)in[consumed++] << 1) | 0x200u;
+            u.h_active = true;
+            u.h_bit = 0;
+            if (!u.h_carry) u.h_time = 0;   // back to back: keep the fractional phase
+        }}
+        {rxm} = u.h_active ? (u.h_frame >> u.h_bit) & 1u : 1u;
+        m->top->eval();
+        const unsigned line = {txm} & 1u;
+        edge(m);
+        ++c;
+        if (u.h_active) {{
+            u.h_time += 65536;
+            if (u.h_time >= period) {{
+                u.h_time -= period;
+                if (++u.h_bit == 10) {{ u.h_active = false; u.h_carry = consumed < n_in; }}
+            }}
+        }} else {{
+            u.h_carry = false;
+        }}
+        if (!u.r_active) {{
+            if (u.r_hold) u.r_hold = line == 0;    // after a framing error: wait for high
+            else if (line == 0) {{ u.r_active = true; u.r_bit = 0; u.r_time = 0; u.r_next = period / 2; u.r_byte = 0; }}
+            if (line) ++u.r_idle;
+        }} else {{
+            u.r_time += 65536;
+            if (u.r_time >= u.r_next) {{
+                u.r_next += period;
+                if (u.r_bit == 0) {{
+                    if (line) u.r_active = false;          // a glitch, not a start bit
+                    else u.r_bit = 1;
+                }} else if (u.r_bit <= 8) {{
+                    u.r_byte |= line << (u.r_bit - 1);
+                    ++u.r_bit;
+                }} else {{
+                    if (line) out[produced++] = (uint8_t)u.r_byte;
+                    else {{ ++u.framing_errors; u.r_hold = true; }}
+                    u.r_active = false;
+                    u.r_idle = 0;
+                }}
+            }}
+        }}
+        if (idle_stop && consumed == n_in && !u.h_active && !u.r_active && u.r_idle >= idle_stop)
+            break;
+    }}
+    {rxm} = u.h_active ? (u.h_frame >> u.h_bit) & 1u : 1u;
+    m->top->eval();
+    res[0] = consumed; res[1] = produced; res[2] = c;
+    res[3] = (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now() - t0).count();
+    res[4] = u.framing_errors;
+    return (int64_t)produced;
+}}
+"""
+
+
+_UART_STATE = """
+struct Uart {
+    bool h_active = false, h_carry = false;   // host -> design
+    uint32_t h_frame = 0, h_bit = 0;
+    uint64_t h_time = 0;
+    bool r_active = false, r_hold = false;    // design -> host
+    uint32_t r_bit = 0, r_byte = 0;
+    uint64_t r_time = 0, r_next = 0, r_idle = 0, framing_errors = 0;
+};
+"""
+
+
 def driver_source(top: str, ports: Sequence[Port], streams: Sequence[Stream],
-                  clock: str = "clk", reset: str | None = "rst") -> str:
-    """The C++ driver for ``top``: deterministic in its arguments (it is part of the hash)."""
+                  clock: str = "clk", reset: str | None = "rst",
+                  uart: tuple[str, str] | None = None) -> str:
+    """The C++ driver for ``top``: deterministic in its arguments (it is part of the hash).
+
+    ``uart``: the names of a 1-bit input and a 1-bit output that carry a UART (the
+    host's receive and transmit lines seen from the design: ``(rx, tx)``); adds
+    ``fxbp_uart``."""
     by = {p.name: p for p in ports}
+    uart_code = _uart_source(by, uart) if uart else ""
+    uart_state = _UART_STATE if uart else ""
+    uart_member = "\n    Uart uart;" if uart else ""
     if clock not in by or by[clock].direction != "in" or by[clock].width != 1:
         raise FxbpError(f"{top} has no 1-bit clock input {clock!r}; name it with clock=")
     if reset is not None and (reset not in by or by[reset].direction != "in"):
@@ -310,10 +415,10 @@ typedef VerilatedVcdC Tracer;
 #define API extern "C" __attribute__((visibility("default")))
 
 namespace {{
-struct Model {{
+{uart_state}struct Model {{
     VerilatedContext ctx;
     {cls}* top = nullptr;
-    uint64_t cycle = 0;
+    uint64_t cycle = 0;{uart_member}
 #if VM_TRACE
     Tracer* tfp = nullptr;
     uint64_t tr_from = 0, tr_to = 0;
@@ -475,7 +580,7 @@ API void fxbp_trace_close(void* h) {{
     (void)h;
 #endif
 }}
-"""
+{uart_code}"""
 
 
 # --------------------------------------------------------------------------- payloads
@@ -675,6 +780,7 @@ class NativeLibrary:
     trace: str | None
     clock: str = "clk"
     reset: str | None = "rst"
+    uart: tuple[str, str] | None = None
     _dll: ctypes.CDLL | None = field(default=None, repr=False)
 
     @classmethod
@@ -684,14 +790,16 @@ class NativeLibrary:
               waivers: Sequence[str] = NATIVE_WAIVERS, extra_flags: Sequence[str] = (),
               cflags: Sequence[str] = CXXFLAGS, jobs: int | None = None,
               cache_dir: str | os.PathLike | None = None,
-              progress: Callable[[str], None] | None | bool = None) -> "NativeLibrary":
+              progress: Callable[[str], None] | None | bool = None,
+              uart: tuple[str, str] | None = None) -> "NativeLibrary":
         """Build ``top`` from ``verilog_text`` into a shared library, or load the cached one.
 
         ``ports`` defaults to :func:`ports_from_verilog`, ``streams`` to
         :func:`streams_from_ports`. ``trace``: False, ``"vcd"``, ``"fst"``, or True (FST
         when its headers are installed, else VCD); a traced build is a separate library.
         ``progress``: a callable given one line per build stage; None shows a rich status
-        on a terminal; False is silent.
+        on a terminal; False is silent. ``uart``: ``(rx, tx)`` pins of a UART that
+        :meth:`NativeModel.uart` drives at the bit level.
         """
         t0 = time.perf_counter()
         root_v = _check_tools()
@@ -706,7 +814,7 @@ class NativeLibrary:
             raise FxbpError("FST traces need the lz4 and zlib headers: apt install liblz4-dev "
                             "zlib1g-dev (or trace='vcd')")
         trace = trace or None
-        driver = driver_source(top, ports, streams, clock, reset)
+        driver = driver_source(top, ports, streams, clock, reset, uart=uart)
         vflags = [*VERILATOR_FLAGS, *(f"-Wno-{w}" for w in waivers), *extra_flags]
         if trace == "vcd":
             vflags.append("--trace")
@@ -720,7 +828,7 @@ class NativeLibrary:
         root.mkdir(parents=True, exist_ok=True)
         final = root / key
         common = dict(top=top, ports=ports, streams=streams, key=key, trace=trace,
-                      clock=clock, reset=reset)
+                      clock=clock, reset=reset, uart=tuple(uart) if uart else None)
         if (final / LIB_NAME).exists():
             return cls(path=final / LIB_NAME, cached=True,
                        build_seconds=time.perf_counter() - t0, **common)
@@ -815,6 +923,8 @@ class NativeLibrary:
                 "fxbp_trace_open": ([vp, ctypes.c_char_p, u64, u64], i32),
                 "fxbp_trace_close": ([vp], None),
             }
+            if self.uart:
+                sig["fxbp_uart"] = ([vp, p8, u64, p8, u64, u64, u64, u64, p64], ctypes.c_int64)
             for name, (args, res) in sig.items():
                 fn = getattr(dll, name)
                 fn.argtypes, fn.restype = args, res
@@ -846,6 +956,18 @@ class StreamResult:
         return self.cycles / self.loop_seconds if self.loop_seconds else float("inf")
 
 
+
+
+@dataclass
+class UartResult:
+    """What :meth:`NativeModel.uart` moved: ``data`` the bytes the design sent."""
+
+    data: bytes
+    consumed: int                 # input bytes sent (all of them unless the call ran out)
+    cycles: int
+    loop_seconds: float
+    framing_errors: int           # since the model was created
+    call_seconds: float
 
 
 def _pattern(p) -> tuple:
@@ -992,6 +1114,37 @@ class NativeModel:
         return StreamResult(outputs=out[:produced], consumed=int(res[0]), produced=produced,
                             cycles=int(res[2]), loop_seconds=int(res[3]) * 1e-9,
                             call_seconds=time.perf_counter() - t0)
+
+    # --------------------------------------------------------- UART
+    def uart(self, data: bytes, *, cycles_per_bit: float, max_cycles: int,
+             max_out: int = 1 << 16, idle_stop: int = 0) -> "UartResult":
+        """Send ``data`` into the design's UART receive pin and collect the bytes it
+        transmits, at the bit level, in one C++ call (a library built with ``uart=``).
+
+        ``cycles_per_bit``: clock frequency / baud rate (fractional: the host runs at the
+        exact baud rate, the design at its integer divisor). Runs until ``max_out`` bytes
+        are out, ``max_cycles`` have passed, or (``idle_stop`` > 0) everything is sent and
+        the design's line has been idle ``idle_stop`` cycles. Bytes not yet sent when the
+        call ends are not consumed (``UartResult.consumed``); a byte in flight continues in
+        the next call."""
+        if not self.lib.uart:
+            raise FxbpError("this library was built without a UART: build it with uart=(rx, tx)")
+        t0 = time.perf_counter()
+        period = int(round(float(cycles_per_bit) * 65536))
+        if period < 4 * 65536:
+            raise FxbpError(f"cycles_per_bit={cycles_per_bit!r}: the UART model needs at least 4")
+        a = np.frombuffer(bytes(data), dtype=np.uint8)
+        a = np.ascontiguousarray(a) if a.size else np.zeros(1, dtype=np.uint8)
+        out = np.zeros(max(1, int(max_out)), dtype=np.uint8)
+        res = np.zeros(5, dtype=np.uint64)
+        rc = self._dll.fxbp_uart(self._handle(), a.ctypes.data, len(data), out.ctypes.data,
+                                 int(max_out), period, int(max_cycles), int(idle_stop),
+                                 res.ctypes.data)
+        if rc < 0:
+            raise FxbpError("fxbp_uart refused its arguments")
+        return UartResult(data=out[:int(res[1])].tobytes(), consumed=int(res[0]),
+                          cycles=int(res[2]), loop_seconds=int(res[3]) * 1e-9,
+                          framing_errors=int(res[4]), call_seconds=time.perf_counter() - t0)
 
     # --------------------------------------------------------- waves
     def trace(self, path: str | os.PathLike, start: int, cycles: int) -> Path:

@@ -14,6 +14,7 @@ import re
 import numpy as np
 import pytest
 
+from fxbp.sim.native import NativeLibrary
 from fxbp.sw.errors import FxbpError
 
 pytestmark = pytest.mark.sim
@@ -254,3 +255,77 @@ def test_ports_from_an_ansi_header():
     assert [s.name for s in streams_from_ports(ports)] == ["s"]
     with pytest.raises(FxbpError, match="not in the Verilog"):
         ports_from_verilog(text, "missing")
+
+
+# ------------------------------------------------------------------ the UART line model
+
+_UART_LOOP = """module uart_loop(input clk, input rst, input rx, output reg tx);
+always @(posedge clk) tx <= rst ? 1'b1 : rx;
+endmodule
+"""
+
+# A transmitter of three fixed 8N1 frames at 4 cycles a bit after reset: 0x5A, then 0xC3
+# with its stop bit low (a framing error), two idle bits, then 0x0F; idle high around.
+_UART_FRAMES = """module uart_frames(input clk, input rst, input rx, output tx);
+reg [39:0] bits; reg [7:0] k; reg [1:0] sub;
+assign tx = bits[0];
+always @(posedge clk)
+  if (rst) begin bits <= 40'hFF_83D_186_B5 ; k <= 0; sub <= 0; end
+  else begin sub <= sub + 1; if (sub == 3) bits <= {1'b1, bits[39:1]}; end
+endmodule
+"""
+
+
+def _frame_bits(byte: int, stop: int = 1) -> list[int]:
+    return [0] + [(byte >> b) & 1 for b in range(8)] + [stop]
+
+
+@pytest.fixture(scope="module")
+def uart_loop(cache):
+    return NativeLibrary.build(_UART_LOOP, "uart_loop", uart=("rx", "tx"), cache_dir=cache,
+                               progress=False)
+
+
+@pytest.mark.parametrize("cycles_per_bit", [4.0, 5.0, 8.68, 16.0, 434.03])
+def test_uart_model_round_trips_every_byte_value(uart_loop, cycles_per_bit):
+    """Every byte value, back to back, through the host's transmitter, a one-register
+    loopback and the host's receiver, at integer and fractional bit times (115200 baud
+    from 50 MHz is 434.03 cycles a bit)."""
+    m = uart_loop.new()
+    m.reset(2)
+    data = bytes(range(256)) if cycles_per_bit < 100 else bytes([0x00, 0xFF, 0x55, 0xAA, 0x80, 0x01])
+    r = m.uart(data, cycles_per_bit=cycles_per_bit, max_cycles=10 ** 7, idle_stop=64)
+    assert r.consumed == len(data) and r.data == data and r.framing_errors == 0
+    # back to back: the whole transfer takes 10 bit times a byte, to within one bit
+    assert abs(r.cycles - 64 - 1 - 10 * len(data) * cycles_per_bit) <= cycles_per_bit + 2
+
+
+def test_uart_model_keeps_a_byte_in_flight_across_calls(uart_loop):
+    m = uart_loop.new()
+    m.reset(2)
+    first = m.uart(b"\x3c\xc3", cycles_per_bit=8, max_cycles=100)     # stops mid-frame
+    rest = m.uart(b"", cycles_per_bit=8, max_cycles=10_000, idle_stop=32)
+    assert first.consumed == 2 and first.data + rest.data == b"\x3c\xc3"
+
+
+def test_uart_model_counts_a_low_stop_bit_as_a_framing_error(cache):
+    bits = _frame_bits(0x5A) + _frame_bits(0xC3, stop=0) + _frame_bits(0x0F)
+    bits = bits[:20] + [1, 1] + bits[20:]
+    value = int("".join(str(b) for b in reversed([1] * 3 + bits + [1] * 5)), 2)
+    text = _UART_FRAMES.replace("40'hFF_83D_186_B5 ", f"40'h{value:010X}")
+    lib = NativeLibrary.build(text, "uart_frames", uart=("rx", "tx"), cache_dir=cache,
+                              progress=False)
+    m = lib.new()
+    m.reset(1)
+    r = m.uart(b"", cycles_per_bit=4, max_cycles=400)
+    assert r.data == b"\x5a\x0f" and r.framing_errors == 1
+
+
+def test_uart_needs_a_uart_build_and_sane_bit_time(uart_loop, update_lib):
+    with pytest.raises(FxbpError, match="without a UART"):
+        update_lib.new().uart(b"x", cycles_per_bit=8, max_cycles=10)
+    with pytest.raises(FxbpError, match="at least 4"):
+        uart_loop.new().uart(b"x", cycles_per_bit=3.5, max_cycles=10)
+    with pytest.raises(FxbpError, match="1-bit input"):
+        NativeLibrary.build(_UART_LOOP, "uart_loop", uart=("tx", "rx"), cache_dir="/nonexistent",
+                            progress=False)
