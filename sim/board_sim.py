@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import select
 import threading
-import time
 import tty
 from dataclasses import dataclass, field, fields
 from urllib.parse import parse_qsl
@@ -230,12 +229,3 @@ class SimulatedBoard:
         """Simulated cycles per wall second so far (for the host's time-outs)."""
         return self.counts.cycles / self.counts.sim_seconds if self.counts.sim_seconds else 0.0
 
-
-def wait_until(predicate, seconds: float) -> bool:
-    """Poll ``predicate`` until it is true or ``seconds`` pass (tests)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
