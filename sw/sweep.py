@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import os
+import secrets
 import socket
 import tempfile
 import time
@@ -45,6 +46,8 @@ DATASETS = ("seed-neuron", "xor", "iris", "digits")
 SCHEMA = 1
 ROUNDING_CHOICES = ("truncate", "toward-zero", "half-up", "nearest-even", "stochastic")
 FAMILIES = ("ecp5", "ice40")
+#: How long ``--scheduler`` may take to answer.
+SCHEDULER_TIMEOUT = "10s"
 #: Modules whose code does not change a result's numbers (left out of the code version).
 _NOT_NUMERIC = {"cli.py", "report.py", "sweep.py", "toolinfo.py"}
 #: Tools whose versions change a synthesis result.
@@ -318,6 +321,15 @@ def _check_code(spec: dict, *, hardware: bool = False) -> None:
                         f"{spec['code']}): install the same fxbp on every worker")
 
 
+def _worker_name() -> str:
+    """The Dask worker's address when run by one, else the host name."""
+    try:
+        from distributed import get_worker
+        return get_worker().address
+    except (ImportError, ValueError):
+        return socket.gethostname()
+
+
 def _rate(c: dict | None) -> float | None:
     return c["underflow"] / c["total"] if c and c["total"] else None
 
@@ -354,7 +366,7 @@ def train_task(spec: dict) -> dict:
         "compile_seconds": record["compile_seconds"],
         "samples_per_second": record["samples_per_second"],
         "seconds": time.perf_counter() - t0,
-        "worker": socket.gethostname(),
+        "worker": _worker_name(),
     }
 
 
@@ -404,7 +416,7 @@ def hardware_task(spec: dict) -> dict:
         "fpga_samples_per_second": fmax * 1e6 / per_sample if fmax and per_sample else None,
         "gen_hash": gen_hash, "lanes": spec["lanes"],
         "synth_seconds": t_synth, "seconds": time.perf_counter() - t0,
-        "worker": socket.gethostname(),
+        "worker": _worker_name(),
     }
 
 
@@ -424,7 +436,7 @@ def open_client(*, scheduler: str | None = None, workers: int = 2):
         raise FxbpError(f"fxbp sweep needs Dask ({exc}): pip install 'fxbp[sweep]'") from None
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
             raise FxbpError(f"cannot reach the Dask scheduler at {scheduler} "
                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}): "
@@ -433,7 +445,7 @@ def open_client(*, scheduler: str | None = None, workers: int = 2):
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
 
@@ -481,6 +493,34 @@ def missing_tasks(plan: list[Configuration], cache_dir: Path) -> list[str]:
     return [k for k in keys if _cache_load(cache_dir, k) is None]
 
 
+def _run_pending(client, pending, tasks, outcomes, cache_dir, on_result) -> None:
+    """Submit the ``pending`` tasks; store each result in the cache as it arrives (then
+    call ``on_result``); a failed task gets its one-line reason, uncached."""
+    from distributed import as_completed
+    # Long hardware tasks first, so they overlap the short training runs. A fresh Dask
+    # key per submission: the scheduler may still hold an erred task of an earlier run.
+    run_id = secrets.token_hex(4)
+    futures = {client.submit(_run_task, tasks[k], key=f"fxbp-{k}-{run_id}", pure=False,
+                             priority=1 if tasks[k]["kind"] == "hardware" else 0): k
+               for k in pending}
+    try:
+        for fut in as_completed(list(futures)):
+            key = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as exc:          # the task's own failure, or a lost worker
+                outcomes[key] = ("failed", _one_line(exc), False)
+            else:
+                _cache_store(cache_dir, key, tasks[key], result)
+                outcomes[key] = ("done", result, False)
+            if on_result is not None:
+                on_result()
+    finally:
+        for fut in futures:
+            if not fut.done():
+                fut.cancel()
+
+
 def run_sweep(plan: list[Configuration], *, cache_dir: Path, client=None,
               progress=None) -> dict:
     """Run the tasks of ``plan`` that the cache lacks; return the per-task outcomes.
@@ -521,32 +561,15 @@ def run_sweep(plan: list[Configuration], *, cache_dir: Path, client=None,
     if progress is not None:
         progress.start(len(plan), *counts(), reused)
     cluster_name = None
-    if pending:
-        with (open_client() if client is None else nullcontext(client)) as cl:
-            cluster_name = _cluster_name(cl)
-            from distributed import as_completed
-            # Long hardware tasks first, so they overlap the short training runs.
-            futures = {cl.submit(_run_task, tasks[k], key=f"fxbp-{k}", pure=False,
-                                 priority=1 if tasks[k]["kind"] == "hardware" else 0): k
-                       for k in pending}
-            try:
-                for fut in as_completed(list(futures)):
-                    key = futures[fut]
-                    try:
-                        result = fut.result()
-                    except Exception as exc:          # a task's own failure, or a lost worker
-                        outcomes[key] = ("failed", _one_line(exc), False)
-                    else:
-                        _cache_store(cache_dir, key, tasks[key], result)
-                        outcomes[key] = ("done", result, False)
-                    if progress is not None:
-                        progress.update(*counts())
-            finally:
-                for fut in futures:
-                    if not fut.done():
-                        fut.cancel()
-    if progress is not None:
-        progress.stop()
+    try:
+        if pending:
+            with (open_client() if client is None else nullcontext(client)) as cl:
+                cluster_name = _cluster_name(cl)
+                _run_pending(cl, pending, tasks, outcomes, cache_dir,
+                             (lambda: progress.update(*counts())) if progress else None)
+    finally:
+        if progress is not None:
+            progress.stop()
     return {"outcomes": outcomes, "reused": reused, "ran": len(pending),
             "cluster": cluster_name}
 
@@ -823,8 +846,8 @@ def _rich_table(record: dict):
 
 # ------------------------------------------------------------------------------- command
 @click.command("sweep")
-@click.option("--dataset", required=True, help="Built-in dataset: seed-neuron, xor, iris, "
-              "digits.")
+@click.option("--dataset", type=click.Choice(list(DATASETS)), required=True,
+              help="Built-in dataset.")
 @click.option("--precision", default="fx16", show_default=True,
               help="Profiles, comma-separated: presets (fx8, fx12, fx16) and .toml files.")
 @click.option("--rounding", default=None, help="Roundings of the training casts, "
