@@ -24,6 +24,7 @@ import hashlib
 import importlib.metadata as md
 import json
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -367,7 +368,8 @@ def _fit_check(spec: BuildSpec, totals: dict) -> None:
         lower.append(f"--lanes (now {c.lanes})")
     lower.append(f"--net (now {'-'.join(map(str, c.sizes))})")
     if "bram" in kinds:
-        lower.insert(0, f"--dataset-buffer (now {c.dataset_buffer})")
+        if c.dataset_buffer:
+            lower.insert(0, f"--dataset-buffer (now {c.dataset_buffer})")
         lower.append(f"--max-batch (now {c.batch})")
     hint = (" (docs/engine.md section 6: the engine's fixed part alone exceeds this part)"
             if spec.target.family == "ice40" else "")
@@ -416,12 +418,29 @@ def _critical_path(report: dict):
             "total_ns": round(logic + routing, 2)}
 
 
-def _multipliers(mul_stat: Path, cells: dict, family: str) -> dict:
-    """Multipliers of the RTL (``$mul`` cells before synthesis) against hard multipliers
-    after it."""
-    rtl = _stat_cells(mul_stat).get("$mul", 0) if mul_stat.exists() else None
+def count_multipliers(dump: str) -> tuple[int, int]:
+    """``(variable, constant)``: ``$mul`` cells of a yosys ``dump`` with two signal
+    operands, and with a constant operand (those need no hard multiplier)."""
+    variable = constant = 0
+    for cell in re.split(r"^\s*cell ", dump, flags=re.M)[1:]:
+        if not cell.startswith("$mul"):
+            continue
+        if re.search(r"^\s*connect \\[AB] -?\d+'[01xz]+\s*$", cell, flags=re.M):
+            constant += 1
+        else:
+            variable += 1
+    return variable, constant
+
+
+def _multipliers(dump_path: Path, cells: dict, family: str) -> dict:
+    """Multipliers of the RTL (``$mul`` cells with two signal operands, before technology
+    mapping) against hard multipliers after it."""
     hard = sum(n for t, n in cells.items() if t in CELL_CLASSES[family]["dsp"])
-    return {"rtl": rtl, "hard": hard, "all_in_dsp": rtl is not None and hard >= rtl}
+    if not dump_path.exists():
+        return {"rtl": None, "rtl_constant": None, "hard": hard, "all_in_dsp": False}
+    variable, constant = count_multipliers(dump_path.read_text())
+    return {"rtl": variable, "rtl_constant": constant, "hard": hard,
+            "all_in_dsp": hard >= variable}
 
 
 # -------------------------------------------------------------------------- the build
@@ -431,7 +450,10 @@ def _prepare(spec: BuildSpec, pll: PllSettings, core_factory, workdir: Path) -> 
     platform = make_platform(t)
     core = core_factory(spec, round(pll.f_out_hz))
     top = _platform_top_class()(t, pll, core)
-    mul = f"hierarchy -top {TOP_NAME}\ntee -q -o {TOP_NAME}.rtl-stat.json stat -json"
+    # The multipliers of the RTL once constants are propagated (synth_* starts with the
+    # same passes), for the all-in-DSP check.
+    mul = (f"hierarchy -top {TOP_NAME}\nproc\nopt_expr\nopt_clean\n"
+           f"tee -q -o {TOP_NAME}.muls.txt dump t:$mul")
     stat = f"tee -q -o {TOP_NAME}.stat.json stat -json"
     overrides = {"script_after_read": mul, "script_after_synth": stat}
     if t.family == "ice40":
@@ -507,8 +529,29 @@ def _one_try(spec: BuildSpec, pll: PllSettings, core_factory, tools, workdir: Pa
     fmax = _fmax(pnr, pll)
     return {"pll": pll, "cells": cells, "totals": totals, "pnr": pnr, "fmax": fmax,
             "seconds": seconds, "cpu": cpu, "cmds": cmds, "divisor": prepared["divisor"],
-            "multipliers": _multipliers(workdir / f"{TOP_NAME}.rtl-stat.json", cells,
+            "multipliers": _multipliers(workdir / f"{TOP_NAME}.muls.txt", cells,
                                         spec.target.family)}
+
+
+def fallback_clock(target: BoardTarget, cap_hz, baud: int):
+    """The highest PLL setting at most ``cap_hz`` whose clock gives ``baud`` within the
+    UART's 2 % (``boards/uart.py``), or None. Clocks that carry ``baud`` lie within 2 %
+    of a multiple ``d * baud``; the search walks those windows downwards."""
+    from .uart import MAX_BAUD_ERROR, MIN_DIVISOR
+    tol = Fraction(MAX_BAUD_ERROR).limit_denominator(10**6)
+    d = int(Fraction(cap_hz) / (baud * (1 - tol)))
+    while d >= MIN_DIVISOR:
+        hi = min(Fraction(cap_hz), d * baud * (1 + tol))
+        lo = d * baud * (1 - tol)
+        if hi >= lo:
+            try:
+                s = pll_for(target.family, target.clock_hz, hi, at_most=True)
+            except ValueError:
+                return None
+            if s.f_out_hz >= lo and abs(round(s.f_out_hz) / d - baud) <= tol * baud:
+                return s
+        d -= 1
+    return None
 
 
 def _sync_fmax(result: dict, pll: PllSettings):
@@ -578,11 +621,11 @@ def build(spec: BuildSpec, *, progress=None, core_factory=board_core) -> dict:
             if spec.clock_explicit or achieved is None:
                 raise FxbpError(_timing_message(spec, pll, achieved, tries))
             lower_hz = Fraction(achieved).limit_denominator(10**6) * 10**6 * FALLBACK_MARGIN
-            try:
-                lower = pll_for(t.family, t.clock_hz, lower_hz, at_most=True)
-            except ValueError as exc:
+            lower = fallback_clock(t, lower_hz, spec.baud)
+            if lower is None:
                 raise FxbpError(f"timing missed on the {t.title}: {achieved} MHz reached, and no "
-                                f"PLL clock below it ({exc}): lower --lanes") from None
+                                f"PLL clock below {float(lower_hz) / 1e6:.3f} MHz carries "
+                                f"{spec.baud} baud within 2 %: lower --lanes or --baud")
             for name in ("yosys.log", "nextpnr.log", f"{TOP_NAME}.rpt", f"{TOP_NAME}.tim",
                          f"{TOP_NAME}.pnr.json"):
                 if (tmp / name).exists():
@@ -590,8 +633,6 @@ def build(spec: BuildSpec, *, progress=None, core_factory=board_core) -> dict:
                     os.replace(tmp / name, tmp / f"{stem}.try1.{ext}")
             say(f"{achieved} MHz missed {pll.f_out_mhz:.3f} MHz: rebuilding at "
                 f"{lower.f_out_mhz:.3f} MHz")
-            from .uart import uart_divisor
-            uart_divisor(clock_hz=round(lower.f_out_hz), baud=spec.baud)
             pll = lower
             result = _one_try(spec, pll, core_factory, tools, tmp, say, "")
             achieved = _sync_fmax(result, pll)
@@ -616,9 +657,37 @@ def build(spec: BuildSpec, *, progress=None, core_factory=board_core) -> dict:
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
         _install(tmp, out)
         return report
+    except FxbpError as exc:
+        kept = _keep_failed(tmp, out)
+        if kept is None:
+            raise
+        raise FxbpError(f"{exc} (the logs of this build are in {kept})") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def failed_dir(out: Path) -> Path:
+    """Where a build that ran tools and then failed leaves its logs (never ``out``)."""
+    return out.with_name(f"{out.name}.failed")
+
+
+def _keep_failed(tmp: Path, out: Path):
+    """Move a failed build's directory to :func:`failed_dir` when a tool has written a
+    log there; None otherwise."""
+    if not tmp.exists() or not any(p.suffix in (".log", ".rpt", ".tim") for p in tmp.iterdir()):
+        return None
+    for p in list(tmp.iterdir()):
+        if p.name.endswith((f"{TOP_NAME}.json", ".config", ".asc", ".svf", ".debug.v")):
+            p.unlink()
+    kept = failed_dir(out)
+    try:
+        if kept.exists():
+            shutil.rmtree(kept)
+        tmp.rename(kept)
+    except OSError:
+        return None
+    return kept
 
 
 def _prune(tmp: Path, keep: Path) -> None:

@@ -182,7 +182,7 @@ def _orangecrab(size: str, dataset_buffer: int) -> BoardTarget:
 #: Every target, by ``--board`` name.
 TARGETS: dict[str, BoardTarget] = {t.name: t for t in (
     BoardTarget(
-        name="icebreaker", title="iCEBreaker (iCE40 UP5K)",
+        name="icebreaker", title="iCEBreaker",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", part=UP5K_SG48,
         clock_resource="clk12", clock_hz=12_000_000, pll_pad=True, uart=("uart", 0),
         usb_uart="FTDI FT2232H channel B on the board", max_baud=12_000_000, baud=3_000_000,

@@ -120,10 +120,14 @@ def test_fit_message_names_resource_need_have_and_options(tmp_path):
     with pytest.raises(FxbpError) as exc:
         flow._fit_check(spec, totals)
     text = str(exc.value)
-    assert text.startswith("the design does not fit the iCEBreaker (iCE40 UP5K) (iCE40UP5K-SG48): "
+    assert text.startswith("the design does not fit the iCEBreaker (iCE40UP5K-SG48): "
                            "needs 5,822 LUT4 of 5,280 (110 %), 6,486 FF of 5,280 (123 %), "
-                           "38 BRAM of 30 (127 %): lower --dataset-buffer (now 0), --lanes (now 1), "
-                           "--net (now 64-32-10), --max-batch (now 32)")
+                           "38 BRAM of 30 (127 %): lower --lanes (now 1), --net (now 64-32-10), "
+                           "--max-batch (now 32)")
+    spec = flow.resolve("ulx3s-12f", out=tmp_path / "b", dataset_buffer=512)
+    with pytest.raises(FxbpError, match=r"needs 70 BRAM of 32 \(219 %\): lower --dataset-buffer "
+                                        r"\(now 512\), --net \(now 64-32-10\), --max-batch"):
+        flow._fit_check(spec, {"lut": 9000, "ff": 9000, "dsp": 13, "bram": 70})
     flow._fit_check(spec, {"lut": 5280, "ff": 5280, "dsp": 8, "bram": 30})   # exactly full fits
 
 
@@ -283,7 +287,7 @@ def test_build_flow_on_a_small_core(board, bitstream, tmp_path):
     assert set(report["seconds"]) >= {"yosys", "nextpnr", "pack", "total"}
     assert report["tools"]["yosys"] and report["tools"][f"nextpnr-{spec.target.family}"]
     assert report["engine"]["gen_hash"] == f"{spec.config.gen_hash:08x}"
-    assert report["multipliers"] == {"rtl": 0, "hard": 0, "all_in_dsp": True}
+    assert report["multipliers"] == {"rtl": 0, "rtl_constant": 0, "hard": 0, "all_in_dsp": True}
     assert "PLL" in "".join(report["synthesis"]["cells"]) or "EHXPLLL" in report["synthesis"]["cells"]
     # A second build replaces the first.
     again = flow.build(spec, core_factory=_loopback_factory(depth=3))
@@ -302,7 +306,10 @@ def test_missed_clock_is_an_error_when_asked_for_and_lowered_once_otherwise(tmp_
     text = str(exc.value)
     assert text.startswith("timing missed on the ULX3S 25F: place and route reached ")
     assert "against the 400 MHz engine clock: lower --clock-mhz (at most " in text
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert text.endswith(f"(the logs of this build are in {tmp_path / 'out.failed'})")
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["out.failed"]
+    assert {"yosys.log", "nextpnr.log", "fxbp_top.tim"} <= {p.name for p in
+                                                           (tmp_path / "out.failed").iterdir()}
     # Without --clock-mhz the build drops to the highest PLL clock <= 97 % of the Fmax reached.
     import dataclasses
     report = flow.build(dataclasses.replace(spec, clock_explicit=False), core_factory=slow)
@@ -310,7 +317,8 @@ def test_missed_clock_is_an_error_when_asked_for_and_lowered_once_otherwise(tmp_
     assert first["pll_mhz"] == 400 and not first["met"]
     assert second["met"] and second["pll_mhz"] <= 0.97 * first["fmax_mhz"]
     assert report["clock"]["engine_mhz"] == second["pll_mhz"]
-    assert {"yosys.try1.log", "nextpnr.try1.log"} <= {p.name for p in out.iterdir()}
+    assert {"yosys.try1.log", "nextpnr.try1.log", "fxbp_top.try1.tim"} <= \
+        {p.name for p in out.iterdir()}
 
 
 @pytest.mark.synth
@@ -319,8 +327,8 @@ def test_the_engine_does_not_fit_the_up5k(tmp_path):
     r = CliRunner().invoke(build_cmd, ["--board", "icebreaker", "--out", str(tmp_path / "b"),
                                        "--quiet"])
     assert isinstance(r.exception, FxbpError)
-    assert str(r.exception).startswith("the design does not fit the iCEBreaker (iCE40 UP5K)")
-    assert not (tmp_path / "b").exists()
+    assert str(r.exception).startswith("the design does not fit the iCEBreaker (iCE40UP5K-SG48): needs ")
+    assert not (tmp_path / "b").exists() and (tmp_path / "b.failed" / "yosys.log").exists()
 
 
 @pytest.mark.synth
@@ -333,3 +341,38 @@ def test_engine_builds_for_every_ecp5_board(board, tmp_path):
     assert report["multipliers"]["all_in_dsp"]
     assert all(f["met"] for f in report["fmax"])
     assert report["clock"]["engine_mhz"] >= 90
+
+
+def test_fallback_clock_keeps_the_baud_within_two_percent():
+    # ULX3S, 3 Mbaud: below 64.29 MHz (97 % of 66.28) the highest PLL clock is 64.2857
+    # (25 / 7 * 18), whose divisor 21 is 2.04 % off; the fallback takes 62.5 MHz (0.8 %).
+    from fractions import Fraction
+    t = TARGETS["ulx3s-25f"]
+    s = flow.fallback_clock(t, Fraction(6429, 100) * 10**6, 3_000_000)
+    assert s.f_out_hz == 62_500_000
+    assert flow.fallback_clock(t, 95 * 10**6, 3_000_000).f_out_hz == 95 * 10**6
+    assert flow.fallback_clock(TARGETS["orangecrab-25f"], 97 * 10**6, 1_000_000).f_out_hz == 96 * 10**6
+    assert flow.fallback_clock(t, 11 * 10**6, 3_000_000) is None        # below 4 cycles a bit
+
+
+def test_multipliers_with_a_constant_operand_need_no_dsp():
+    dump = """
+  cell $mul $34
+    parameter \\A_SIGNED 1
+    parameter \\A_WIDTH 16
+    connect \\A \\a
+    connect \\B \\b
+    connect \\Y $34_Y
+  end
+  cell $mul $1808
+    parameter \\A_WIDTH 9
+    connect \\A \\g_sample
+    connect \\B 3'101
+    connect \\Y $1808_Y
+  end
+  cell $add $9
+    connect \\A \\a
+    connect \\B 4'0001
+  end
+"""
+    assert flow.count_multipliers(dump) == (1, 1)
