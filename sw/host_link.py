@@ -24,7 +24,7 @@ from .errors import FxbpError
 
 __all__ = ["SYNC", "EXEC", "INFO", "ACK", "NAK", "VERSION", "NAK_CRC", "NAK_LENGTH", "NAK_TYPE",
            "NAK_REPLY", "NAK_NAMES", "FRAME_OVERHEAD", "INFO_WORDS", "crc32", "encode_frame",
-           "LinkInfo", "HostLink", "BridgeModel", "open_port", "plan_frames"]
+           "LinkInfo", "HostLink", "BridgeModel", "open_port", "plan_frames", "line_bytes"]
 
 #: The two bytes that start every frame, both directions.
 SYNC = b"\xa5\x5a"
@@ -137,6 +137,14 @@ def plan_frames(program, id_words: int, max_words: int) -> list[_Frame]:
     if frame.pieces:
         frames.append(frame)
     return frames
+
+
+def line_bytes(program, id_words: int, max_words: int) -> tuple[int, int]:
+    """Bytes on the line for ``program`` without faults: (host to board, board to host)."""
+    frames = plan_frames(program, id_words, max_words)
+    out = sum(FRAME_OVERHEAD + 4 * (1 + f.words) for f in frames)
+    back = sum(FRAME_OVERHEAD + 4 * f.expect for f in frames)
+    return out, back
 
 
 def _merge(program, frames, replies) -> np.ndarray:
