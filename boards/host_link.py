@@ -56,6 +56,11 @@ def crc32_byte(crc, byte):
     return Cat(*out)
 
 
+def _byte(word, k):
+    """Byte ``k`` of a 32-bit ``word`` (a 4-way multiplexer, not a shifter)."""
+    return Array([word[8 * i:8 * i + 8] for i in range(4)])[k]
+
+
 class HostLinkBridge(wiring.Component):
     """The UART bridge between the host and the engine's ``cmd``/``rsp`` streams.
 
@@ -126,8 +131,11 @@ class HostLinkBridge(wiring.Component):
         crc = Signal(32, init=0xFFFFFFFF)
         crc_in = Signal(8)
         crc_en = Signal()
+        crc_init = Signal()                      # start a frame (wins over crc_en)
         crc_seen = Signal(32)                    # the request's CRC register, for duplicates
-        with m.If(crc_en):
+        with m.If(crc_init):
+            m.d.sync += crc.eq(0xFFFFFFFF)
+        with m.Elif(crc_en):
             m.d.sync += crc.eq(crc32_byte(crc, crc_in))
 
         idle = Signal(range(self.idle_timeout))
@@ -167,7 +175,8 @@ class HostLinkBridge(wiring.Component):
 
         def answer(kind_, length_, src, why=0):
             m.d.sync += [tx_kind.eq(kind_), tx_len.eq(length_), tx_src.eq(src), reason.eq(why),
-                         head.eq(0), crc.eq(0xFFFFFFFF)]
+                         head.eq(0)]
+            m.d.comb += crc_init.eq(1)
             m.next = "TX_HEAD"
 
         def nak(why):
@@ -181,7 +190,8 @@ class HostLinkBridge(wiring.Component):
             with m.State("SYNC1"):
                 with m.If(got):
                     with m.If(byte == SYNC[1]):
-                        m.d.sync += [crc.eq(0xFFFFFFFF), k.eq(0)]
+                        m.d.sync += k.eq(0)
+                        m.d.comb += crc_init.eq(1)
                         m.next = "HDR"
                     with m.Elif(byte != SYNC[0]):
                         m.next = "HUNT"
@@ -296,7 +306,7 @@ class HostLinkBridge(wiring.Component):
                             m.next = "TX_WORD"
 
             with m.State("TX_WORD"):
-                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(word.word_select(k, 8))]
+                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(_byte(word, k))]
                 with m.If(utx.data.ready):
                     m.d.comb += [crc_en.eq(1), crc_in.eq(utx.data.payload)]
                     m.d.sync += k.eq(k + 1)
@@ -307,7 +317,7 @@ class HostLinkBridge(wiring.Component):
                             m.next = "TX_CRC"
 
             with m.State("TX_CRC"):
-                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq((~crc).word_select(k, 8))]
+                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(_byte(~crc, k))]
                 with m.If(utx.data.ready):
                     m.d.sync += k.eq(k + 1)
                     with m.If(k == 3):
