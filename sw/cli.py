@@ -26,7 +26,9 @@ from .errors import FxbpError
 ROUNDINGS = ["truncate", "toward-zero", "half-up", "nearest-even", "stochastic"]
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 #: Backends that run no OpenCL, so ``--device`` means nothing to them.
-NON_OPENCL_BACKENDS = ("golden", "float32", "float64", "rtl")
+NON_OPENCL_BACKENDS = ("golden", "float32", "float64", "rtl", "board")
+#: Backends that run the training engine (its generation options apply).
+ENGINE_BACKENDS = ("rtl", "board", "auto")
 #: Built-in datasets that train and test on the same samples (no split).
 UNSPLIT_DATASETS = ("seed-neuron", "xor")
 #: Seeds are 32-bit (the random-word generator's key).
@@ -192,8 +194,10 @@ def cli():
               "--data only.")
 @click.option("--backend", default="golden", show_default=True,
               help="golden (bit-accurate fixed point, NumPy), opencl (the same integer "
-              "datapath as OpenCL kernels), rtl (the training engine in Verilator), float32, "
-              "float64, opencl-float32, or best (the fastest bit-exact backend here).")
+              "datapath as OpenCL kernels), rtl (the training engine in Verilator), board "
+              "(the engine on an FPGA board: --port), float32, float64, opencl-float32, best "
+              "(the fastest bit-exact backend here), or auto (a board, else an OpenCL GPU, "
+              "else OpenCL on the CPU, else golden; the record says why each was skipped).")
 @click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
               show_default=True, help="OpenCL device (opencl, opencl-float32 and best only): "
               "auto prefers a GPU, else the CPU (PoCL).")
@@ -233,18 +237,29 @@ def cli():
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Directory for a checkpoint after every epoch (made when missing).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue from a checkpoint directory.")
+@click.option("--port", default=None,
+              help="--backend board/auto: the board's serial port (/dev/ttyUSB1), or "
+              "sim://BOARD for the board's top level simulated in Verilator behind a pty "
+              "(sim://BOARD?flip=1e-4&drop=1e-4&dup=0.01&stall=0.01&seed=1 injects line faults).")
+@click.option("--board", "board_name", default=None,
+              help="--backend board/auto: the board target the bitstream was built for "
+              "(fxbp build --board); implied by sim://BOARD.")
+@click.option("--baud", type=click.IntRange(min=300, max=50_000_000), default=None,
+              help="--backend board/auto: the link's baud rate (default: the board target's).")
 @click.option("--lanes", type=click.IntRange(min=1, max=64), default=None,
-              help="--backend rtl: MAC lanes P of the engine, a power of two (default 8).")
+              help="--backend rtl/board: MAC lanes P of the engine, a power of two (default 8 "
+              "on rtl, the target's on a board).")
 @click.option("--verify-every-step", is_flag=True,
               help="--backend rtl: step the golden model beside the engine and stop at the "
               "first difference (step, layer, tensor, index, raw values).")
 @click.option("--clock-mhz", type=click.FloatRange(min=0, min_open=True, max=10_000), default=None,
-              help="--backend rtl: FPGA clock for the samples/s figure (default: the Fmax "
-              "that fxbp synth engine --pnr measured for this engine, when known).")
+              help="--backend rtl/board: FPGA clock for the samples/s figure (default: the "
+              "Fmax that fxbp synth engine --pnr measured for this engine, when known; on a "
+              "board, its build's clock).")
 @click.option("--dataset-buffer", type=click.IntRange(min=0, max=65536), default=None,
-              help="--backend rtl: samples the engine holds on chip (default 0: the host "
-              "loads each batch); a training set that fits is loaded once and each epoch "
-              "runs from its order.")
+              help="--backend rtl/board: samples the engine holds on chip (default 0 on rtl, "
+              "the target's on a board: the host loads each batch); a training set that fits "
+              "is loaded once and each epoch runs from its order.")
 @click.option("--trace", "trace_file", type=click.Path(path_type=Path), default=None,
               help="--backend rtl: write the waves of a window of cycles here (FST, or VCD).")
 @click.option("--trace-from", type=click.IntRange(min=0), default=0, show_default=True,
@@ -253,7 +268,8 @@ def cli():
               help="--backend rtl: cycles in the --trace window.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(dataset, data, target, backend, device, precision, rounding, sigmoid, hidden, epochs, batch,
-          lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, lanes,
+          lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, port,
+          board_name, baud, lanes,
           verify_every_step, clock_mhz, dataset_buffer, trace_file, trace_from, trace_cycles,
           quiet):
     """Train an MLP; report accuracy, speed and digest.
@@ -268,14 +284,20 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
     if backend in NON_OPENCL_BACKENDS and _given("device"):
         raise FxbpError(f"--device picks an OpenCL device, and backend {backend!r} runs no "
                         f"OpenCL: drop --device or use --backend opencl")
-    if backend != "rtl":
-        for option in ("lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "trace_file",
-                       "trace_from", "trace_cycles"):
+    if backend not in ("board", "auto"):
+        for option in ("port", "board_name", "baud"):
             if _given(option):
-                name = "--" + option.removesuffix("_file").replace("_", "-")
-                raise FxbpError(f"{name} applies to the RTL engine: add --backend rtl or drop "
-                                f"{name}")
-    elif trace_file is None and (_given("trace_from") or _given("trace_cycles")):
+                name = "--" + option.removesuffix("_name")
+                raise FxbpError(f"{name} applies to an FPGA board: add --backend board (or "
+                                f"auto) or drop {name}")
+    engine_only = ("verify_every_step", "trace_file", "trace_from", "trace_cycles")
+    for option in ("lanes", "clock_mhz", "dataset_buffer", *engine_only):
+        rtl_only = option in engine_only
+        if (backend != "rtl" if rtl_only else backend not in ENGINE_BACKENDS) and _given(option):
+            name = "--" + option.removesuffix("_file").replace("_", "-")
+            where = "--backend rtl" if rtl_only else "--backend rtl or board"
+            raise FxbpError(f"{name} applies to the RTL engine: add {where} or drop {name}")
+    if backend == "rtl" and trace_file is None and (_given("trace_from") or _given("trace_cycles")):
         raise FxbpError("--trace-from and --trace-cycles set the window of --trace FILE: add "
                         "--trace FILE")
     _check_output(trace_file, "--trace", (".fst", ".vcd"))
@@ -303,8 +325,9 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
     config = TrainConfig(dataset=dataset, data=str(data) if data else None, target=target,
                          backend=backend, device=device, precision=precision, sigmoid=sigmoid,
                          seed=seed, test_fraction=test_fraction, scale=scale,
-                         lanes=lanes or 8, verify_every_step=verify_every_step,
-                         clock_mhz=clock_mhz, dataset_buffer=dataset_buffer or 0,
+                         lanes=lanes, verify_every_step=verify_every_step,
+                         clock_mhz=clock_mhz, dataset_buffer=dataset_buffer,
+                         port=port, board=board_name, baud=baud,
                          trace=(str(trace_file), trace_from, trace_cycles) if trace_file else None,
                          **{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(config)
@@ -318,6 +341,10 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                   f"{'-'.join(map(str, trainer.sizes))} on {escape(rt['backend'])} "
                   f"({escape(rt['platform'])}, {escape(rt['device'])})"
                   + (f", resuming at epoch {trainer.epoch}" if resume else ""))
+    for tried in trainer.runtime.selection or ():
+        dev = f" ({tried['device']})" if tried["device"] else ""
+        verdict = "[green]runs[/]" if tried["ran"] else "skipped"
+        err.print(f"  auto: {tried['backend']}{dev} {verdict}: {escape(tried['reason'])}")
     progress = None if quiet else TrainProgress(err, trainer.dataset.name)
     result = trainer.run(progress=progress, checkpoint_dir=checkpoint or resume)
     out.print(result_table(result))

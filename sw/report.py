@@ -67,14 +67,23 @@ def result_table(result: dict) -> Table:
     t.add_row("samples/s", f"{sps:,.0f}" if sps else "-")
     hw = result.get("hardware")
     if hw and hw.get("cycles_per_sample"):
+        rate = hw.get("simulated_cycles_per_second")
         t.add_row("engine", f"{hw['lanes']} MAC lanes: {hw['cycles_per_sample']:,.1f} "
-                  f"cycles/sample, lane utilisation {100 * hw['mac_lane_utilisation']:.1f} %, "
-                  f"{hw['simulated_cycles_per_second'] / 1e6:,.2f} M simulated cycles/s")
+                  f"cycles/sample, lane utilisation {100 * hw['mac_lane_utilisation']:.1f} %"
+                  + (f", {rate / 1e6:,.2f} M simulated cycles/s" if rate else ""))
         if hw.get("fpga_samples_per_second"):
             t.add_row("FPGA samples/s", escape(f"{hw['fpga_samples_per_second']:,.0f} at "
                                                f"{hw['clock_mhz']:g} MHz ({hw['clock_source']})"))
         else:
             t.add_row("FPGA samples/s", escape(f"- (clock {hw['clock_source']})"))
+    link = (hw or {}).get("link")
+    if link:
+        bound = link["link_bound_samples_per_second"]
+        t.add_row("link", escape(
+            f"{link['baud']:,} baud{' (simulated)' if link['simulated'] else ''}: "
+            f"{(link['bytes_out'] + link['bytes_in']) / 1e3:,.1f} kB in {link['frames']:,} "
+            f"frames, {link['retries']} retries; link-bound "
+            + (f"{bound:,.0f} samples/s" if bound else "-")))
     t.add_row("weights digest", result["weights_digest"])
     return t
 

@@ -84,25 +84,13 @@ class RtlRuntime(Runtime):
         self.clock_mhz = clock_mhz
         self.wall_seconds = 0.0       # train_epoch and predict, Python included
         self.batches_per_call = batches_per_call
-        t0 = time.perf_counter()
-        kind = False
-        if trace is not None:
-            from ..sim.native import fst_supported
-            kind = "fst" if str(trace[0]).lower().endswith(".fst") else "vcd"
-            if kind == "fst" and not fst_supported():
-                raise FxbpError(f"--trace {trace[0]}: FST needs the zlib headers for the "
-                                f"Verilator build here; write a .vcd instead")
-        self.lib = build_engine(self.config, progress, trace=kind)
-        self.build_seconds = time.perf_counter() - t0
-        self.sim = self.lib.new()
-        self.sim.reset(2)
-        if trace is not None:
-            path, start, cycles = trace
-            self.sim.trace(path, start, cycles)
         self.counters = {}            # engine counters, summed on the host (64-bit)
         self.sim_cycles = 0
         self.sim_seconds = 0.0        # inside the C++ clock loop
         self.call_seconds = 0.0       # the whole transport calls
+        t0 = time.perf_counter()
+        self._open(progress, trace)
+        self.build_seconds = time.perf_counter() - t0
         self.verify = verify
         self.reference = None
         prog = Program()
@@ -120,6 +108,22 @@ class RtlRuntime(Runtime):
                                        loss=loss, seed=seed)
 
     # ---------------------------------------------------------------- transport
+    def _open(self, progress, trace) -> None:
+        """Build (or load) the engine's native model and reset it."""
+        kind = False
+        if trace is not None:
+            from ..sim.native import fst_supported
+            kind = "fst" if str(trace[0]).lower().endswith(".fst") else "vcd"
+            if kind == "fst" and not fst_supported():
+                raise FxbpError(f"--trace {trace[0]}: FST needs the zlib headers for the "
+                                f"Verilator build here; write a .vcd instead")
+        self.lib = build_engine(self.config, progress, trace=kind)
+        self.sim = self.lib.new()
+        self.sim.reset(2)
+        if trace is not None:
+            path, start, cycles = trace
+            self.sim.trace(path, start, cycles)
+
     def _run(self, prog: Program) -> list[np.ndarray]:
         words = prog.encode()
         n_out = prog.responses(self.layout.id_words)

@@ -46,6 +46,8 @@ class Runtime(abc.ABC):
     name: str = "?"
     #: True when the runtime implements docs/datapath.md (its digest is comparable bit for bit).
     fixed_point: bool = False
+    #: ``--backend auto``: every backend tried, in order, with whether it ran and why not.
+    selection: list | None = None
 
     def __init__(self, sizes, profile: PrecisionProfile, init_weights, init_biases, *,
                  loss: str, seed: int, lr: float, batch: int):
@@ -267,6 +269,41 @@ def _rtl(*args, device="auto", **kwargs):
     return RtlRuntime(*args, **kwargs)
 
 
+def _board(*args, device="auto", **kwargs):
+    from .board import BoardRuntime
+    return BoardRuntime(*args, **kwargs)
+
+
+#: ``--backend auto``: what it tries, in order (backend, OpenCL device).
+AUTO_ORDER = (("board", None), ("opencl", "gpu"), ("opencl", "cpu"), ("golden", None))
+
+
+def _auto(*args, device="auto", board=None, **kwargs):
+    """The first of :data:`AUTO_ORDER` that starts here; ``runtime.selection`` lists
+    every candidate with whether it ran and why the others were skipped."""
+    tried = []
+    for name, dev in AUTO_ORDER:
+        try:
+            if name == "board":
+                from .board import auto_board_options
+                rt = _board(*args, **kwargs, **auto_board_options(board or {}))
+            elif name == "opencl":
+                rt = _opencl(*args, device=dev, **kwargs)
+            else:
+                rt = GoldenRuntime(*args, **kwargs)
+        except FxbpError as exc:
+            tried.append({"backend": name, "device": dev, "ran": False,
+                          "reason": str(exc).removeprefix("error: ")})
+            continue
+        tried.append({"backend": name, "device": dev, "ran": True,
+                      "reason": "the first in the order board, OpenCL GPU, OpenCL CPU, golden "
+                                "that started here"})
+        rt.selection = tried
+        return rt
+    raise FxbpError("no backend could start: " + "; ".join(
+        f"{t['backend']}: {t['reason']}" for t in tried))
+
+
 #: Backend name -> factory(sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch, device).
 BACKENDS = {
     "golden": lambda *a, device="auto", **k: GoldenRuntime(*a, **k),
@@ -275,6 +312,8 @@ BACKENDS = {
     "opencl": _opencl,
     "opencl-float32": _opencl_float32,
     "rtl": _rtl,
+    "board": _board,
+    "auto": _auto,
 }
 BACKEND_CHOICES = (*BACKENDS, "best")
 #: Backends that do not implement docs/datapath.md (no accumulator or width checks apply).

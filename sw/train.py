@@ -55,12 +55,19 @@ class TrainConfig:
     seed: int = 0
     test_fraction: float = 0.2
     scale: str = "minmax"
-    #: --backend rtl only: MAC lanes, golden beside it every step, FPGA clock, waves.
-    lanes: int = 8
+    #: --backend rtl and board: MAC lanes (None: 8 on rtl, the board target's on a board),
+    #: golden beside it every step, FPGA clock, dataset buffer (None: 0 on rtl, the
+    #: target's on a board), waves.
+    lanes: int | None = None
     verify_every_step: bool = False
     clock_mhz: float | None = None
-    dataset_buffer: int = 0
+    dataset_buffer: int | None = None
     trace: tuple | None = None
+    #: --backend board (and auto): the serial port (or sim://BOARD), the board target,
+    #: the baud rate (None: the target's).
+    port: str | None = None
+    board: str | None = None
+    baud: int | None = None
 
     def identity(self) -> dict:
         """The fields that define a run's numbers (all but ``epochs`` and where it runs;
@@ -68,7 +75,8 @@ class TrainConfig:
         content, not by the options that named them)."""
         d = dataclasses.asdict(self)
         for k in ("epochs", "device", "precision", "data", "backend", "rounding", "sigmoid",
-                  "lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "trace"):
+                  "lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "trace",
+                  "port", "board", "baud"):
             d.pop(k)
         d["hidden"] = list(d["hidden"]) if d["hidden"] is not None else None
         return d
@@ -280,8 +288,12 @@ class Trainer:
             w0, b0 = initial_parameters(self.sizes, cfg.seed, profile)
         extra = {}
         if cfg.backend == "rtl":
-            extra = {"lanes": cfg.lanes, "verify": cfg.verify_every_step, "trace": cfg.trace,
+            extra = {"lanes": cfg.lanes or 8, "verify": cfg.verify_every_step, "trace": cfg.trace,
+                     "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer or 0}
+        elif cfg.backend in ("board", "auto"):
+            board = {"port": cfg.port, "board": cfg.board, "baud": cfg.baud, "lanes": cfg.lanes,
                      "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer}
+            extra = board if cfg.backend == "board" else {"board": board}
         self.runtime = make_runtime(cfg.backend, self.sizes, profile, w0, b0, loss=loss,
                                     seed=cfg.seed, lr=float(lr), batch=batch, device=cfg.device,
                                     **extra)
@@ -567,6 +579,7 @@ class Trainer:
             "requested_backend": cfg.backend,
             "fixed_point": rt.fixed_point,
             "runtime": rt.describe(),
+            **({"backend_selection": rt.selection} if rt.selection is not None else {}),
             "network": {"sizes": list(self.sizes), "activation": "sigmoid",
                         "sigmoid": self.profile.sigmoid.as_dict(), "loss": cfg.loss},
             "precision": self.profile.as_dict(),

@@ -1,0 +1,61 @@
+"""The board's top level without its clock and pins: the training engine and the UART
+bridge that drives its host interface (``docs/host-link.md``).
+
+The same component is what ``fxbp build`` places on a board (behind the PLL and the
+platform's UART pins, ``boards/build.py``) and what ``--port sim://BOARD`` simulates
+(``sim/board_sim.py``), so the simulated board is the board's own logic.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..hw.engine import Engine, EngineConfig
+from .host_link import HostLinkBridge
+from .uart import uart_divisor
+
+__all__ = ["BoardTop"]
+
+
+class BoardTop(wiring.Component):
+    """The engine behind a CRC-checked UART link.
+
+    Parameters
+    ----------
+    engine : EngineConfig
+        The engine to build.
+    clock_hz : int
+        The engine clock (the ``sync`` domain).
+    baud : int
+        The line's baud rate; the bridge's divisor is ``round(clock_hz / baud)``
+        (:func:`~fxbp.boards.uart.uart_divisor`: within 2 %, at least 4).
+    max_words : int
+        The bridge's largest request and reply, in 32-bit words.
+
+    Members
+    -------
+    rx : In(1)
+        The line from the host (idle high).
+    tx : Out(1)
+        The line to the host (idle high).
+    """
+
+    def __init__(self, engine: EngineConfig, *, clock_hz: int, baud: int, max_words: int = 256):
+        if not isinstance(engine, EngineConfig):
+            raise TypeError(f"engine must be an EngineConfig, not {engine!r}")
+        self.divisor = uart_divisor(clock_hz=clock_hz, baud=baud)
+        self.clock_hz, self.baud, self.max_words = clock_hz, baud, max_words
+        self.engine = Engine(engine)
+        self.bridge = HostLinkBridge(divisor=self.divisor, max_words=max_words)
+        super().__init__({"rx": In(1), "tx": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = self.engine
+        m.submodules.bridge = self.bridge
+        wiring.connect(m, self.bridge.cmd, self.engine.cmd)
+        wiring.connect(m, self.engine.rsp, self.bridge.rsp)
+        m.d.comb += [self.bridge.rx.eq(self.rx), self.tx.eq(self.bridge.tx)]
+        return m
