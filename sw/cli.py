@@ -700,6 +700,17 @@ def _os_error_message(exc: OSError) -> str:
             if exc.strerror else str(exc))
 
 
+def _add_commands() -> None:
+    """Commands that live beside their subsystem: boards (build, flash) and sweeps."""
+    from ..boards.commands import build, flash
+    from .sweep import sweep
+    for command in (build, flash, sweep):
+        cli.add_command(command)
+
+
+_add_commands()
+
+
 def main(argv=None) -> None:
     """Entry point: runs the command, turning user errors into one line and status 2.
 
