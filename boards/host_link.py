@@ -10,7 +10,7 @@ answered by one NAK frame, and nothing is forwarded.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -56,11 +56,6 @@ def crc32_byte(crc, byte):
     return Cat(*out)
 
 
-def _byte(word, k):
-    """Byte ``k`` of a 32-bit ``word`` (a 4-way multiplexer, not a shifter)."""
-    return Array([word[8 * i:8 * i + 8] for i in range(4)])[k]
-
-
 class HostLinkBridge(wiring.Component):
     """The UART bridge between the host and the engine's ``cmd``/``rsp`` streams.
 
@@ -89,9 +84,10 @@ class HostLinkBridge(wiring.Component):
     Latency
     -------
     A request is answered after its last CRC byte: at once for a NAK and INFO; an EXEC
-    after the engine has sent the expected words. ``cmd`` carries up to one word a cycle;
-    ``rsp`` is taken as it comes. Bytes that arrive while the bridge executes or answers
-    are dropped.
+    after the engine has sent the expected words. ``cmd`` is driven from registers and
+    carries one word every three cycles at most (far faster than the UART brings them);
+    ``rsp`` is taken as it comes, a word a cycle. Bytes that arrive while the bridge
+    executes or answers are dropped. Both block RAMs' outputs go straight into registers.
     """
 
     def __init__(self, *, divisor: int, max_words: int = 256, idle_timeout: int = 1 << 20):
@@ -125,7 +121,6 @@ class HostLinkBridge(wiring.Component):
         expect = Signal(range(n + 1))
         expect_big = Signal()                    # the reply count is over max_words
         k = Signal(2)                            # byte of a header/word/CRC
-        head = Signal(range(6))                  # byte of a sent header
         index = Signal(range(n + 1))             # word of the payload
         low = Signal(24)                         # the first three bytes of a word
         crc = Signal(32, init=0xFFFFFFFF)
@@ -155,9 +150,11 @@ class HostLinkBridge(wiring.Component):
 
         # ---- forwarding and collecting
         fwd = Signal(range(n + 1))
+        loading = Signal()                       # a word is being read for cmd
         cmd_valid = Signal()
+        cmd_data = Signal(32)                    # registered: cmd comes from flops only
         collected = Signal(range(n + 1))
-        m.d.comb += [self.cmd.valid.eq(cmd_valid), self.cmd.payload.eq(req_r.data),
+        m.d.comb += [self.cmd.valid.eq(cmd_valid), self.cmd.payload.eq(cmd_data),
                      req_r.addr.eq(fwd), rep_w.addr.eq(collected),
                      rep_w.data.eq(self.rsp.payload)]
 
@@ -168,16 +165,22 @@ class HostLinkBridge(wiring.Component):
         reason = Signal(8)
         info = Array([Const(VERSION, 32), Const(n, 32), Const(self.idle_timeout, 32),
                       Const(self.divisor, 32)])
+        rep_q = Signal(32)                       # the reply buffer's word, registered
+        m.d.sync += rep_q.eq(rep_r.data)
         word = Signal(32)
-        m.d.comb += word.eq(Array([rep_r.data, info[index[:2]], reason])[tx_src])
+        m.d.comb += word.eq(Array([rep_q, info[index[:2]], reason])[tx_src])
+        # the answer goes out of a shift register, so that the block RAM's output, the
+        # byte multiplexers and the CRC are not one path
+        txw = Signal(32)
+        phase = Signal(2)                        # of txw: 0 header, 1 payload word, 2 CRC
         rep_addr = Signal(range(n + 1))
         m.d.comb += rep_r.addr.eq(rep_addr)
 
         def answer(kind_, length_, src, why=0):
             m.d.sync += [tx_kind.eq(kind_), tx_len.eq(length_), tx_src.eq(src), reason.eq(why),
-                         head.eq(0)]
+                         k.eq(0)]
             m.d.comb += crc_init.eq(1)
-            m.next = "TX_HEAD"
+            m.next = "TX_SYNC"
 
         def nak(why):
             answer(NAK, 1, 2, why)
@@ -261,7 +264,7 @@ class HostLinkBridge(wiring.Component):
                     with m.Elif(have_last & (seq == last_seq) & (crc_seen == last_crc)):
                         answer(ACK, reply_len, 0)
                     with m.Else():
-                        m.d.sync += [fwd.eq(1), cmd_valid.eq(0), collected.eq(0)]
+                        m.d.sync += [fwd.eq(1), cmd_valid.eq(0), loading.eq(0), collected.eq(0)]
                         m.next = "EXEC"
                 with m.Elif(kind == INFO):
                     with m.If(length != 0):
@@ -274,54 +277,62 @@ class HostLinkBridge(wiring.Component):
 
             with m.State("EXEC"):
                 more = fwd != length
-                with m.If(~cmd_valid | self.cmd.ready):
-                    m.d.comb += req_r.en.eq(more)
-                    m.d.sync += cmd_valid.eq(more)
-                    with m.If(more):
-                        m.d.sync += fwd.eq(fwd + 1)
+                with m.If(loading):
+                    m.d.sync += [cmd_data.eq(req_r.data), cmd_valid.eq(1), loading.eq(0),
+                                 fwd.eq(fwd + 1)]
+                with m.Elif(cmd_valid):
+                    with m.If(self.cmd.ready):
+                        m.d.sync += cmd_valid.eq(0)
+                with m.Elif(more):
+                    m.d.comb += req_r.en.eq(1)
+                    m.d.sync += loading.eq(1)
                 m.d.comb += self.rsp.ready.eq(collected != expect)
                 with m.If(self.rsp.valid & self.rsp.ready):
                     m.d.comb += rep_w.en.eq(1)
                     m.d.sync += collected.eq(collected + 1)
-                with m.If(~more & ~cmd_valid & (collected == expect)):
+                with m.If(~more & ~loading & ~cmd_valid & (collected == expect)):
                     m.d.sync += [last_seq.eq(seq), last_crc.eq(crc_seen), have_last.eq(1),
                                  reply_len.eq(expect)]
                     answer(ACK, expect, 0)
 
-            with m.State("TX_HEAD"):
+            with m.State("TX_SYNC"):
                 m.d.comb += [utx.data.valid.eq(1),
-                             utx.data.payload.eq(Array([Const(SYNC[0], 8), Const(SYNC[1], 8),
-                                                        tx_kind, seq, tx_len[:8],
-                                                        tx_len[8:]])[head])]
+                             utx.data.payload.eq(Mux(k[0], SYNC[1], SYNC[0]))]
                 with m.If(utx.data.ready):
-                    m.d.sync += head.eq(head + 1)
-                    with m.If(head >= 2):
-                        m.d.comb += [crc_en.eq(1), crc_in.eq(utx.data.payload)]
-                    with m.If(head == 5):
-                        m.d.sync += [k.eq(0), index.eq(0)]
-                        with m.If(tx_len == 0):
-                            m.next = "TX_CRC"
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k[0]):
+                        m.d.sync += [txw.eq(Cat(tx_kind, seq, tx_len)), phase.eq(0), k.eq(0)]
+                        m.next = "TX_BYTES"
+
+            with m.State("TX_BYTES"):
+                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(txw[:8])]
+                with m.If(utx.data.ready):
+                    m.d.comb += [crc_en.eq(phase != 2), crc_in.eq(txw[:8])]
+                    m.d.sync += [k.eq(k + 1), txw.eq(txw >> 8)]
+                    with m.If(k == 3):
+                        m.next = "TX_LOAD"
+                        with m.If(phase == 0):
+                            m.d.sync += index.eq(0)
+                            with m.If(tx_len == 0):
+                                m.d.sync += phase.eq(2)
+                            with m.Else():
+                                m.d.sync += phase.eq(1)
+                                m.d.comb += [rep_r.en.eq(1), rep_addr.eq(0)]
+                        with m.Elif(phase == 1):
+                            m.d.sync += index.eq(index + 1)
+                            with m.If(index == tx_len - 1):
+                                m.d.sync += phase.eq(2)
+                            with m.Else():
+                                m.d.comb += [rep_r.en.eq(1), rep_addr.eq(index + 1)]
                         with m.Else():
-                            m.d.comb += [rep_r.en.eq(1), rep_addr.eq(0)]
-                            m.next = "TX_WORD"
+                            m.next = "HUNT"
+
+            with m.State("TX_LOAD"):               # rep_r.data -> rep_q
+                m.next = "TX_WORD"
 
             with m.State("TX_WORD"):
-                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(_byte(word, k))]
-                with m.If(utx.data.ready):
-                    m.d.comb += [crc_en.eq(1), crc_in.eq(utx.data.payload)]
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k == 3):
-                        m.d.sync += index.eq(index + 1)
-                        m.d.comb += [rep_r.en.eq(1), rep_addr.eq(index + 1)]
-                        with m.If(index == tx_len - 1):
-                            m.next = "TX_CRC"
-
-            with m.State("TX_CRC"):
-                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(_byte(~crc, k))]
-                with m.If(utx.data.ready):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k == 3):
-                        m.next = "HUNT"
+                m.d.sync += [txw.eq(Mux(phase == 2, ~crc, word)), k.eq(0)]
+                m.next = "TX_BYTES"
 
         m.d.comb += in_frame.eq(fsm.ongoing("SYNC1") | fsm.ongoing("HDR")
                                 | fsm.ongoing("PAYLOAD") | fsm.ongoing("CRC"))
