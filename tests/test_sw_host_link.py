@@ -299,3 +299,50 @@ def test_bad_arguments_and_ports():
         loop.close()
     # INFO is sent at once, then the EXEC frame; the answer of the engine is unchanged
     assert INFO != EXEC and ACK != NAK
+
+
+def test_a_real_pyserial_port_through_a_pty():
+    """HostLink on a pyserial Serial (real timeouts): the far end of a pty runs the model,
+    and loses one reply; the retry after a real timeout gets the stored reply."""
+    import os
+    import select
+    import threading
+
+    serial = pytest.importorskip("serial")
+    master, slave = os.openpty()
+    engine = MiniEngine()
+    model = BridgeModel(engine, max_words=64, idle_timeout=1 << 12, divisor=868)
+    stop = threading.Event()
+    replies = []
+
+    def far_end():
+        while not stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.005)
+            if not ready:
+                model.idle()
+                continue
+            reply = model.feed(os.read(master, 4096))
+            if reply:
+                replies.append(reply)
+                if len(replies) != 3:                  # the third reply is lost
+                    os.write(master, reply)
+
+    thread = threading.Thread(target=far_end, daemon=True)
+    thread.start()
+    port = serial.Serial(os.ttyname(slave), 115200, timeout=1.0)
+    try:
+        prog = Program()
+        prog.wmem(Mem.W, 0, np.arange(100) - 50)
+        prog.train()
+        prog.rmem(Mem.W, 0, 100)
+        link = HostLink(port, retries=4, slack_seconds=0.3)
+        got = link.transact(prog)
+        np.testing.assert_array_equal(got, reference(prog))
+        assert link.stats["retries"] >= 1
+        assert engine.regs[3] == 1                      # TRAIN ran once
+    finally:
+        stop.set()
+        thread.join(1.0)
+        port.close()
+        os.close(master)
+        os.close(slave)
