@@ -119,13 +119,15 @@ class UartDecoder:
 
 
 def run_bridge(vectors, *, divisor=4, max_words=16, idle_timeout=100, engine=None,
-               cmd_ready=None, rsp_gap=None, quiet=None, glitches=(), max_cycles=200_000):
+               cmd_ready=None, rsp_gap=None, quiet=None, glitches=(), pauses=None,
+               max_cycles=200_000):
     """Send each vector (bytes) to a ``HostLinkBridge`` at the bit level, wait until its
     line has been quiet for ``quiet`` cycles, and return the bytes it sent per vector.
 
     ``cmd_ready(cycle)`` and ``rsp_gap(cycle)`` shape the engine side: ``cmd`` is ready
     when the first is true, a response word is offered unless the second is true.
     ``glitches``: (vector index, cycle offset, length) low pulses on an idle line.
+    ``pauses``: {(vector index, byte index): cycles} of idle line after that byte.
     Returns ``(replies, engine, cycles)``.
     """
     from amaranth.sim import Simulator
@@ -145,7 +147,10 @@ def run_bridge(vectors, *, divisor=4, max_words=16, idle_timeout=100, engine=Non
         dec = UartDecoder(divisor)
         t = 0
         for i, vec in enumerate(vectors):
-            levels = deque(uart_levels(vec, divisor))
+            levels = deque()
+            for j in range(len(vec)):
+                levels.extend(uart_levels(vec[j:j + 1], divisor))
+                levels.extend([1] * (pauses or {}).get((i, j), 0))
             glitch = {off: n for j, off, n in glitches if j == i}
             start = len(dec.bytes)
             calm = 0

@@ -247,3 +247,19 @@ def test_bridge_parameters_are_checked_with_their_repr():
         HostLinkBridge(8)
     bridge = HostLinkBridge(divisor=8)
     assert bridge.max_words == 256 and bridge.idle_timeout == 1 << 20
+
+
+def test_idle_timeout_boundary():
+    # bytes valid 40 cycles apart (divisor 4) plus the pause: up to IDLE = 100 cycles of
+    # silence inside a frame is allowed, one more drops the frame
+    small = Program()
+    small.wreg(1, 7)
+    frame = exec_frame(1, small)
+    limit = IDLE - 10 * 4
+    got, engine, _ = run_bridge([frame, frame, exec_frame(2, small)], max_words=MAX_WORDS,
+                                idle_timeout=IDLE,
+                                pauses={(0, 11): limit + 1, (1, 11): limit})
+    assert got[0] == b""                              # dropped, nothing ran
+    assert parse(got[1])[0] == ACK                    # the same frame with a pause 1 shorter
+    assert parse(got[2])[0] == ACK
+    assert len(engine.commands) == 2
