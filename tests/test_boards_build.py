@@ -376,3 +376,41 @@ def test_multipliers_with_a_constant_operand_need_no_dsp():
   end
 """
     assert flow.count_multipliers(dump) == (1, 1)
+
+
+@pytest.mark.parametrize("board, device, package, pack", [
+    ("icebreaker", "--up5k", "sg48", []),
+    ("ulx3s-12f", "--12k", "CABGA381", ["--compress"]),
+    ("ulx3s-85f", "--85k", "CABGA381", ["--compress"]),
+    ("orangecrab-25f", "--25k", "CSFBGA285", ["--compress", "--freq", "38.8"]),
+    ("colorlight-5a-75b", "--25k", "CABGA256", ["--compress"]),
+])
+def test_tool_commands_and_constraints_come_from_the_platform(board, device, package, pack,
+                                                               tmp_path):
+    spec = flow.resolve(board, out=tmp_path / "b")
+    t = spec.target
+    prepared = flow._prepare(spec, spec.pll, _loopback_factory(), tmp_path)
+    tools = {"yosys": "Y", "nextpnr": "N", "pack": "P"}
+    cmds = flow._commands(spec, prepared, tools, "r.json")
+    assert cmds["yosys"][0] == "Y" and cmds["yosys"][-1] == "fxbp_top.ys"
+    n = cmds["nextpnr"]
+    assert n[0] == "N" and device in n and n[n.index("--package") + 1] == package
+    assert n[-5:] == ["--report", "r.json", "--seed", "1", "--timing-allow-fail"]
+    if t.family == "ecp5":
+        assert n[n.index("--speed") + 1] == t.part.speed
+        assert cmds["pack"] == ["P", *pack, "--input", "fxbp_top.config", "--bit", "fxbp_top.bit"]
+        lpf = (tmp_path / "fxbp_top.lpf").read_text()
+        assert 'FREQUENCY NET "pll_clk" 100000000.0 HZ;' in lpf
+        assert f'FREQUENCY PORT "{t.clock_resource}_0__io" {float(t.clock_hz)} HZ;' in lpf
+        assert 'LOCATE COMP "uart_0__rx__io"' in lpf and 'LOCATE COMP "uart_0__tx__io"' in lpf
+        il = (tmp_path / "fxbp_top.il").read_text()
+        assert "EHXPLLL" in il
+    else:
+        assert cmds["pack"] == ["P", "fxbp_top.asc", "fxbp_top.bin"]
+        pcf = (tmp_path / "fxbp_top.pcf").read_text()
+        assert "set_io uart_0__rx__io 6" in pcf and "set_io uart_0__tx__io 9" in pcf
+        assert "set_frequency pll_clk 30.0" in pcf
+        assert "SB_PLL40_PAD" in (tmp_path / "fxbp_top.il").read_text()
+    ys = (tmp_path / "fxbp_top.ys").read_text()
+    assert "dump t:$mul" in ys and "stat -json" in ys
+    assert ("synth_ice40 -dsp" in ys) == (t.family == "ice40")
