@@ -122,6 +122,7 @@ class HostLinkBridge(wiring.Component):
         expect_big = Signal()                    # the reply count is over max_words
         k = Signal(2)                            # byte of a header/word/CRC
         index = Signal(range(n + 1))             # word of the payload
+        last = Signal(16)                        # its last index (length - 1), registered
         low = Signal(24)                         # the first three bytes of a word
         crc = Signal(32, init=0xFFFFFFFF)
         crc_in = Signal(8)
@@ -219,7 +220,7 @@ class HostLinkBridge(wiring.Component):
                     m.next = "HUNT"
 
             with m.State("LENGTH"):
-                m.d.sync += [k.eq(0), index.eq(0)]
+                m.d.sync += [k.eq(0), index.eq(0), last.eq(length - 1)]
                 with m.If(length > n):
                     nak(NAK_LENGTH)
                 with m.Elif(length == 0):
@@ -237,7 +238,7 @@ class HostLinkBridge(wiring.Component):
                         m.d.sync += index.eq(index + 1)
                         with m.If(index == 0):
                             m.d.sync += [expect.eq(full), expect_big.eq(full > n)]
-                        with m.If(index == length - 1):
+                        with m.If(index == last):
                             m.next = "CRC"
                 with m.Elif(idle_over):
                     m.next = "HUNT"
@@ -298,6 +299,7 @@ class HostLinkBridge(wiring.Component):
             with m.State("TX_SYNC"):
                 m.d.comb += [utx.data.valid.eq(1),
                              utx.data.payload.eq(Mux(k[0], SYNC[1], SYNC[0]))]
+                m.d.sync += last.eq(tx_len - 1)
                 with m.If(utx.data.ready):
                     m.d.sync += k.eq(k + 1)
                     with m.If(k[0]):
@@ -320,7 +322,7 @@ class HostLinkBridge(wiring.Component):
                                 m.d.comb += [rep_r.en.eq(1), rep_addr.eq(0)]
                         with m.Elif(phase == 1):
                             m.d.sync += index.eq(index + 1)
-                            with m.If(index == tx_len - 1):
+                            with m.If(index == last):
                                 m.d.sync += phase.eq(2)
                             with m.Else():
                                 m.d.comb += [rep_r.en.eq(1), rep_addr.eq(index + 1)]
