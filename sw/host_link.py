@@ -270,8 +270,12 @@ class HostLink:
                         f"that the board runs an fxbp bitstream")
 
     def _recover(self) -> None:
-        """Before a retry: wait until the line is quiet for longer than the bridge's idle
-        timeout (so it has dropped a partial frame), then drop what came in."""
+        """Before a retry: let the last request leave, wait until the line is quiet for
+        longer than the bridge's idle timeout (so it has dropped a partial frame), then drop
+        what came in."""
+        flush = getattr(self.port, "flush", None)
+        if flush is not None:
+            flush()
         quiet = self._byte_seconds(3)
         if self.limits is not None:
             quiet += self.limits.idle_bits / self.baud

@@ -61,6 +61,9 @@ class FaultyPort:
     def reset_input_buffer(self):
         self.rx.clear()
 
+    def flush(self):
+        self.flushes = getattr(self, "flushes", 0) + 1
+
 
 def flip_bit(k):
     def f(data):
@@ -215,6 +218,7 @@ def test_faults_are_retried_and_change_nothing(name):
     got = link.transact(prog, ID_WORDS)
     np.testing.assert_array_equal(got, want)
     assert link.stats["retries"] >= 1
+    assert port.flushes == link.stats["retries"]     # the request left before the wait
     # nothing ran twice: TRAIN once, and the same commands in the same order
     assert engine.commands == clean_engine.commands
     assert engine.regs[3] == 1
