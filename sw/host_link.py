@@ -6,7 +6,7 @@ answered by exactly one frame: an ACK carrying the engine's response words, or a
 a reason. :class:`HostLink` splits a :class:`~fxbp.sw.engine_host.Program` into frames,
 retries what fails and returns exactly the words the engine sent, so
 ``Program.decode`` works unchanged. :class:`BridgeModel` is a byte-exact reference model
-of the bridge, for tests. Nothing here needs Amaranth.
+of the bridge, for tests.
 """
 
 from __future__ import annotations
