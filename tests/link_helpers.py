@@ -137,7 +137,9 @@ def run_bridge(vectors, *, divisor=4, max_words=16, idle_timeout=100, engine=Non
     engine = engine if engine is not None else MiniEngine()
     cmd_ready = cmd_ready or (lambda t: True)
     rsp_gap = rsp_gap or (lambda t: False)
-    quiet = quiet if quiet is not None else max(64 * divisor, idle_timeout + 8 * divisor)
+    # quiet: longer than the idle timeout, and than forwarding a full buffer (3 cycles a word)
+    quiet = quiet if quiet is not None else (max(64 * divisor, idle_timeout + 8 * divisor)
+                                             + 4 * max_words)
     dut = HostLinkBridge(divisor=divisor, max_words=max_words, idle_timeout=idle_timeout)
     replies = []
     state = {"cycles": 0}

@@ -100,9 +100,9 @@ def bench_run():
     return vectors, replies, engine
 
 
-def model_replies(vectors):
+def model_replies(vectors, max_words=MAX_WORDS):
     engine = MiniEngine()
-    model = BridgeModel(engine, max_words=MAX_WORDS, idle_timeout=IDLE, divisor=4)
+    model = BridgeModel(engine, max_words=max_words, idle_timeout=IDLE, divisor=4)
     out = []
     for v in vectors:
         out.append(model.feed(v[1]))
@@ -262,4 +262,21 @@ def test_idle_timeout_boundary():
     assert got[0] == b""                              # dropped, nothing ran
     assert parse(got[1])[0] == ACK                    # the same frame with a pause 1 shorter
     assert parse(got[2])[0] == ACK
+    assert len(engine.commands) == 2
+
+
+def test_full_buffers_at_the_default_size():
+    # max_words = 256: a 256-word request (WMEM of 252 values) and a 256-word reply
+    written = [(-1) ** i * (i * 0x01020305) for i in range(252)]
+    write = Program()
+    write.wmem(2, 3000, written)
+    read = Program()
+    read.rmem(2, 3000, 255)
+    assert write.encode().size == 255 and read.responses() == 256
+    frames = [exec_frame(1, write), exec_frame(2, read)]
+    got, engine, _ = run_bridge(frames, max_words=256, idle_timeout=IDLE)
+    want, _ = model_replies([(None, f) for f in frames], max_words=256)
+    assert got == want
+    values = read.decode(parse(got[1])[2])[0]
+    assert values[:252].tolist() == [((v & 0xFFFFFFFF) ^ 1 << 31) - (1 << 31) for v in written]
     assert len(engine.commands) == 2
