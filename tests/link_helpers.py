@@ -55,7 +55,8 @@ class MiniEngine:
                 self.regs[3] += 1
             return [status_word(op, Err.OK)]
         if op == Op.ID:
-            return [ID_MAGIC, 0x12345678, 0x0102, 32, 64, 10, status_word(op, Err.OK)][-ID_WORDS - 1:]
+            words = [ID_MAGIC, 0x12345678, 0x0102, 32, 64, 10]
+            return words[:ID_WORDS] + [status_word(op, Err.OK)]
         if op == Op.WREG:
             if arg not in self.regs:
                 return [status_word(op, Err.REGISTER)]
