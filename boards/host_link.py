@@ -83,8 +83,9 @@ class HostLinkBridge(wiring.Component):
 
     Latency
     -------
-    A request is answered after its last CRC byte: at once for a NAK and INFO; an EXEC
-    after the engine has sent the expected words. ``cmd`` is driven from registers and
+    A request is answered after its last CRC byte (a length over ``max_words``: right
+    after the header): at once for a NAK and INFO; an EXEC after the engine has sent the
+    expected words. ``cmd`` is driven from registers and
     carries one word every three cycles at most (far faster than the UART brings them);
     ``rsp`` is taken as it comes, a word a cycle. Bytes that arrive while the bridge
     executes or answers are dropped. Both block RAMs' outputs go straight into registers.
