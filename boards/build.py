@@ -128,6 +128,11 @@ def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
     from .uart import uart_divisor
 
     t = _lookup(board)
+    try:
+        t.platform_class()
+    except ImportError as exc:
+        raise FxbpError(f"fxbp build needs Amaranth and amaranth-boards ({exc}): pip install "
+                        f"'fxbp[board]'") from None
     if not isinstance(seed, int) or isinstance(seed, bool) or not 1 <= seed <= 2**31 - 1:
         raise FxbpError(f"--seed {seed!r} is not a nextpnr placement seed: give an integer "
                         f"from 1 to 2147483647")
@@ -259,7 +264,7 @@ def toolchain(family: str) -> dict:
         exe = shutil.which(f"yowasp-{v}") or str(Path(sys.executable).parent / f"yowasp-{v}")
         if not Path(exe).exists():
             raise FxbpError(f"yowasp-{v} is not installed (and {v} is not on PATH): "
-                            f"pip install 'fxbp[synth]'")
+                            f"pip install 'fxbp[board]'")
         found[k] = exe
     return {"flavour": "yowasp", **found}
 

@@ -8,7 +8,6 @@ of every board are ``slow``.
 """
 
 import json
-import os
 import stat
 import sys
 from pathlib import Path
