@@ -272,6 +272,7 @@ def plan_sweep(axes: SweepAxes) -> list[Configuration]:
                 gen_hash = _engine_hash(trainer, lane)
             except FxbpError as exc:
                 conf.failure = " ".join(str(exc).split())
+                conf.train = None
                 continue
             material = {"kind": "hardware", "schema": SCHEMA, "code": hw_code,
                         "profile": resolved, "sizes": list(trainer.sizes), "batch": cfg.batch,
@@ -713,9 +714,11 @@ def _design_points(record: dict) -> list[dict]:
     for (precision, rounding, hidden, lanes), rs in groups.items():
         acc = [100 * r["training"]["final_test_accuracy"] for r in rs]
         h = rs[0].get("hardware") or {}
-        label = f"{precision} {rounding or rs[0].get('rounding', '')} h{hidden}" + (
-            f" P{lanes}" if lanes is not None else "")
-        points.append({"label": label, "acc": sum(acc) / len(acc), "lo": min(acc),
+        rounding = rounding or rs[0].get("rounding", "")
+        short = f"h{hidden}" + (f" P{lanes}" if lanes is not None else "")
+        points.append({"label": f"{precision} {rounding} {short}", "precision": precision,
+                       "rounding": rounding, "short": short,
+                       "acc": sum(acc) / len(acc), "lo": min(acc),
                        "hi": max(acc), "bits": rs[0]["bits"], "lut": h.get("lut"),
                        "dsp": h.get("dsp"), "sps": h.get("fpga_samples_per_second")})
     return points
@@ -742,29 +745,40 @@ def save_pareto_plot(points: list[dict], metric: str, path: Path, title: str) ->
     pts = [p for p in points if p[metric] is not None]
     xy = [(p[metric], p["acc"]) for p in pts]
     front = pareto_front(xy, maximize_x=maximize)
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(8, 5.2))
     on = set(front)
+    # Colour: the profile; marker: the rounding; filled: on the front. The other axes
+    # (hidden widths, lanes) label each point.
+    precisions = list(dict.fromkeys(p["precision"] for p in pts))
+    roundings = list(dict.fromkeys(p["rounding"] for p in pts))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(precisions)}
+    markers = {name: "osD^v<>ph*"[i % 10] for i, name in enumerate(roundings)}
     for i, p in enumerate(pts):
+        c = colours[p["precision"]]
         ax.errorbar(p[metric], p["acc"], yerr=[[p["acc"] - p["lo"]], [p["hi"] - p["acc"]]],
-                    fmt="o", ms=7 if i in on else 5, capsize=3,
-                    color="tab:red" if i in on else "tab:blue",
-                    mfc="tab:red" if i in on else "none", zorder=3)
-    # Points at the same place share one label, one line per configuration.
+                    fmt=markers[p["rounding"]], ms=8 if i in on else 6, capsize=3, color=c,
+                    mfc=c if i in on else "white", mew=1.5, zorder=3, elinewidth=1)
+    # Points at the same place share one label; labels alternate above and below.
     places: dict = {}
     for i, p in enumerate(pts):
-        places.setdefault((p[metric], round(p["acc"], 6)), []).append(
-            p["label"] + (" *" if i in on else ""))
-    # Labels alternate above and below along x, so that neighbours do not overlap.
-    for n, ((x, y), labels) in enumerate(sorted(places.items())):
+        places.setdefault((p[metric], round(p["acc"], 6)), []).append(i)
+    for n, ((x, y), idx) in enumerate(sorted(places.items())):
         below = n % 2 == 1
-        ax.annotate("\n".join(labels), (x, y), textcoords="offset points",
-                    xytext=(5, -5 if below else 5), fontsize=7,
-                    va="top" if below else "bottom")
+        text = ", ".join(dict.fromkeys(pts[i]["short"] for i in idx))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, -4 if below else 4),
+                    fontsize=7, va="top" if below else "bottom",
+                    color="black" if any(i in on for i in idx) else "0.45")
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], ls="", marker="o", color=colours[n], label=n) for n in precisions]
+    handles += [Line2D([], [], ls="", marker=markers[n], color="0.3", mfc="white", label=n)
+                for n in roundings]
     if front:
         fx, fy = zip(*(xy[i] for i in front))
-        ax.step(fx, fy, where="pre" if maximize else "post", color="tab:red", alpha=0.6,
-                label="Pareto front (*)", zorder=2)
-        ax.legend(loc="best", fontsize=8)
+        ax.step(fx, fy, where="pre" if maximize else "post", color="0.2", alpha=0.5, lw=1.2,
+                zorder=2)
+        handles.append(Line2D([], [], color="0.2", alpha=0.5, marker="o", mfc="0.2",
+                              label="Pareto front (filled)"))
+    ax.legend(handles=handles, loc="best", fontsize=7.5, framealpha=0.85)
     ax.margins(x=0.15, y=0.12)
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
     if logx:
