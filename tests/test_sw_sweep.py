@@ -325,6 +325,21 @@ def test_code_version_covers_what_training_imports():
     assert len(code_version()) == 16 and code_version() == code_version()
 
 
+def test_progress_bar_counts_configurations():
+    import io
+
+    from rich.console import Console
+
+    from fxbp.sw.sweep import SweepProgress
+    buf = io.StringIO()
+    bar = SweepProgress(Console(file=buf, width=120, force_terminal=False))
+    bar.start(8, 2, 0, 3)
+    bar.update(5, 1)
+    bar.stop()
+    last = buf.getvalue().strip().splitlines()[-1]
+    assert "sweep" in last and "6/8" in last and "cached tasks 3, failed 1" in last
+
+
 def test_pareto_front():
     pts = [(72, 90.0), (108, 95.0), (144, 95.0), (72, 80.0), (144, 97.0), (100, 89.0)]
     assert pareto_front(pts) == [0, 1, 4]
