@@ -359,7 +359,7 @@ def _stat_cells(path: Path) -> dict:
     return {k: int(v) for k, v in cells.items()}
 
 
-def _fit_check(spec: BuildSpec, totals: dict) -> None:
+def _fit_check(spec: BuildSpec, totals: dict, when: str = "") -> None:
     part, c = spec.target.part, spec.config
     over = [(k, totals[k], getattr(part, k)) for k in ("lut", "ff", "dsp", "bram")
             if totals[k] > getattr(part, k)]
@@ -378,8 +378,9 @@ def _fit_check(spec: BuildSpec, totals: dict) -> None:
         lower.append(f"--max-batch (now {c.batch})")
     hint = (" (docs/engine.md section 6: the engine's fixed part alone exceeds this part)"
             if spec.target.family == "ice40" else "")
-    raise FxbpError(f"the design does not fit the {spec.target.title} ({part.name}): needs "
-                    f"{need}: lower {', '.join(lower)}{hint}")
+    when = f" {when.strip()}" if when else ""
+    raise FxbpError(f"the design does not fit the {spec.target.title} ({part.name}){when}: "
+                    f"needs {need}: lower {', '.join(lower)}{hint}")
 
 
 def _pnr_utilisation(report: dict, spec: BuildSpec, totals: dict) -> dict:
@@ -531,6 +532,10 @@ def _one_try(spec: BuildSpec, pll: PllSettings, core_factory, tools, workdir: Pa
                             f"--lanes, --net or --dataset-buffer") from None
         raise FxbpError(f"nextpnr-{spec.target.family} failed: {text}") from None
     pnr = json.loads((workdir / f"{TOP_NAME}.pnr.json").read_text())
+    # nextpnr places the 12F on the 25F die and adds route-through LUTs: hold the placed
+    # design to the data sheet too.
+    placed = {k: v["used"] for k, v in _pnr_utilisation(pnr, spec, totals).items()}
+    _fit_check(spec, placed, "after place and route ")
     fmax = _fmax(pnr, pll)
     return {"pll": pll, "cells": cells, "totals": totals, "pnr": pnr, "fmax": fmax,
             "seconds": seconds, "cpu": cpu, "cmds": cmds, "divisor": prepared["divisor"],
