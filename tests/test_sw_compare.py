@@ -1,0 +1,276 @@
+"""``fxbp compare``: the record, digest agreement between golden and the RTL engine, the
+HTML report (parsed, images embedded), a forced mismatch (exit 1, red), FPGA figures
+from a recorded Fmax, and refusals of bad input (one line, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fxbp.sw import cli as cli_module
+from fxbp.sw import compare as compare_module
+from fxbp.sw import engine_fmax
+from fxbp.sw.compare import agreement, compare, fpga_rows, training_macs_per_sample
+from fxbp.sw.train import TrainConfig, Trainer
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _invoke(*args):
+    return CliRunner().invoke(compare, [str(a) for a in args], catch_exceptions=False)
+
+
+class _Report(HTMLParser):
+    """What a browser would need: the viewport, images and their sources, classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.meta, self.images, self.links, self.mismatch_text = [], [], [], []
+        self.tables = 0
+        self._in_mismatch = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "meta":
+            self.meta.append(a)
+        elif tag == "img":
+            self.images.append(a.get("src", ""))
+        elif tag in ("a", "link", "script"):
+            self.links.append(a.get("href") or a.get("src") or "")
+        elif tag == "table":
+            self.tables += 1
+        if "mismatch" in (a.get("class") or "").split():
+            self._in_mismatch += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("tr", "p") and self._in_mismatch:
+            self._in_mismatch -= 1
+
+    def handle_data(self, data):
+        if self._in_mismatch and data.strip():
+            self.mismatch_text.append(data.strip())
+
+
+def _parse(path: Path) -> _Report:
+    p = _Report()
+    p.feed(path.read_text())
+    p.close()
+    return p
+
+
+@pytest.fixture
+def no_fmax(tmp_path, monkeypatch):
+    """An empty Fmax record: no engine has been placed and routed (the simulation
+    models stay in their cache)."""
+    monkeypatch.setattr(engine_fmax, "fmax_file", lambda: tmp_path / "engine-fmax.json")
+
+
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory):
+    """golden, float32, rtl and torch on iris, 2 epochs, throughput at batches 1 and 16."""
+    mp = pytest.MonkeyPatch()
+    base = tmp_path_factory.mktemp("compare")
+    mp.setattr(engine_fmax, "fmax_file", lambda: base / "engine-fmax.json")
+    out = base / "out"
+    try:
+        res = _invoke("--dataset", "iris", "--epochs", 2, "--backends", "golden,float32,rtl,torch",
+                      "--targets", "ecp5-25f,up5k", "--batches", "1,16,500", "--out", out,
+                      "--quiet")
+    finally:
+        mp.undo()
+    return res, out
+
+
+@pytest.mark.sim
+def test_record_agreement_and_accuracy(iris_run):
+    res, out = iris_run
+    assert res.exit_code == 0, res.output
+    assert "agreement: golden, rtl end with the same weights_digest" in res.output
+    rec = json.loads((out / "compare.json").read_text())
+    by = {b["backend"]: b for b in rec["backends"]}
+    assert [b["backend"] for b in rec["backends"]] == ["golden", "float32", "rtl", "torch"]
+    assert by["golden"]["ran"] and by["rtl"]["ran"] and by["float32"]["ran"]
+    assert by["golden"]["weights_digest"] == by["rtl"]["weights_digest"]
+    assert rec["agreement"] == {"status": "agree", "reference": "golden", "mismatched": [],
+                                "digests": {"golden": by["golden"]["weights_digest"],
+                                            "rtl": by["rtl"]["weights_digest"]}}
+    # the same numbers as fxbp train's Trainer in one go (compare trains epoch by epoch)
+    direct = Trainer(TrainConfig(dataset="iris", backend="golden", epochs=2)).run()
+    assert by["golden"]["weights_digest"] == direct["weights_digest"]
+    assert by["golden"]["history"] == direct["history"]
+    assert by["golden"]["cast_events"] == direct["cast_events"]
+    # cumulative cast events after each epoch, the last one the totals
+    per_epoch = by["golden"]["cast_events_per_epoch"]
+    assert len(per_epoch) == 2 and per_epoch[-1] == by["golden"]["cast_events"]
+    assert per_epoch[0]["gradient"]["total"] * 2 == per_epoch[1]["gradient"]["total"]
+    assert by["rtl"]["cast_events_per_epoch"] == per_epoch
+    assert by["float32"]["cast_events_per_epoch"] == []
+    assert by["torch"]["ran"] is False and by["torch"]["reason"]
+    # every figure names its device
+    assert by["golden"]["device"].startswith("CPU: ")
+    assert "Verilator" in by["rtl"]["device"]
+    assert rec["machine"]["cpu"] in by["golden"]["device"]
+
+
+@pytest.mark.sim
+def test_throughput_and_fpga_rows(iris_run):
+    res, out = iris_run
+    rec = json.loads((out / "compare.json").read_text())
+    rows = {(r["backend"], r["batch"]): r for r in rec["throughput"]}
+    assert set(rows) == {(b, n) for b in ("golden", "float32", "torch") for n in (1, 16, 500)}
+    for b in ("golden", "float32"):
+        for n in (1, 16):
+            assert rows[(b, n)]["samples_per_second"] > 0
+            assert rows[(b, n)]["macs_per_second"] == pytest.approx(
+                rows[(b, n)]["samples_per_second"] * training_macs_per_sample((4, 8, 3)))
+            assert rows[(b, n)]["peak_macs_per_second"] is None
+        # 500 > the 120 training samples: not run, with the reason
+        assert rows[(b, 500)]["samples_per_second"] is None
+        assert "exceeds the 120 training samples" in rows[(b, 500)]["reason"]
+    assert rows[("torch", 1)]["reason"].startswith("not run: ")
+    # the rtl runs no throughput row; FPGA rows carry its cycles but no invented Fmax
+    assert not any(r["backend"] == "rtl" for r in rec["throughput"])
+    rtl = next(b for b in rec["backends"] if b["backend"] == "rtl")
+    for f in rec["fpga"]:
+        assert f["cycles_per_sample"] == rtl["hardware"]["cycles_per_sample"] > 0
+        assert f["fmax_mhz"] is None and f["compute_bound_samples_per_second"] is None
+        assert any(n.startswith("Fmax not measured: run fxbp synth engine") and "--pnr" in n
+                   for n in f["notes"])
+    assert [f["target"] for f in rec["fpga"]] == ["ecp5-25f", "up5k"]
+
+
+@pytest.mark.sim
+def test_html_report_is_self_contained(iris_run):
+    _, out = iris_run
+    rec = json.loads((out / "compare.json").read_text())
+    assert set(rec["plots"]) == {"accuracy", "throughput", "cast_events"}
+    for name in rec["plots"].values():
+        assert (out / name).read_bytes().startswith(PNG_MAGIC)
+    page = _parse(out / "report.html")
+    assert {"name": "viewport", "content": "width=device-width, initial-scale=1"} in page.meta
+    assert len(page.images) == 3
+    for src in page.images:
+        head, data = src.split(",", 1)
+        assert head == "data:image/png;base64"
+        assert base64.b64decode(data).startswith(PNG_MAGIC)
+    assert page.links == []                      # nothing to fetch
+    assert page.tables >= 4
+    assert page.mismatch_text == []
+    text = (out / "report.html").read_text()
+    assert "http://" not in text and "https://" not in text
+    assert "torch is not installed" in text or "not implemented" in text
+
+
+@pytest.mark.sim
+def test_forced_mismatch_is_red_and_exit_1(tmp_path, no_fmax, monkeypatch):
+    from fxbp.sw.rtl import RtlRuntime
+    monkeypatch.setattr(RtlRuntime, "digest", lambda self: "0" * 64)
+    out = tmp_path / "out"
+    res = _invoke("--dataset", "iris", "--epochs", 1, "--backends", "golden,rtl",
+                  "--batches", "1", "--targets", "ecp5-25f", "--out", out, "--quiet")
+    assert res.exit_code == 1
+    assert "agreement FAILED: rtl differ from golden" in res.output
+    rec = json.loads((out / "compare.json").read_text())
+    assert rec["agreement"]["status"] == "mismatch" and rec["agreement"]["mismatched"] == ["rtl"]
+    page = _parse(out / "report.html")
+    assert any(t.startswith("Agreement FAILED") for t in page.mismatch_text)
+    assert "rtl" in page.mismatch_text              # the rtl rows are red
+    assert any("MISMATCH" in t for t in page.mismatch_text)
+    assert ".mismatch{color:#c00" in (out / "report.html").read_text().replace("tr.mismatch td,", "")
+
+
+def test_fpga_rows_from_recorded_fmax(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_fmax, "fmax_file", lambda: tmp_path / "engine-fmax.json")
+    (tmp_path / "engine-fmax.json").write_text(json.dumps(
+        {"0badcafe": {"ecp5 25f": {"fmax_mhz": 100.0, "seeds": [1, 2], "date": "2026-01-01"}}}))
+    rtl = {"backend": "rtl", "ran": True, "network": [64, 32, 10], "rounding": "stochastic",
+           "batch": 32, "hardware": {"engine": {"gen_hash": "0badcafe"}, "lanes": 8,
+                                     "cycles_per_sample": 500.0, "macs_per_sample": 5056}}
+    board = {"backend": "board", "ran": True, "hardware": {
+        "board": {"family": "ecp5", "device": "LFE5U-85F", "title": "ULX3S 85F"},
+        "link": {"link_bound_samples_per_second": 1234.5, "simulated": True}}}
+    settings = {"precision": "fx16", "loss": "mse"}
+    rows = {r["target"]: r for r in fpga_rows(["ecp5-25f", "ecp5-85f", "up5k"], rtl, board,
+                                              settings=settings)}
+    r = rows["ecp5-25f"]
+    assert r["fmax_mhz"] == 100.0 and r["dsp"] == 28
+    assert r["compute_bound_samples_per_second"] == 100e6 / 500.0
+    assert r["macs_per_second"] == 200_000 * 5056
+    assert r["peak_macs_per_second"] == 28 * 100e6
+    assert r["fraction_of_peak"] == pytest.approx(200_000 * 5056 / 2.8e9)
+    assert "worst of seeds [1, 2]" in r["fmax_source"]
+    assert r["link_bound_samples_per_second"] is None
+    assert rows["ecp5-85f"]["link_bound_samples_per_second"] == 1234.5
+    assert rows["ecp5-85f"]["fmax_mhz"] is None
+    assert rows["up5k"]["dsp"] == 8 and rows["up5k"]["compute_bound_samples_per_second"] is None
+    assert "--family ice40 --device up5k --pnr" in rows["up5k"]["notes"][0]
+    # no RTL run: nothing computed, and it says how to get it
+    none = fpga_rows(["ecp5-25f"], None, None, settings=settings)[0]
+    assert none["cycles_per_sample"] is None
+    assert none["notes"][0] == "cycles per sample not measured: add rtl to --backends"
+
+
+def test_agreement_rules():
+    def b(name, digest, ran=True):
+        return {"backend": name, "ran": ran, "weights_digest": digest}
+    assert agreement([b("golden", "a"), b("float32", "z")])["status"] == "nothing to compare"
+    assert agreement([b("golden", "a"), b("rtl", "a"), b("opencl", "b", ran=False)]) == {
+        "status": "agree", "reference": "golden", "digests": {"golden": "a", "rtl": "a"},
+        "mismatched": []}
+    bad = agreement([b("rtl", "a"), b("golden", "b"), b("board", "b")])
+    assert bad["status"] == "mismatch" and bad["reference"] == "golden"
+    assert bad["mismatched"] == ["rtl"]
+
+
+def test_torch_absent_is_reported(monkeypatch):
+    real = compare_module.importlib.util.find_spec
+    monkeypatch.setattr(compare_module.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    entry = compare_module.run_backend("torch", TrainConfig(dataset="xor"), cpu="x")
+    assert entry == {"backend": "torch", "ran": False,
+                     "reason": "torch is not installed (the optional PyTorch float32 baseline)"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backends", "golden,cuda"], "--backends: unknown name 'cuda': choose from"),
+    (["--backends", "golden,golden"], "--backends names 'golden' twice"),
+    (["--backends", ""], "--backends is an empty list"),
+    (["--targets", "ecp5-12f"], "--targets: unknown name 'ecp5-12f'"),
+    (["--batches", "1,0"], "--batches: '0' is not a batch size"),
+    (["--batches", "1,,64"], "--batches '1,,64' has an empty item"),
+    (["--hidden", "8,16"], "--hidden names one network"),
+    (["--hidden", "x"], "--hidden: 'x' is not a hidden width"),
+    (["--backends", "golden,rtl", "--port", "sim://ulx3s-85f"],
+     "--port applies to an FPGA board"),
+    (["--precision", "fx99"], "fx99"),
+    (["--lr", "1000"], "--lr"),
+    (["--dataset", "mnist"], "Invalid value for '--dataset'"),
+])
+def test_refusals(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.setitem(cli_module.cli.commands, "compare", compare)
+    out = tmp_path / "out"
+    argv = ["compare", "--dataset", "iris", "--out", str(out), *args]
+    with pytest.raises(SystemExit) as exc:
+        cli_module.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fxbp: error: ")
+    assert message in err[0]
+    assert not out.exists()
+
+
+def test_out_is_a_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(cli_module.cli.commands, "compare", compare)
+    f = tmp_path / "file"
+    f.write_text("keep")
+    with pytest.raises(SystemExit) as exc:
+        cli_module.main(["compare", "--dataset", "xor", "--out", str(f)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is not a directory" in err
+    assert f.read_text() == "keep"
