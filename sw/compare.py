@@ -27,6 +27,7 @@ import html
 import importlib.util
 import io
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ import click
 from .errors import FxbpError
 
 __all__ = ["BACKEND_NAMES", "DIGEST_BACKENDS", "SOFTWARE_BACKENDS", "FPGA_TARGETS", "SCHEMA",
-           "cpu_model", "training_macs_per_sample", "run_backend", "measure_throughput",
+           "cpu_model", "training_macs_per_sample", "run_backend", "measure_throughput", "timed_epochs",
            "fpga_rows", "agreement", "run_compare", "write_outputs", "compare"]
 
 #: Version of ``compare.json``.
@@ -180,13 +181,26 @@ def run_backend(name: str, config, *, cpu: str, say=None) -> dict:
     return entry
 
 
+#: The timed part of a throughput run covers at least this many samples (whole epochs).
+MIN_TIMED_SAMPLES = 4096
+
+
+def timed_epochs(n_train: int) -> int:
+    """Epochs timed per throughput measurement: at least two, and at least
+    :data:`MIN_TIMED_SAMPLES` samples."""
+    return max(2, math.ceil(MIN_TIMED_SAMPLES / n_train))
+
+
 def measure_throughput(name: str, config, batches, *, eta: float, n_train: int, cpu: str,
                        macs_per_sample: int, say=None) -> list[dict]:
-    """Samples/s of backend ``name`` at each batch: one epoch through :class:`Trainer`
-    (``samples_per_second`` of the record: training steps only, compilation excluded),
-    at the accuracy run's per-sample rate ``eta`` (``lr = eta x batch``)."""
+    """Samples/s of backend ``name`` at each batch through :class:`Trainer`: one untimed
+    epoch (warm caches and allocations), then :func:`timed_epochs` epochs whose training
+    steps are timed as ``fxbp train`` times them (``train_seconds``: steps only, no
+    evaluation, no compilation), at the accuracy run's per-sample rate ``eta``
+    (``lr = eta x batch``)."""
     from .train import Trainer
     say = say or (lambda text: None)
+    timed = timed_epochs(n_train)
     rows = []
     for b in batches:
         row = {"backend": name, "batch": b, "samples_per_second": None, "device": None,
@@ -200,14 +214,20 @@ def measure_throughput(name: str, config, batches, *, eta: float, n_train: int, 
             continue
         try:
             trainer = Trainer(dataclasses.replace(config, backend=name, batch=b, lr=eta * b,
-                                                  epochs=1))
-            say(f"{name}: one epoch at batch {b}")
+                                                  epochs=1 + timed))
+            say(f"{name}: throughput at batch {b}, 1 + {timed} epochs")
+            trainer.config = dataclasses.replace(trainer.config, epochs=1)
+            trainer.run()
+            samples, seconds = trainer.samples_trained, trainer.train_seconds
+            trainer.config = dataclasses.replace(trainer.config, epochs=1 + timed)
             result = trainer.run()
         except FxbpError as exc:
             rows.append({**row, "reason": f"not run: {_one_line(exc)}"})
             continue
-        sps = result["samples_per_second"]
+        elapsed = trainer.train_seconds - seconds
+        sps = (trainer.samples_trained - samples) / elapsed if elapsed > 0 else None
         rows.append({**row, "samples_per_second": sps, "lr": eta * b,
+                     "timed_samples": trainer.samples_trained - samples,
                      "device": _device_label(name, result["runtime"], cpu),
                      "macs_per_second": sps * macs_per_sample if sps else None,
                      "peak_macs_per_second": None,
@@ -353,10 +373,11 @@ def run_compare(request: CompareRequest, *, say=None) -> dict:
         "backends": backends,
         "agreement": agreement(backends),
         "throughput": throughput,
-        "throughput_method": (f"one epoch ({n_train} samples) per backend and batch through "
-                              f"fxbp train's Trainer; samples/s counts the training steps only "
-                              f"(compilation excluded); per-sample rate eta = {eta:g} at every "
-                              f"batch"),
+        "throughput_method": (f"per backend and batch, through fxbp train's Trainer: one "
+                              f"untimed epoch, then {timed_epochs(n_train)} timed epochs "
+                              f"({timed_epochs(n_train) * n_train} samples); samples/s counts "
+                              f"the training steps only (no evaluation, no compilation); "
+                              f"per-sample rate eta = {eta:g} at every batch"),
         "fpga": fpga,
         "missing": list(MISSING_NOTES),
         "seconds": time.perf_counter() - t0,

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from fxbp.sw import cli as cli_module
 from fxbp.sw import compare as compare_module
 from fxbp.sw import engine_fmax
-from fxbp.sw.compare import agreement, compare, fpga_rows, training_macs_per_sample
+from fxbp.sw.compare import (agreement, compare, fpga_rows, timed_epochs,
+                             training_macs_per_sample)
 from fxbp.sw.train import TrainConfig, Trainer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -126,6 +127,7 @@ def test_throughput_and_fpga_rows(iris_run):
     for b in ("golden", "float32"):
         for n in (1, 16):
             assert rows[(b, n)]["samples_per_second"] > 0
+            assert rows[(b, n)]["timed_samples"] == timed_epochs(120) * 120
             assert rows[(b, n)]["macs_per_second"] == pytest.approx(
                 rows[(b, n)]["samples_per_second"] * training_macs_per_sample((4, 8, 3)))
             assert rows[(b, n)]["peak_macs_per_second"] is None
