@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import select
 import threading
+import time
 import tty
 from dataclasses import dataclass, field, fields
 from urllib.parse import parse_qsl
@@ -132,6 +133,7 @@ class SimulatedBoard:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._held = bytearray()          # host bytes in a stall
+        self._rate = 0.0
         self._stall_left = 0
         self._thread = threading.Thread(target=self._serve, name="fxbp-sim-board", daemon=True)
         self._thread.start()
@@ -167,6 +169,7 @@ class SimulatedBoard:
     # ------------------------------------------------------------------ the line
     def _serve(self) -> None:
         pending = b""
+        last = time.monotonic()
         try:
             while not self._stop.is_set():
                 r, _, _ = select.select([self._master], [], [], 0)
@@ -189,6 +192,11 @@ class SimulatedBoard:
                 self.counts.to_board += res.consumed
                 self.counts.cycles += res.cycles
                 self.counts.sim_seconds += res.loop_seconds
+                now = time.monotonic()
+                if now > last:
+                    # cycles per wall second, Python and other processes included
+                    self._rate += 0.2 * (res.cycles / (now - last) - self._rate)
+                last = now
                 self.counts.framing_errors = res.framing_errors
                 if self._stall_left:
                     self._stall_left = max(0, self._stall_left - res.cycles)
@@ -226,6 +234,7 @@ class SimulatedBoard:
         self.close()
 
     def wall_rate(self) -> float:
-        """Simulated cycles per wall second so far (for the host's time-outs)."""
-        return self.counts.cycles / self.counts.sim_seconds if self.counts.sim_seconds else 0.0
+        """Simulated cycles per wall second of late (a moving average over the last
+        slices, so it follows the load on the machine): the host's time-outs use it."""
+        return self._rate
 

@@ -34,8 +34,10 @@ KNOWN_USB_UARTS = {
 SIM_OPTIONS = ("lanes", "baud", "clock_mhz", "dataset_buffer", "max_words", "flip", "drop", "dup",
                "stall", "stall_cycles", "seed", "retries")
 
-#: A lower bound on the simulated board's speed (cycles per wall second), used to turn
-#: cycles into the link's time-outs; the native model of a P = 8 engine runs about 1 M.
+#: The simulated board's speed (cycles per wall second) the link's time-outs assume
+#: until it is measured (then ``SimulatedBoard.wall_rate``, halved for safety): the
+#: native model of a P = 8 engine runs about 1.2 M alone on this machine, and a quarter
+#: of that with three other jobs beside it.
 SIM_CYCLES_PER_SECOND = 100_000
 
 
@@ -161,14 +163,11 @@ class BoardRuntime(RtlRuntime):
         if self.port_name.startswith("sim://"):
             self.simboard = self._simulate(clock_hz, progress)
             device = self.simboard.port
-            # the simulation runs slower than the board: stretch the link's time-outs
-            rate = SIM_CYCLES_PER_SECOND / clock_hz
-            link_baud = max(1, int(self.board_baud * rate))
         else:
-            device, link_baud, rate = self.port_name, self.board_baud, 1.0
-        self.time_scale = rate
+            device = self.port_name
         self.serial = open_port(device, self.board_baud)
-        self.link = HostLink(self.serial, retries=self.retries, baud=link_baud)
+        self.link = HostLink(self.serial, retries=self.retries, baud=self.board_baud)
+        self._pace()
         try:
             self.link_info = self.link.info()
         except FxbpError:
@@ -194,14 +193,27 @@ class BoardRuntime(RtlRuntime):
         model.reset(2)
         return SimulatedBoard(model, clock_hz=clock_hz, baud=self.board_baud, faults=line)
 
+    def _pace(self) -> None:
+        """The simulation runs slower than the board, and slower still when the machine
+        is busy: scale the link's time-outs (its notion of the baud rate) by the
+        simulated cycles per wall second, measured as it runs."""
+        clock_hz = self.board_clock_mhz * 1e6
+        if self.simboard is None:
+            self.cycles_per_second = clock_hz
+            return
+        measured = self.simboard.wall_rate()
+        rate = max(10_000.0, 0.5 * measured) if measured else SIM_CYCLES_PER_SECOND
+        self.cycles_per_second = min(rate, clock_hz)
+        self.link.baud = max(1, int(self.board_baud * self.cycles_per_second / clock_hz))
+
     def _run(self, prog):
         if self.simboard is not None:
             self.simboard.check()
+            self._pace()
         budget = self._cycle_budget(prog)
-        clock_hz = self.board_clock_mhz * 1e6
         t0 = time.perf_counter()
         words = self.link.transact(prog, self.layout.id_words,
-                                   reply_seconds=budget / (clock_hz * self.time_scale))
+                                   reply_seconds=budget / self.cycles_per_second)
         self.link_seconds += time.perf_counter() - t0
         self.call_seconds += time.perf_counter() - t0
         return prog.decode(words, self.layout.id_words)
@@ -238,6 +250,14 @@ class BoardRuntime(RtlRuntime):
         finally:
             self.train_bytes += self.link.stats["bytes_out"] + self.link.stats["bytes_in"] - before
 
+    def _load_resident(self, x, t) -> bool:
+        """As on rtl; the one-off upload is not training traffic (``train_bytes``)."""
+        before = self.link.stats["bytes_out"] + self.link.stats["bytes_in"]
+        try:
+            return super()._load_resident(x, t)
+        finally:
+            self.train_bytes -= self.link.stats["bytes_out"] + self.link.stats["bytes_in"] - before
+
     def hardware(self) -> dict:
         hw = super().hardware()
         s = dict(self.link.stats)
@@ -251,8 +271,9 @@ class BoardRuntime(RtlRuntime):
             "max_words": self.link_info.max_words,
             **s,
             # the line time of the training epochs' traffic (batches or orders, RUN or
-            # TRAIN, counters; not the one-off loading) per trained sample, at the baud
-            # rate: what the link alone allows (the engine's cycles are the compute bound)
+            # TRAIN, counters; not the one-off upload of a resident training set, nor
+            # the evaluations) per trained sample, at the baud rate: what the link alone
+            # allows (the engine's cycles are the compute bound)
             "training_bytes": self.train_bytes,
             "training_line_seconds": bits / self.board_baud,
             "link_bound_samples_per_second": (samples * self.board_baud / bits
