@@ -552,9 +552,11 @@ def headline_rows(record: dict) -> tuple[list[str], list[list[str]], list[bool]]
         value = (f"{_fmt_sps(sps)} compute-bound" if sps else "not measured")
         if f["link_bound_samples_per_second"]:
             value += f"; {_fmt_sps(f['link_bound_samples_per_second'])} link-bound"
-        rows.append([f"FPGA {f['target']}", f["measured_on"] if sps else
-                     f"{f['part']}: " + "; ".join(f["notes"][:1]), "-",
-                     *(value for _ in batches), "-"])
+        where = f["measured_on"] if sps else f"{f['part']}: " + "; ".join(f["notes"][:1])
+        if f["link_bound_samples_per_second"]:
+            where += (f"; link-bound: {f.get('link_board')} host link"
+                      + (" (simulated)" if f.get("link_simulated") else ""))
+        rows.append([f"FPGA {f['target']}", where, "-", *(value for _ in batches), "-"])
         red.append(False)
     return cols, rows, red
 
