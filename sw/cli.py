@@ -701,10 +701,12 @@ def _os_error_message(exc: OSError) -> str:
 
 
 def _add_commands() -> None:
-    """Commands that live beside their subsystem: boards (build, flash) and sweeps."""
+    """Commands that live beside their subsystem: boards (build, flash), sweeps and
+    comparisons."""
     from ..boards.commands import build, flash
+    from .compare import compare
     from .sweep import sweep
-    for command in (build, flash, sweep):
+    for command in (build, flash, compare, sweep):
         cli.add_command(command)
 
 
