@@ -151,7 +151,7 @@ def test_killed_command_resumes(tmp_path):
             "--workers", "2", "--quiet"]
     proc = subprocess.Popen([*FXBP, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240        # numba compiles in each worker first
     while time.monotonic() < deadline and len(list((out / "cache").glob("*.json"))) < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
