@@ -190,7 +190,7 @@ TARGETS: dict[str, BoardTarget] = {t.name: t for t in (
         loader_board="icebreaker", bitstream="bin",
         notes=("The training engine does not fit the UP5K (docs/engine.md section 6): "
                "the build stops after synthesis with what it needs against the part.")),
-    _ulx3s("12F", lanes=2, dataset_buffer=0),
+    _ulx3s("12F", lanes=1, dataset_buffer=0),
     _ulx3s("25F", lanes=8, dataset_buffer=256),
     _ulx3s("45F", lanes=8, dataset_buffer=1024),
     _ulx3s("85F", lanes=8, dataset_buffer=DIGITS_TRAIN_SAMPLES),

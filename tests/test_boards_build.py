@@ -129,7 +129,7 @@ def test_fit_message_names_resource_need_have_and_options(tmp_path):
         flow._fit_check(spec, {"lut": 9000, "ff": 9000, "dsp": 13, "bram": 70})
     with pytest.raises(FxbpError, match=r"fit the ULX3S 12F \(LFE5U-12F-6BG381\) after place and "
                                         r"route: needs 12,100 LUT4 of 12,000 \(101 %\): lower "
-                                        r"--lanes \(now 2\)"):
+                                        r"--lanes \(now 1\)"):
         flow._fit_check(spec, {"lut": 12100, "ff": 9000, "dsp": 6, "bram": 14}, "after place and route")
     flow._fit_check(spec, {"lut": 5280, "ff": 5280, "dsp": 8, "bram": 30})   # exactly full fits
 
