@@ -1065,7 +1065,7 @@ class Engine(wiring.Component):
             depths[mem_id] = depth
             q = Signal(mm.shape, name=f"{name}_q", reset_less=True)
             m.d.sync += q.eq(ds[name][0].data)
-            registered[mem_id] = q
+            registered[mem_id] = ds[f"{name}_q"] = q
         return ds
 
     def _gather_states(self, m, ds, *, host_addr, shape_ok, cfg_batch, cur_batch, widths,
@@ -1088,23 +1088,29 @@ class Engine(wiring.Component):
         g_row = Signal(_bits(c.activation_bases[1]), name="g_row")   # (b div P) * n_0
         t_row = Signal(_bits(c.target_depth), name="t_row")           # b * n_L
         sample = Signal(_bits(c.dataset_buffer), name="g_sample")
-        # One copy a cycle: the read now, the write next cycle.
+        # The sample's rows in DSX and DST, registered (no multiplier before the read).
+        x_base = Signal(_bits(c.dataset_buffer * n0max), name="g_xbase")
+        t_base = Signal(_bits(c.dataset_buffer * nLmax), name="g_tbase")
+        # One copy a cycle, three stages: the read (address from registers and a counter),
+        # the read data registered with the write's address computed, the write.
         pv, px, pj, pb = (Signal(name="gp_valid"), Signal(name="gp_x"),
                           Signal(_bits(n0max + nLmax), name="gp_j"), Signal(_bits(c.batch), name="gp_b"))
         prow, ptrow = Signal(len(g_row), name="gp_row"), Signal(len(t_row), name="gp_trow")
+        wv, wx = Signal(name="gw_valid"), Signal(name="gw_x")
+        waddr = Signal(32, name="gw_addr", reset_less=True)
         active = Signal(name="g_active")
         gmem, gaddr = Signal(8, name="g_mem"), Signal(32, name="g_addr")
         gwdata, gwen = Signal(32, name="g_wdata"), Signal(name="g_wen")
         is_x = g_j < n0
         m.d.comb += [o_rd.addr.eq(Mux(active, position + g_b, host_addr)),
-                     x_rd.addr.eq(Mux(active, sample * n0max + g_j, host_addr)),
-                     t_rd.addr.eq(Mux(active, sample * nLmax + (g_j - n0), host_addr))]
-        m.d.sync += pv.eq(0)
-        m.d.comb += [gwen.eq(pv), gmem.eq(Mux(px, Mem.A, Mem.T)),
-                     gwdata.eq(Mux(px, x_rd.data, t_rd.data)),
-                     gaddr.eq(Mux(px, ((c.activation_bases[0][0] + prow + pj) << lg)
+                     x_rd.addr.eq(Mux(active, x_base + g_j, host_addr)),
+                     t_rd.addr.eq(Mux(active, t_base + (g_j - n0), host_addr))]
+        m.d.sync += [pv.eq(0), wv.eq(pv), wx.eq(px),
+                     waddr.eq(Mux(px, ((c.activation_bases[0][0] + prow + pj) << lg)
                                   | ((pb + pj) & (P - 1) if lg else 0),
                                   ptrow + (pj - n0)))]
+        m.d.comb += [gwen.eq(wv), gmem.eq(Mux(wx, Mem.A, Mem.T)),
+                     gwdata.eq(Mux(wx, ds["dsx_q"], ds["dst_q"])), gaddr.eq(waddr)]
         rem = order_len - position
         with m.State("DSCHECK"):
             m.d.comb += busy.eq(1)
@@ -1124,6 +1130,10 @@ class Engine(wiring.Component):
         with m.State("GORDW"):
             m.d.comb += [busy.eq(1), active.eq(1)]
             m.d.sync += [sample.eq(o_rd.data), g_j.eq(0)]
+            m.next = "GBASE"
+        with m.State("GBASE"):                     # the sample's rows
+            m.d.comb += [busy.eq(1), active.eq(1)]
+            m.d.sync += [x_base.eq(sample * n0max), t_base.eq(sample * nLmax)]
             m.next = "GCOPY"
         with m.State("GCOPY"):
             m.d.comb += [busy.eq(1), active.eq(1)]
@@ -1137,9 +1147,12 @@ class Engine(wiring.Component):
                 else:
                     m.d.sync += g_row.eq(g_row + n0)
                 with m.If(g_b == cur_batch - 1):
-                    m.next = "GLAST"
+                    m.next = "GDRAIN"
                 with m.Else():
                     m.next = "GORD"
+        with m.State("GDRAIN"):                    # the last copy's data is registered
+            m.d.comb += [busy.eq(1), active.eq(1)]
+            m.next = "GLAST"
         with m.State("GLAST"):                     # the last copy is written
             m.d.comb += [busy.eq(1), active.eq(1)]
             m.d.sync += [start_run.eq(1), start_train.eq(1)]
