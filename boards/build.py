@@ -13,7 +13,7 @@ The flow (``docs/boards.md``):
    PATH, else the YoWASP ones installed with fxbp.
 4. After synthesis the design is checked against the part (LUT, FF, DSP, BRAM); after
    place and route its Fmax against the PLL clock. Without ``--clock-mhz`` a miss is
-   followed by one rebuild at the highest PLL frequency at most 97 % of the Fmax
+   followed by one rebuild at the highest PLL frequency at most 90 % of the Fmax
    reached; with ``--clock-mhz`` the request is a requirement.
 5. Only a finished build is moved to ``--out``: bitstream, logs and ``report.json``.
 """
@@ -48,8 +48,9 @@ REPORT_FILE = "report.json"
 #: The design's top-level name in every tool.
 TOP_NAME = "fxbp_top"
 #: A missed clock is retried once at the highest PLL frequency at most this share of the
-#: Fmax that place and route reached (placement varies from run to run).
-FALLBACK_MARGIN = Fraction(97, 100)
+#: Fmax that place and route reached (placement varies from run to run: the digits
+#: engine on the ULX3S 25F reached 92.9 MHz at a 100 MHz target, then 85.4 at 90).
+FALLBACK_MARGIN = Fraction(90, 100)
 #: Words of the bridge's request and reply buffers.
 MAX_WORDS = 256
 #: Seconds any one tool may run.
