@@ -622,12 +622,18 @@ def build(spec: BuildSpec, *, progress=None, core_factory=board_core) -> dict:
     total_start = time.monotonic()
     try:
         tries = []
+
+        def attempt(pll):
+            """Build at ``pll``; its result and Fmax, and a record in ``tries``."""
+            result = _one_try(spec, pll, core_factory, tools, tmp, say, "")
+            achieved = _sync_fmax(result, pll)
+            tries.append({"pll_mhz": round(pll.f_out_mhz, 6), "fmax_mhz": achieved,
+                          "met": achieved is not None and achieved >= pll.f_out_mhz,
+                          "seconds": result["seconds"], "cpu_seconds": result["cpu"]})
+            return result, achieved
+
         pll = spec.pll
-        result = _one_try(spec, pll, core_factory, tools, tmp, say, "")
-        achieved = _sync_fmax(result, pll)
-        tries.append({"pll_mhz": round(pll.f_out_mhz, 6), "fmax_mhz": achieved,
-                      "met": achieved is not None and achieved >= pll.f_out_mhz,
-                      "seconds": result["seconds"], "cpu_seconds": result["cpu"]})
+        result, achieved = attempt(pll)
         if not tries[-1]["met"]:
             if spec.clock_explicit or achieved is None:
                 raise FxbpError(_timing_message(spec, pll, achieved, tries))
@@ -645,11 +651,7 @@ def build(spec: BuildSpec, *, progress=None, core_factory=board_core) -> dict:
             say(f"{achieved} MHz missed {pll.f_out_mhz:.3f} MHz: rebuilding at "
                 f"{lower.f_out_mhz:.3f} MHz")
             pll = lower
-            result = _one_try(spec, pll, core_factory, tools, tmp, say, "")
-            achieved = _sync_fmax(result, pll)
-            tries.append({"pll_mhz": round(pll.f_out_mhz, 6), "fmax_mhz": achieved,
-                          "met": achieved is not None and achieved >= pll.f_out_mhz,
-                          "seconds": result["seconds"], "cpu_seconds": result["cpu"]})
+            result, achieved = attempt(pll)
             if not tries[-1]["met"]:
                 raise FxbpError(_timing_message(spec, pll, achieved, tries))
         stage = _Stage(say, result["cpu"])
