@@ -48,7 +48,10 @@ class BoardTop(wiring.Component):
         self.divisor = uart_divisor(clock_hz=clock_hz, baud=baud)
         self.clock_hz, self.baud, self.max_words = clock_hz, baud, max_words
         self.engine = Engine(engine)
-        self.bridge = HostLinkBridge(divisor=self.divisor, max_words=max_words)
+        # A partial frame is dropped after 2^20 cycles of silence (10 ms at 100 MHz), or
+        # three bytes' time at slow baud rates.
+        self.bridge = HostLinkBridge(divisor=self.divisor, max_words=max_words,
+                                     idle_timeout=max(1 << 20, 30 * self.divisor))
         super().__init__({"rx": In(1), "tx": Out(1)})
 
     def elaborate(self, platform):

@@ -133,6 +133,9 @@ class BoardRuntime(RtlRuntime):
                 pick[k] = v
         self.board_lanes = pick["lanes"] or t.lanes
         self.board_baud = pick["baud"] or t.baud
+        if not 300 <= self.board_baud <= t.max_baud:
+            raise FxbpError(f"baud {self.board_baud} is outside 300..{t.max_baud:,}, what the "
+                            f"{t.title}'s {t.usb_uart} carries: choose a rate in that range")
         self.board_clock_mhz = float(pick["clock_mhz"] or t.clock_mhz)
         dataset_buffer = t.dataset_buffer if pick["dataset_buffer"] is None else pick["dataset_buffer"]
         max_sizes = tuple(int(n) for n in t.net.split("-"))
