@@ -152,7 +152,6 @@ class BoardRuntime(RtlRuntime):
         self.simboard = None
         self.serial = None
         self.link = None
-        self.link_seconds = 0.0
         self.train_bytes = 0
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed, lr=lr,
                          batch=batch, lanes=self.board_lanes, progress=progress,
@@ -217,7 +216,6 @@ class BoardRuntime(RtlRuntime):
         t0 = time.perf_counter()
         words = self.link.transact(prog, self.layout.id_words,
                                    reply_seconds=budget / self.cycles_per_second)
-        self.link_seconds += time.perf_counter() - t0
         self.call_seconds += time.perf_counter() - t0
         return prog.decode(words, self.layout.id_words)
 
