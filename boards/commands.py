@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..sw.choices import ROUNDINGS
 from ..sw.errors import FxbpError
 from .targets import TARGETS
 
 __all__ = ["build", "flash", "build_table", "find_loader", "LOADER_TIMEOUT"]
 
-ROUNDINGS = ["truncate", "toward-zero", "half-up", "nearest-even", "stochastic"]
 #: Seconds openFPGALoader may take to load a bitstream.
 LOADER_TIMEOUT = 600
 #: Words in openFPGALoader's output that mean no board or cable answered.

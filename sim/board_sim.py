@@ -20,7 +20,7 @@ import select
 import threading
 import time
 import tty
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -88,10 +88,9 @@ class LineCounts:
     cycles: int = 0
     framing_errors: int = 0
     sim_seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def parse_sim_url(url: str) -> tuple[str, dict]:

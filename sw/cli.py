@@ -21,9 +21,9 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 
+from .choices import ROUNDINGS
 from .errors import FxbpError
 
-ROUNDINGS = ["truncate", "toward-zero", "half-up", "nearest-even", "stochastic"]
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 #: Backends that run no OpenCL, so ``--device`` means nothing to them.
 NON_OPENCL_BACKENDS = ("golden", "float32", "float64", "rtl", "board")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import click
 
+from .choices import ROUNDINGS
 from .errors import FxbpError
 
 __all__ = ["BACKEND_NAMES", "DIGEST_BACKENDS", "SOFTWARE_BACKENDS", "FPGA_TARGETS", "SCHEMA",
@@ -738,8 +739,7 @@ def _parse_choice(choices):
               help="Built-in dataset.")
 @click.option("--precision", default="fx16", show_default=True,
               help="Precision profile: a preset or a .toml file (as for train).")
-@click.option("--rounding", type=click.Choice(["truncate", "toward-zero", "half-up",
-                                               "nearest-even", "stochastic"]), default=None,
+@click.option("--rounding", type=click.Choice(ROUNDINGS), default=None,
               help="Rounding of the training casts (default: as fxbp train).")
 @click.option("--hidden", default=None, help="Hidden widths: 32, or 32-16 for two hidden "
               "layers (default: the recipe's).")

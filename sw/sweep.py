@@ -17,7 +17,6 @@ machine's files.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import click
 
+from .choices import ROUNDINGS
 from .errors import FxbpError
 
 __all__ = ["DATASETS", "SCHEMA", "SweepAxes", "Configuration", "parse_list", "parse_hidden",
@@ -44,7 +44,6 @@ __all__ = ["DATASETS", "SCHEMA", "SweepAxes", "Configuration", "parse_list", "pa
 DATASETS = ("seed-neuron", "xor", "iris", "digits")
 #: Version of the cache entries and of ``sweep.json``.
 SCHEMA = 1
-ROUNDING_CHOICES = ("truncate", "toward-zero", "half-up", "nearest-even", "stochastic")
 FAMILIES = ("ecp5", "ice40")
 #: How long ``--scheduler`` may take to answer.
 SCHEDULER_TIMEOUT = "10s"
@@ -104,8 +103,8 @@ def _parse_seed(item: str) -> int:
 
 
 def _parse_rounding(item: str) -> str:
-    if item not in ROUNDING_CHOICES:
-        raise ValueError(f"unknown rounding {item!r}: choose from {', '.join(ROUNDING_CHOICES)}")
+    if item not in ROUNDINGS:
+        raise ValueError(f"unknown rounding {item!r}: choose from {', '.join(ROUNDINGS)}")
     return item
 
 

@@ -565,3 +565,9 @@ def test_rtl_trace_writes_a_window_of_waves(tmp_path, capsys):
     stamps = [int(line[1:]) for line in text.splitlines() if line.startswith("#")]
     # Two time stamps per cycle (clock low, clock high): cycles 20 to 69.
     assert min(stamps) == 2 * 20 and max(stamps) == 2 * (20 + 50) - 1
+
+
+def test_rounding_choices_are_the_roundings_of_the_core():
+    from fxbp.sw.choices import ROUNDINGS
+    from fxbp.sw.fixed import Rounding
+    assert list(ROUNDINGS) == [r.value for r in Rounding]
