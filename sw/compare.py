@@ -60,10 +60,9 @@ _PART_NAMES = {"up5k": "iCE40 UP5K", "ecp5-25f": "ECP5 LFE5U-25F", "ecp5-45f": "
                "ecp5-85f": "ECP5 LFE5U-85F"}
 #: What the record has today, and what the issue asks for beyond it.
 MISSING_NOTES = (
-    "Cast events are counted per site (input, preactivation, ..., bias_update) summed over "
-    "the layers; the record has no per-layer counts, so underflow growing toward the input "
-    "layer cannot be shown layer by layer yet (it needs per-layer counters in the golden "
-    "model and the runtimes).",
+    "Per-layer cast events come from the golden model only: the OpenCL kernels, the engine "
+    "and the board count per site, summed over the layers. Backends that agree on the "
+    "weights digest and on the per-site totals ran the same casts.",
     "Per-epoch cast events come from reading the cumulative counts after each epoch "
     "(fxbp compare trains epoch by epoch); the fxbp train record keeps only the totals.",
     "FPGA cycles per sample come from the RTL run at the accuracy run's batch only; the "
@@ -132,7 +131,7 @@ def run_backend(name: str, config, *, cpu: str, say=None) -> dict:
     except FxbpError as exc:
         return {"backend": name, "ran": False, "reason": _one_line(exc)}
     t0 = time.perf_counter()
-    per_epoch = []
+    per_epoch, per_epoch_layers = [], []
     try:
         say(f"{name}: training {'-'.join(map(str, trainer.sizes))}, {trainer.config.epochs} "
             f"epochs, on {trainer.runtime.describe()['device']}")
@@ -140,6 +139,7 @@ def run_backend(name: str, config, *, cpu: str, say=None) -> dict:
             trainer.config = dataclasses.replace(trainer.config, epochs=epoch)
             trainer.run()
             per_epoch.append(trainer.runtime.event_counts())
+            per_epoch_layers.append(trainer.runtime.layer_event_counts())
         result = trainer.result()
     except FxbpError as exc:
         return {"backend": name, "ran": False, "reason": f"stopped: {_one_line(exc)}"}
@@ -168,6 +168,9 @@ def run_backend(name: str, config, *, cpu: str, say=None) -> dict:
         "weights_digest": result["weights_digest"],
         "cast_events": result["cast_events"],
         "cast_events_per_epoch": per_epoch if result["cast_events"] else [],
+        "cast_events_by_layer": result["cast_events_by_layer"],
+        "cast_events_by_layer_per_epoch": (per_epoch_layers
+                                           if result["cast_events_by_layer"] else []),
     }
     hw = result.get("hardware")
     if hw is not None:
@@ -517,8 +520,60 @@ def _plot_events(record: dict, path: Path) -> bool:
     return True
 
 
+#: Sites of the per-layer plot: the backward casts where gradients vanish.
+LAYER_SITES = ("delta", "gradient", "weight_update")
+
+
+def _layer_source(record: dict) -> dict | None:
+    for b in record["backends"]:
+        if b.get("ran") and b.get("cast_events_by_layer_per_epoch"):
+            return b
+    return None
+
+
+def layer_underflow_series(entry: dict, site: str) -> dict[str, list[float | None]]:
+    """Per layer, the share of ``site``'s casts in that layer that underflowed in each
+    epoch (differences of the cumulative per-layer counts); ``None`` where it made none."""
+    series, prev = {}, None
+    for by_layer in entry["cast_events_by_layer_per_epoch"]:
+        for layer, sites in by_layer.items():
+            c = sites[site]
+            p = prev[layer][site] if prev else {"underflow": 0, "total": 0}
+            total = c["total"] - p["total"]
+            series.setdefault(layer, []).append((c["underflow"] - p["underflow"]) / total
+                                                if total else None)
+        prev = by_layer
+    return series
+
+
+def _plot_layer_events(record: dict, path: Path) -> bool:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    src = _layer_source(record)
+    if src is None:
+        return False
+    fig, axes = plt.subplots(1, len(LAYER_SITES), figsize=(10, 3.6), sharex=True)
+    for ax, site in zip(axes, LAYER_SITES):
+        for layer, ys in layer_underflow_series(src, site).items():
+            ax.plot(range(1, len(ys) + 1),
+                    [100 * y if y is not None else float("nan") for y in ys],
+                    label=f"layer {layer}", marker="o" if len(ys) < 3 else None)
+        ax.set(xlabel="epoch", title=site)
+        ax.title.set_fontsize(9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("casts that underflowed (%)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"underflow per layer per epoch: {src['backend']} on {src['device']} "
+                 f"(weight_update: non-zero updates that left the weight unchanged)",
+                 fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
 PLOTS = {"accuracy": "accuracy.png", "throughput": "throughput.png",
-         "cast_events": "cast_events.png"}
+         "cast_events": "cast_events.png", "layer_events": "layer_underflow.png"}
 
 
 def headline_rows(record: dict) -> tuple[list[str], list[list[str]], list[bool]]:
@@ -682,6 +737,22 @@ def render_html(record: dict, images: dict[str, bytes]) -> str:
         if "cast_events" in images:
             parts.append(_figure(images["cast_events"], "Share of each site's casts that "
                                  "underflowed to zero, per epoch."))
+    layers = _layer_source(record)
+    if layers is not None:
+        by_layer = layers["cast_events_by_layer"]
+        lcols = ["layer"] + [f"{site} underflow" for site in LAYER_SITES]
+        lrows = [[layer] + [_fmt_pct(c[site]["underflow"] / c[site]["total"])
+                            if c[site]["total"] else "-" for site in LAYER_SITES]
+                 for layer, c in by_layer.items()]
+        parts += ["<h3>Per layer</h3>",
+                  f"<p>Share of each layer's casts that underflowed over {layers['epochs']} "
+                  f"epochs ({e(layers['backend'])} on {e(layers['device'])}; layer 1 takes "
+                  f"the inputs). Vanishing gradients show as underflow growing toward layer "
+                  f"1.</p>", _table_html(lcols, lrows, numeric=tuple(range(1, len(lcols))))]
+        if "layer_events" in images:
+            parts.append(_figure(images["layer_events"], "Share of each layer's delta, "
+                                 "gradient and weight-update casts that underflowed, per "
+                                 "epoch."))
     parts.append("<h2>What this report does not show yet</h2><ul>"
                  + "".join(f"<li>{e(n)}</li>" for n in record["missing"]) + "</ul>")
     parts.append(f"<p>Generated by fxbp compare in {record['seconds']:.1f} s. Data: "
@@ -712,6 +783,8 @@ def write_outputs(record: dict, out_dir: Path) -> dict:
         plots["throughput"] = PLOTS["throughput"]
     if _plot_events(record, out_dir / PLOTS["cast_events"]):
         plots["cast_events"] = PLOTS["cast_events"]
+    if _plot_layer_events(record, out_dir / PLOTS["layer_events"]):
+        plots["layer_events"] = PLOTS["layer_events"]
     record = {**record, "plots": plots}
     write_json(out_dir / "compare.json", record)
     images = {k: (out_dir / v).read_bytes() for k, v in plots.items()}

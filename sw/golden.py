@@ -253,6 +253,12 @@ EVENT_SITES = ("input", *SITE_CODES)
 _R = {name: i for i, name in enumerate(EVENT_SITES)}
 
 
+def _site_counts(table: np.ndarray, sites=EVENT_SITES) -> dict[str, dict]:
+    """``{site: {overflow, underflow, total}}`` from the rows of ``table`` for ``sites``."""
+    return {name: {"overflow": int(table[_R[name], 0]), "underflow": int(table[_R[name], 1]),
+                   "total": int(table[_R[name], 2])} for name in sites}
+
+
 def _in_format(profile: PrecisionProfile, layer: int) -> QFormat:
     """Format of layer ``layer``'s input (0-based): the input format, then activations."""
     return profile.input.fmt if layer == 0 else profile.activation.fmt
@@ -326,7 +332,9 @@ class GoldenMLP:
         self.profile = profile
         self.loss = loss
         self.seed = int(seed)
-        self.events = np.zeros((len(EVENT_SITES), 3), dtype=np.int64)
+        # Cast events: row 0 the input quantisation, row l the casts of layer l.
+        self._layer_events = np.zeros((len(sizes), len(EVENT_SITES), 3), dtype=np.int64)
+        self._layers_since_start = True
         self._table = (sigmoid_lut_table(profile.sigmoid, profile.activation.fmt)
                        if profile.sigmoid.kind == "lut" else np.zeros(1, dtype=np.int64))
         self._lut = (lut_params(profile.preactivation.fmt, profile.sigmoid)
@@ -500,7 +508,7 @@ class GoldenMLP:
         s = self.profile.input
         ev = CastEvents()
         raw = quantize(x, s.fmt, s.rounding, s.overflow, events=ev)
-        self.events[_R["input"]] += (ev.overflow, ev.underflow, ev.total)
+        self._layer_events[0, _R["input"]] += (ev.overflow, ev.underflow, ev.total)
         return raw
 
     def quantize_target(self, t) -> np.ndarray:
@@ -520,7 +528,8 @@ class GoldenMLP:
             af = np.empty(acc.shape, dtype=np.float64)
             _forward_kernel(acc.reshape(-1), self._biases[l], plan["bias_shift"], plan["pre"], kind,
                             self._table, self._lut[0], self._lut[1], p.preactivation.fmt.frac_bits,
-                            plan["act"], a.reshape(-1), af.reshape(-1), self.events,
+                            plan["act"], a.reshape(-1), af.reshape(-1),
+                            self._layer_events[l + 1],
                             _R["preactivation"], _R["activation"])
             acts.append(a)
             acts_f.append(af)
@@ -567,7 +576,7 @@ class GoldenMLP:
                 plan["derivative"], one,
                 plan["d"], self._key(plan["d_frac"], p.derivative, "derivative", layer),
                 plan["delta"], self._key(plan["delta_frac"], p.delta, "delta", layer),
-                delta.reshape(-1), delta_f.reshape(-1), self.events, _R["error"],
+                delta.reshape(-1), delta_f.reshape(-1), self._layer_events[layer], _R["error"],
                 _R["derivative"], _R["delta"])
             deltas[l], deltas_f[l] = delta, delta_f
         if trace is not None:
@@ -585,7 +594,8 @@ class GoldenMLP:
                 w_frac - p.weight.fmt.frac_bits, w_frac - u_frac,
                 self._spec_update(w_frac, p.weight),
                 self._key(w_frac, p.weight, "weight_update", layer),
-                w_new.reshape(-1), self._w_float[l].reshape(-1), self.events, _R["gradient"],
+                w_new.reshape(-1), self._w_float[l].reshape(-1), self._layer_events[layer],
+                _R["gradient"],
                 _R["weight_update"])
             b_frac = max(u_frac, p.bias.fmt.frac_bits)
             b_new = np.empty_like(self._biases[l])
@@ -594,7 +604,7 @@ class GoldenMLP:
                 plan["gb"], self._key(plan["gb_frac"], p.gradient, "bias_gradient", layer),
                 b_frac - p.bias.fmt.frac_bits, b_frac - u_frac,
                 self._spec_update(b_frac, p.bias),
-                self._key(b_frac, p.bias, "bias_update", layer), b_new, self.events,
+                self._key(b_frac, p.bias, "bias_update", layer), b_new, self._layer_events[layer],
                 _R["bias_gradient"], _R["bias_update"])
             self._weights[l], self._biases[l] = w_new, b_new
         self.step += 1
@@ -616,11 +626,42 @@ class GoldenMLP:
     def digest(self) -> str:
         return weights_digest(self.layers())
 
-    def event_counts(self) -> dict[str, dict]:
-        return {name: {"overflow": int(o), "underflow": int(u), "total": int(t)}
-                for name, (o, u, t) in zip(EVENT_SITES, self.events)}
+    @property
+    def events(self) -> np.ndarray:
+        """Cast events per site, summed over the layers: ``[overflow, underflow, values]``
+        rows in ``EVENT_SITES`` order (a copy)."""
+        return self._layer_events.sum(axis=0)
 
-    def set_event_counts(self, counts: dict) -> None:
-        """Restore :meth:`event_counts` (from a checkpoint)."""
+    def event_counts(self) -> dict[str, dict]:
+        return _site_counts(self.events)
+
+    def layer_event_counts(self) -> dict[str, dict] | None:
+        """Cast events of each layer's sites (``docs/datapath.md`` section 1): ``{"1":
+        {site: counts}, ...}``; ``None`` when the counts were restored without their
+        per-layer split, so that some events cannot be attributed to a layer."""
+        if not self._layers_since_start:
+            return None
+        return {str(l): _site_counts(self._layer_events[l], sites=SITE_CODES)
+                for l in range(1, len(self.sizes))}
+
+    def set_event_counts(self, counts: dict, by_layer: dict | None = None) -> None:
+        """Restore :meth:`event_counts` (from a checkpoint), with :meth:`layer_event_counts`
+        when given; without them the per-layer split is unknown from now on (the totals
+        are kept in row 0). ``FxbpError`` when the per-layer counts do not add up to
+        ``counts``."""
+        restored = np.zeros_like(self._layer_events)
         for name, c in counts.items():
-            self.events[_R[name]] = (c["overflow"], c["underflow"], c["total"])
+            if by_layer is None or name == "input":
+                restored[0, _R[name]] = (c["overflow"], c["underflow"], c["total"])
+        if by_layer is not None:
+            if set(by_layer) != {str(l) for l in range(1, len(self.sizes))}:
+                raise FxbpError(f"per-layer cast events name layers {sorted(by_layer)}, not "
+                                f"1..{len(self.sizes) - 1}: the checkpoint is damaged")
+            for l, sites in by_layer.items():
+                for name, c in sites.items():
+                    restored[int(l), _R[name]] = (c["overflow"], c["underflow"], c["total"])
+            if _site_counts(restored.sum(axis=0), sites=counts) != counts:
+                raise FxbpError("the per-layer cast events do not add up to the totals: the "
+                                "checkpoint is damaged")
+        self._layer_events = restored
+        self._layers_since_start = by_layer is not None

@@ -461,7 +461,7 @@ class OpenCLRuntime(_OpenCLBase):
                             "total": int(self.totals[r]) + host[name]["total"]}
         return counts
 
-    def load_event_counts(self, counts):
+    def load_event_counts(self, counts, by_layer=None):
         self._sync_events()
         self.plan.set_event_counts({"input": counts["input"]})
         for name, c in counts.items():

@@ -297,7 +297,7 @@ class RtlRuntime(Runtime):
                          for k in ("overflow", "underflow", "total")}
         return out
 
-    def load_event_counts(self, counts) -> None:
+    def load_event_counts(self, counts, by_layer=None) -> None:
         from ..hw.engine.config import EVENT_CODES
         self.model.set_event_counts({"input": counts["input"]})
         self._event_offsets = {s: dict(counts[s]) for s in EVENT_CODES.values()}
@@ -305,7 +305,7 @@ class RtlRuntime(Runtime):
             for k in ("overflow", "underflow", "total"):
                 self.counters.pop(f"{s}.{k}", None)
         if self.reference is not None:
-            self.reference.set_event_counts(counts)
+            self.reference.set_event_counts(counts, by_layer)
 
     # ---------------------------------------------------------------- hardware figures
     def hardware(self) -> dict:

@@ -144,8 +144,14 @@ class Runtime(abc.ABC):
         """Cast events per site (``docs/datapath.md``); empty for float backends."""
         return {}
 
-    def load_event_counts(self, counts: dict) -> None:
-        """Restore :meth:`event_counts` (from a checkpoint)."""
+    def layer_event_counts(self) -> dict | None:
+        """Cast events of each layer, ``{"1": {site: counts}, ...}``; ``None`` where the
+        backend counts per site only (the OpenCL kernels and the engine's counters do)."""
+        return None
+
+    def load_event_counts(self, counts: dict, by_layer: dict | None = None) -> None:
+        """Restore :meth:`event_counts` (from a checkpoint), and :meth:`layer_event_counts`
+        where the backend keeps them and ``by_layer`` has them."""
 
     @property
     def learning_rate_info(self) -> dict:
@@ -203,8 +209,11 @@ class GoldenRuntime(Runtime):
     def event_counts(self):
         return self.model.event_counts()
 
-    def load_event_counts(self, counts):
-        self.model.set_event_counts(counts)
+    def layer_event_counts(self):
+        return self.model.layer_event_counts()
+
+    def load_event_counts(self, counts, by_layer=None):
+        self.model.set_event_counts(counts, by_layer)
 
 
 

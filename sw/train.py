@@ -346,6 +346,7 @@ class Trainer:
                 "train_seconds": self.train_seconds, "profile_toml": self.profile.to_toml(),
                 "profile": self._profile_identity(), "data_digest": self.data_digest,
                 "events": self.runtime.event_counts(),
+                "events_by_layer": self.runtime.layer_event_counts(),
                 "generator": {"kind": "jenkins32-counter", "seed": self.config.seed,
                               "step": int(self.runtime.state()["step"])}}
         state = self.runtime.state()
@@ -477,6 +478,19 @@ class Trainer:
                     for v in c.values())
                 for c in events.values()):
             raise FxbpError(f"{bad} (cast-event counts): {fix}")
+        by_layer = meta.get("events_by_layer")
+        layers = {str(l) for l in range(1, len(self.sizes))}
+        if by_layer is not None and not (
+                isinstance(by_layer, dict) and set(by_layer) == layers and all(
+                    isinstance(per, dict) and set(per) == set(sites) - {"input"} and all(
+                        isinstance(c, dict) and set(c) == {"overflow", "underflow", "total"}
+                        and all(isinstance(v, int) and not isinstance(v, bool)
+                                and 0 <= v < 1 << 63 for v in c.values())
+                        for c in per.values())
+                    for per in by_layer.values()) and all(
+                    sum(per[site][k] for per in by_layer.values()) == events[site][k]
+                    for site in set(sites) - {"input"} for k in events[site])):
+            raise FxbpError(f"{bad} (per-layer cast-event counts, or their sums): {fix}")
 
     def load_checkpoint(self, directory: Path) -> None:
         """Continue from ``directory``: refused unless it holds this same run (options,
@@ -485,7 +499,7 @@ class Trainer:
         arrays, meta = self._read_checkpoint(directory)
         self._check_state(path, arrays, meta)
         self.runtime.load_state(arrays)
-        self.runtime.load_event_counts(meta["events"])
+        self.runtime.load_event_counts(meta["events"], meta.get("events_by_layer"))
         self.epoch = meta["epoch"]
         self.history = meta["history"]
         self.samples_trained = meta["samples_trained"]
@@ -600,6 +614,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "compile_seconds": self.compile_seconds,
             "cast_events": rt.event_counts(),
+            "cast_events_by_layer": rt.layer_event_counts(),
             **({"hardware": rt.hardware()} if rt.hardware() is not None else {}),
             **({"first_step": self.first_step} if self.first_step is not None else {}),
             "layers": rt.real_layers(),

@@ -111,6 +111,16 @@ def test_record_agreement_and_accuracy(iris_run):
     assert per_epoch[0]["gradient"]["total"] * 2 == per_epoch[1]["gradient"]["total"]
     assert by["rtl"]["cast_events_per_epoch"] == per_epoch
     assert by["float32"]["cast_events_per_epoch"] == []
+    # per layer (golden only; the engine counts per site): the last epoch's are fxbp
+    # train's, and each site's layers add up to its total
+    layers = by["golden"]["cast_events_by_layer_per_epoch"]
+    assert len(layers) == 2 and layers[-1] == by["golden"]["cast_events_by_layer"]
+    assert layers[-1] == direct["cast_events_by_layer"]
+    for site, c in per_epoch[-1].items():
+        if site != "input":
+            assert sum(layers[-1][l][site]["underflow"] for l in ("1", "2")) == c["underflow"]
+    assert by["rtl"]["cast_events_by_layer"] is None
+    assert by["rtl"]["cast_events_by_layer_per_epoch"] == []
     assert by["torch"]["ran"] is False and by["torch"]["reason"]
     # every figure names its device
     assert by["golden"]["device"].startswith("CPU: ")
@@ -150,18 +160,19 @@ def test_throughput_and_fpga_rows(iris_run):
 def test_html_report_is_self_contained(iris_run):
     _, out = iris_run
     rec = json.loads((out / "compare.json").read_text())
-    assert set(rec["plots"]) == {"accuracy", "throughput", "cast_events"}
+    assert set(rec["plots"]) == {"accuracy", "throughput", "cast_events", "layer_events"}
     for name in rec["plots"].values():
         assert (out / name).read_bytes().startswith(PNG_MAGIC)
     page = _parse(out / "report.html")
     assert {"name": "viewport", "content": "width=device-width, initial-scale=1"} in page.meta
-    assert len(page.images) == 3
+    assert len(page.images) == 4
     for src in page.images:
         head, data = src.split(",", 1)
         assert head == "data:image/png;base64"
         assert base64.b64decode(data).startswith(PNG_MAGIC)
     assert page.links == []                      # nothing to fetch
-    assert page.tables >= 4
+    assert page.tables >= 5
+    assert "Per layer" in (out / "report.html").read_text()
     assert page.mismatch_text == []
     text = (out / "report.html").read_text()
     assert "http://" not in text and "https://" not in text
@@ -184,6 +195,19 @@ def test_forced_mismatch_is_red_and_exit_1(tmp_path, no_fmax, monkeypatch):
     assert "rtl" in page.mismatch_text              # the rtl rows are red
     assert any("MISMATCH" in t for t in page.mismatch_text)
     assert ".mismatch{color:#c00" in (out / "report.html").read_text().replace("tr.mismatch td,", "")
+
+
+def test_layer_underflow_series_is_per_epoch_shares():
+    from fxbp.sw.compare import layer_underflow_series
+
+    def counts(u1, t1, u2, t2):
+        return {"1": {"gradient": {"overflow": 0, "underflow": u1, "total": t1}},
+                "2": {"gradient": {"overflow": 0, "underflow": u2, "total": t2}}}
+    # cumulative: epoch 1 has 30 of 100 and 0 of 10; epoch 2 adds 50 of 100 and 5 of 10
+    entry = {"cast_events_by_layer_per_epoch": [counts(30, 100, 0, 10), counts(80, 200, 5, 20)]}
+    assert layer_underflow_series(entry, "gradient") == {"1": [0.3, 0.5], "2": [0.0, 0.5]}
+    entry = {"cast_events_by_layer_per_epoch": [counts(0, 0, 0, 0)]}
+    assert layer_underflow_series(entry, "gradient") == {"1": [None], "2": [None]}
 
 
 def test_fpga_rows_from_recorded_fmax(tmp_path, monkeypatch):

@@ -162,6 +162,75 @@ def test_overflow_events_in_the_forward_pass(fx16):
     assert m.event_counts()["preactivation"]["overflow"] == 5 * (8 + 3)
 
 
+def test_cast_events_are_attributed_to_their_layer(fx16):
+    """Layer 1's weights and biases are 0, so every layer-1 activation is sigmoid(0) = a.
+    Layer 2's weights are all W: its pre-activation is 8 a W rounded by 2^-s. W is chosen
+    one LSB either side of Q6.10's largest value, so layer 2 overflows exactly when W
+    is one above the bound, and layer 1 never does."""
+    m = make_model((4, 8, 3), fx16)
+    zero_b = [np.zeros_like(b) for b in m.biases]
+    w1 = np.zeros_like(m.weights[0])
+    m.set_parameters([w1, m.weights[1]], zero_b)
+    a = int(m.forward(m.quantize_input(np.zeros((1, 4))))[1][0, 0])
+    shift = (fx16.weight.fmt.frac_bits + fx16.activation.fmt.frac_bits
+             - fx16.preactivation.fmt.frac_bits)
+    hi = fx16.preactivation.fmt.max_raw
+    # The largest W whose sum stays below hi + 1/2 LSB (no rounding tie either side).
+    w_in = ((2 * hi + 1) << (shift - 1)) // (8 * a)
+    assert 8 * a * w_in < (2 * hi + 1) << (shift - 1) < 8 * a * (w_in + 1)
+    for w, over in ((w_in, 0), (w_in + 1, 5 * 3)):
+        m.set_parameters([w1, np.full_like(m.weights[1], w)], zero_b)
+        before = m.layer_event_counts()
+        m.forward(m.quantize_input(np.full((5, 4), 1.5)))
+        after = m.layer_event_counts()
+        pre = {l: {k: after[l]["preactivation"][k] - before[l]["preactivation"][k]
+                   for k in ("overflow", "total")} for l in after}
+        assert pre == {"1": {"overflow": 0, "total": 5 * 8}, "2": {"overflow": over, "total": 5 * 3}}
+
+
+def test_layer_event_counts_add_up_and_have_each_layer_s_totals(fx16):
+    sizes, batch = (6, 5, 4, 3), 7
+    m = make_model(sizes, fx16)
+    batches = make_batches(m, batch, n=2)
+    for x, t in batches:
+        m.train_step(x, t, learning_rate_raw(0.5, batch, fx16))
+    by_layer = m.layer_event_counts()
+    assert set(by_layer) == {"1", "2", "3"}
+    totals = m.event_counts()
+    for site, counts in totals.items():
+        if site != "input":
+            for k in counts:
+                assert counts[k] == sum(by_layer[l][site][k] for l in by_layer)
+    steps = len(batches)
+    for l in (1, 2, 3):
+        n_in, n_out = sizes[l - 1], sizes[l]
+        got = {site: c["total"] for site, c in by_layer[str(l)].items()}
+        assert got == {"preactivation": steps * batch * n_out, "activation": steps * batch * n_out,
+                       "derivative": steps * batch * n_out,
+                       "error": steps * batch * n_out,
+                       "delta": steps * batch * n_out, "gradient": steps * n_out * n_in,
+                       "bias_gradient": steps * n_out, "weight_update": steps * n_out * n_in,
+                       "bias_update": steps * n_out}
+
+
+def test_layer_event_counts_restore_or_are_refused(fx16):
+    m = make_model((4, 8, 3), fx16)
+    for x, t in make_batches(m, 4):
+        m.train_step(x, t, learning_rate_raw(0.5, 4, fx16))
+    counts, by_layer = m.event_counts(), m.layer_event_counts()
+    fresh = make_model((4, 8, 3), fx16)
+    fresh.set_event_counts(counts, by_layer)
+    assert (fresh.event_counts(), fresh.layer_event_counts()) == (counts, by_layer)
+    fresh.set_event_counts(counts)                       # totals only: the split is unknown
+    assert fresh.event_counts() == counts and fresh.layer_event_counts() is None
+    bad = {l: {s: dict(c) for s, c in sites.items()} for l, sites in by_layer.items()}
+    bad["1"]["gradient"]["total"] += 1
+    with pytest.raises(FxbpError, match="do not add up"):
+        fresh.set_event_counts(counts, bad)
+    with pytest.raises(FxbpError, match="name layers"):
+        fresh.set_event_counts(counts, {"1": by_layer["1"]})
+
+
 def test_bad_batches_are_refused(fx16):
     m = make_model((4, 8, 3), fx16)
     with pytest.raises(FxbpError, match="a batch must be"):

@@ -58,6 +58,8 @@ def test_resume_gives_the_same_digest(tmp_path, backend):
     assert resumed["weights_digest"] == straight["weights_digest"]
     assert resumed["history"] == straight["history"]
     assert resumed["cast_events"] == straight["cast_events"]
+    assert resumed["cast_events_by_layer"] == straight["cast_events_by_layer"]
+    assert (straight["cast_events_by_layer"] is None) == (backend == "float32")
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):
@@ -69,6 +71,7 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
         assert np.array_equal(w1, w2) and np.array_equal(b1, b2)
     assert u.runtime.model.step == t.runtime.model.step
     assert u.runtime.event_counts() == t.runtime.event_counts()
+    assert u.runtime.layer_event_counts() == t.runtime.layer_event_counts()
     assert list(tmp_path.iterdir()) == [tmp_path / CHECKPOINT_FILE]   # no temporary files left
 
 
@@ -237,6 +240,13 @@ CORRUPTIONS = {
     "event count beyond int64": lambda a, m: (a, _set(m, "events", {**m["events"], "delta": {
         "overflow": 10 ** 30, "underflow": 0, "total": 0}})),
     "schema a float": lambda a, m: (a, _set(m, "schema", 2.0)),
+    "per-layer events a list": lambda a, m: (a, _set(m, "events_by_layer", [])),
+    "per-layer events without layer 2": lambda a, m: (a, _set(m, "events_by_layer", {
+        "1": m["events_by_layer"]["1"]})),
+    "per-layer events not adding up": lambda a, m: (a, _set(m, "events_by_layer", {
+        **m["events_by_layer"], "1": {**m["events_by_layer"]["1"], "delta": {
+            **m["events_by_layer"]["1"]["delta"],
+            "total": m["events_by_layer"]["1"]["delta"]["total"] + 1}}})),
     "deeply nested meta": lambda a, m: (a, _set(m, "history", json.loads("[" * 50 + "]" * 50))),
 }
 
