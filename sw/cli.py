@@ -25,7 +25,7 @@ from .choices import ROUNDINGS
 from .errors import FxbpError
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
-#: Backends that run no OpenCL, so ``--device`` means nothing to them.
+#: Backends with no device choice, so ``--device`` means nothing to them.
 NON_OPENCL_BACKENDS = ("golden", "float32", "float64", "rtl", "board")
 #: Backends that run the training engine (its generation options apply).
 ENGINE_BACKENDS = ("rtl", "board", "auto")
@@ -195,12 +195,13 @@ def cli():
 @click.option("--backend", default="golden", show_default=True,
               help="golden (bit-accurate fixed point, NumPy), opencl (the same integer "
               "datapath as OpenCL kernels), rtl (the training engine in Verilator), board "
-              "(the engine on an FPGA board: --port), float32, float64, opencl-float32, best "
+              "(the engine on an FPGA board: --port), float32, float64, opencl-float32, torch "
+              "(PyTorch float32 on the CPU or CUDA: pip install 'fxbp[torch]'), best "
               "(the fastest bit-exact backend here), or auto (a board, else an OpenCL GPU, "
               "else OpenCL on the CPU, else golden; the record says why each was skipped).")
 @click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
-              show_default=True, help="OpenCL device (opencl, opencl-float32 and best only): "
-              "auto prefers a GPU, else the CPU (PoCL).")
+              show_default=True, help="Device of opencl, opencl-float32, best (OpenCL) and "
+              "torch (CUDA or CPU): auto prefers a GPU, else the CPU.")
 @click.option("--precision", default="fx16", show_default=True,
               help="Precision profile: a preset (fx16, fx12, fx8) or a .toml file.")
 @click.option("--rounding", type=click.Choice(ROUNDINGS), default=None,
@@ -282,8 +283,9 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
 
     _refuse_data_options_that_do_nothing(dataset, data)
     if backend in NON_OPENCL_BACKENDS and _given("device"):
-        raise FxbpError(f"--device picks an OpenCL device, and backend {backend!r} runs no "
-                        f"OpenCL: drop --device or use --backend opencl")
+        raise FxbpError(f"--device picks an OpenCL or CUDA device, and backend {backend!r} "
+                        f"has no device choice: drop --device or use --backend opencl or "
+                        f"torch")
     if backend not in ("board", "auto"):
         for option in ("port", "board_name", "baud"):
             if _given(option):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import importlib.util
 import io
 import json
 import math
@@ -100,6 +99,11 @@ def _device_label(name: str, describe: dict | None, cpu: str) -> str:
         return f"CPU: {cpu} (NumPy/numba)"
     if name in ("opencl", "opencl-float32"):
         return f"OpenCL: {describe['device']} ({describe['platform']})"
+    if name in ("torch", "torch-cuda"):
+        where = describe["device"]
+        if where.startswith("CPU"):
+            where = f"CPU: {cpu} {where.removeprefix('CPU').strip()}".strip()
+        return f"{where} ({describe['platform']})"
     if name == "rtl":
         return f"Verilator model of the training engine, on CPU: {cpu}"
     if name == "board":
@@ -111,10 +115,13 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _torch_reason() -> str:
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed (the optional PyTorch float32 baseline)"
-    return "the PyTorch float32 baseline is not implemented in this version of fxbp compare"
+def torch_throughput_devices() -> list[tuple[str, str]]:
+    """``(row name, --device)`` of the PyTorch baseline's throughput rows: the CPU, and
+    CUDA when torch sees a GPU (none when torch is not installed)."""
+    from .torch_runtime import torch_devices, torch_missing
+    if torch_missing() is not None:
+        return []
+    return [("torch" if d == "cpu" else "torch-cuda", d) for d in torch_devices()]
 
 
 # ------------------------------------------------------------------------------- running
@@ -123,11 +130,11 @@ def run_backend(name: str, config, *, cpu: str, say=None) -> dict:
     the entry of ``compare.json``'s ``backends`` list (``ran`` False with a reason when
     the backend cannot start or stops with a user-facing error)."""
     from .train import Trainer
-    if name == "torch":
-        return {"backend": name, "ran": False, "reason": _torch_reason()}
     say = say or (lambda text: None)
     try:
-        trainer = Trainer(dataclasses.replace(config, backend=name))
+        # torch's accuracy run is on the CPU: deterministic, like the other CPU backends.
+        trainer = Trainer(dataclasses.replace(config, backend=name,
+                                              device="cpu" if name == "torch" else config.device))
     except FxbpError as exc:
         return {"backend": name, "ran": False, "reason": _one_line(exc)}
     t0 = time.perf_counter()
@@ -196,30 +203,30 @@ def timed_epochs(n_train: int) -> int:
 
 
 def measure_throughput(name: str, config, batches, *, eta: float, n_train: int, cpu: str,
-                       macs_per_sample: int, say=None) -> list[dict]:
+                       macs_per_sample: int, say=None, device: str = "auto",
+                       label: str | None = None) -> list[dict]:
     """Samples/s of backend ``name`` at each batch through :class:`Trainer`: one untimed
     epoch (warm caches and allocations), then :func:`timed_epochs` epochs whose training
     steps are timed as ``fxbp train`` times them (``train_seconds``: steps only, no
     evaluation, no compilation), at the accuracy run's per-sample rate ``eta``
-    (``lr = eta x batch``)."""
+    (``lr = eta x batch``). ``device`` is ``fxbp train --device``; ``label`` names the
+    rows (default ``name``)."""
     from .train import Trainer
     say = say or (lambda text: None)
     timed = timed_epochs(n_train)
     rows = []
     for b in batches:
-        row = {"backend": name, "batch": b, "samples_per_second": None, "device": None,
-               "macs_per_second": None, "peak_macs_per_second": None, "fraction_of_peak": None}
-        if name == "torch":
-            rows.append({**row, "reason": f"not run: {_torch_reason()}"})
-            continue
+        row = {"backend": label or name, "batch": b, "samples_per_second": None,
+               "device": None, "macs_per_second": None, "peak_macs_per_second": None,
+               "fraction_of_peak": None}
         if b > n_train:
             rows.append({**row, "reason": f"not run: batch {b} exceeds the {n_train} training "
                                           f"samples"})
             continue
         try:
             trainer = Trainer(dataclasses.replace(config, backend=name, batch=b, lr=eta * b,
-                                                  epochs=1 + timed))
-            say(f"{name}: throughput at batch {b}, 1 + {timed} epochs")
+                                                  epochs=1 + timed, device=device))
+            say(f"{label or name}: throughput at batch {b}, 1 + {timed} epochs")
             trainer.config = dataclasses.replace(trainer.config, epochs=1)
             trainer.run()
             samples, seconds = trainer.samples_trained, trainer.train_seconds
@@ -232,7 +239,7 @@ def measure_throughput(name: str, config, batches, *, eta: float, n_train: int, 
         sps = (trainer.samples_trained - samples) / elapsed if elapsed > 0 else None
         rows.append({**row, "samples_per_second": sps, "lr": eta * b,
                      "timed_samples": trainer.samples_trained - samples,
-                     "device": _device_label(name, result["runtime"], cpu),
+                     "device": _device_label(label or name, result["runtime"], cpu),
                      "macs_per_second": sps * macs_per_sample if sps else None,
                      "peak_macs_per_second": None,
                      "peak_note": "unknown (no vendor peak recorded for this device)",
@@ -354,9 +361,13 @@ def run_compare(request: CompareRequest, *, say=None) -> dict:
                             "device": None, "reason": f"not run: {b['reason']}"}
                            for n in request.batches]
             continue
-        throughput += measure_throughput(b["backend"], request.config, request.batches,
-                                         eta=eta, n_train=n_train, cpu=cpu,
-                                         macs_per_sample=macs, say=say)
+        runs = (torch_throughput_devices() if b["backend"] == "torch"
+                else [(b["backend"], request.config.device)])
+        for label, device in runs:
+            throughput += measure_throughput(b["backend"], request.config, request.batches,
+                                             eta=eta, n_train=n_train, cpu=cpu,
+                                             macs_per_sample=macs, say=say, device=device,
+                                             label=label)
     by_name = {b["backend"]: b for b in backends}
     settings = {"dataset": resolved.dataset, "precision": resolved.precision,
                 "rounding": resolved.rounding, "hidden": list(resolved.hidden),
@@ -603,6 +614,15 @@ def headline_rows(record: dict) -> tuple[list[str], list[list[str]], list[bool]]
         rows.append([b["backend"], b["device"], _fmt_pct(b["final_test_accuracy"]), *cells,
                      digest])
         red.append(bad)
+        if b["backend"] == "torch":          # the CUDA rows, when torch saw a GPU
+            cuda = [tp.get(("torch-cuda", n)) for n in batches]
+            if any(cuda):
+                where = next(r["device"] for r in cuda if r and r["device"]) if any(
+                    r and r["device"] for r in cuda) else "CUDA"
+                rows.append(["torch-cuda", where, "-",
+                             *(_fmt_sps(r["samples_per_second"]) if r else "-" for r in cuda),
+                             "-"])
+                red.append(False)
     for f in record["fpga"]:
         sps = f["compute_bound_samples_per_second"]
         value = (f"{_fmt_sps(sps)} compute-bound" if sps else "not measured")

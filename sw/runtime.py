@@ -273,6 +273,11 @@ def best_backend() -> tuple[str, str]:
         return "golden", "auto"
 
 
+def _torch(*args, device="auto", **kwargs):
+    from .torch_runtime import TorchRuntime
+    return TorchRuntime(*args, device=device, **kwargs)
+
+
 def _rtl(*args, device="auto", **kwargs):
     from .rtl import RtlRuntime
     return RtlRuntime(*args, **kwargs)
@@ -320,13 +325,14 @@ BACKENDS = {
     "float64": lambda *a, device="auto", **k: FloatRuntime(*a, dtype=np.float64, **k),
     "opencl": _opencl,
     "opencl-float32": _opencl_float32,
+    "torch": _torch,
     "rtl": _rtl,
     "board": _board,
     "auto": _auto,
 }
 BACKEND_CHOICES = (*BACKENDS, "best")
 #: Backends that do not implement docs/datapath.md (no accumulator or width checks apply).
-FLOAT_BACKENDS = ("float32", "float64", "opencl-float32")
+FLOAT_BACKENDS = ("float32", "float64", "opencl-float32", "torch")
 
 
 def make_runtime(backend: str, *args, device: str = "auto", **kwargs) -> Runtime:

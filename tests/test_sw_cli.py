@@ -162,9 +162,10 @@ def bad_inputs(tmp):
         "default scale given with a dataset": (d + ["--scale", "minmax"], "--scale applies"),
         "test fraction with xor": (["train", "--dataset", "xor", "--test-fraction", "0.5"],
                                    "trains and tests on the same samples"),
-        "device with golden": (d + ["--device", "cpu"], "--device picks an OpenCL device, and "
-                               "backend 'golden' runs no OpenCL"),
-        "device with float64": (d + ["--backend", "float64", "--device", "auto"], "runs no OpenCL"),
+        "device with golden": (d + ["--device", "cpu"], "--device picks an OpenCL or CUDA "
+                               "device, and backend 'golden' has no device choice"),
+        "device with float64": (d + ["--backend", "float64", "--device", "auto"],
+                                "has no device choice"),
         "lanes with golden": (d + ["--lanes", "4"], "--lanes applies to the RTL engine"),
         "buffer with golden": (d + ["--dataset-buffer", "200"], "--dataset-buffer applies to"),
         "verify with golden": (d + ["--verify-every-step"], "--verify-every-step applies to"),

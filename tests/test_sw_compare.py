@@ -17,6 +17,7 @@ from fxbp.sw import compare as compare_module
 from fxbp.sw import engine_fmax
 from fxbp.sw.compare import (agreement, compare, fpga_rows, timed_epochs,
                              training_macs_per_sample)
+from fxbp.sw.torch_runtime import torch_missing
 from fxbp.sw.train import TrainConfig, Trainer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -121,7 +122,14 @@ def test_record_agreement_and_accuracy(iris_run):
             assert sum(layers[-1][l][site]["underflow"] for l in ("1", "2")) == c["underflow"]
     assert by["rtl"]["cast_events_by_layer"] is None
     assert by["rtl"]["cast_events_by_layer_per_epoch"] == []
-    assert by["torch"]["ran"] is False and by["torch"]["reason"]
+    if torch_missing() is None:
+        # PyTorch float32 on the CPU: the float32 reference's problem, its own rounding
+        assert by["torch"]["ran"] and by["torch"]["cast_events"] == {}
+        assert by["torch"]["device"].startswith(f"CPU: {rec['machine']['cpu']}")
+        assert "PyTorch" in by["torch"]["device"]
+        assert len(by["torch"]["history"]) == 2
+    else:
+        assert by["torch"]["ran"] is False and "pip install 'fxbp[torch]'" in by["torch"]["reason"]
     # every figure names its device
     assert by["golden"]["device"].startswith("CPU: ")
     assert "Verilator" in by["rtl"]["device"]
@@ -133,7 +141,8 @@ def test_throughput_and_fpga_rows(iris_run):
     res, out = iris_run
     rec = json.loads((out / "compare.json").read_text())
     rows = {(r["backend"], r["batch"]): r for r in rec["throughput"]}
-    assert set(rows) == {(b, n) for b in ("golden", "float32", "torch") for n in (1, 16, 500)}
+    torch_rows = [label for label, _ in compare_module.torch_throughput_devices()] or ["torch"]
+    assert set(rows) == {(b, n) for b in ("golden", "float32", *torch_rows) for n in (1, 16, 500)}
     for b in ("golden", "float32"):
         for n in (1, 16):
             assert rows[(b, n)]["samples_per_second"] > 0
@@ -144,7 +153,13 @@ def test_throughput_and_fpga_rows(iris_run):
         # 500 > the 120 training samples: not run, with the reason
         assert rows[(b, 500)]["samples_per_second"] is None
         assert "exceeds the 120 training samples" in rows[(b, 500)]["reason"]
-    assert rows[("torch", 1)]["reason"].startswith("not run: ")
+    if torch_missing() is None:
+        for n in (1, 16):
+            assert rows[("torch", n)]["samples_per_second"] > 0
+            assert "PyTorch" in rows[("torch", n)]["device"]
+        assert "exceeds the 120 training samples" in rows[("torch", 500)]["reason"]
+    else:
+        assert rows[("torch", 1)]["reason"].startswith("not run: torch is not installed")
     # the rtl runs no throughput row; FPGA rows carry its cycles but no invented Fmax
     assert not any(r["backend"] == "rtl" for r in rec["throughput"])
     rtl = next(b for b in rec["backends"] if b["backend"] == "rtl")
@@ -176,7 +191,7 @@ def test_html_report_is_self_contained(iris_run):
     assert page.mismatch_text == []
     text = (out / "report.html").read_text()
     assert "http://" not in text and "https://" not in text
-    assert "torch is not installed" in text or "not implemented" in text
+    assert ("torch is not installed" in text) == (torch_missing() is not None)
 
 
 @pytest.mark.sim
@@ -254,12 +269,17 @@ def test_agreement_rules():
 
 
 def test_torch_absent_is_reported(monkeypatch):
-    real = compare_module.importlib.util.find_spec
-    monkeypatch.setattr(compare_module.importlib.util, "find_spec",
+    import importlib.util
+
+    from fxbp.sw import torch_runtime
+    real = importlib.util.find_spec
+    monkeypatch.setattr(torch_runtime.importlib.util, "find_spec",
                         lambda name, *a: None if name == "torch" else real(name, *a))
     entry = compare_module.run_backend("torch", TrainConfig(dataset="xor"), cpu="x")
     assert entry == {"backend": "torch", "ran": False,
-                     "reason": "torch is not installed (the optional PyTorch float32 baseline)"}
+                     "reason": "torch is not installed (the optional PyTorch float32 "
+                               "baseline): pip install 'fxbp[torch]'"}
+    assert compare_module.torch_throughput_devices() == []
 
 
 @pytest.mark.parametrize("args, message", [
