@@ -13,6 +13,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hw.engine import Engine, EngineConfig
+from ..hw.stream_register import StreamRegister
 from .host_link import HostLinkBridge
 from .uart import uart_divisor
 
@@ -58,7 +59,16 @@ class BoardTop(wiring.Component):
         m = Module()
         m.submodules.engine = self.engine
         m.submodules.bridge = self.bridge
-        wiring.connect(m, self.bridge.cmd, self.engine.cmd)
-        wiring.connect(m, self.engine.rsp, self.bridge.rsp)
+        # Register slices both ways: the bridge's frame logic and the engine's host state
+        # machine would otherwise form one combinational path (valid -> the engine's
+        # command decode -> ready -> the bridge), the critical path of the ECP5 builds.
+        m.submodules.cmd_register = cmd = StreamRegister(32)
+        m.submodules.rsp_register = rsp = StreamRegister(32)
+        for src, reg, dst in ((self.bridge.cmd, cmd, self.engine.cmd),
+                              (self.engine.rsp, rsp, self.bridge.rsp)):
+            m.d.comb += [reg.i.valid.eq(src.valid), reg.i.payload.data.eq(src.payload),
+                         src.ready.eq(reg.i.ready),
+                         dst.valid.eq(reg.o.valid), dst.payload.eq(reg.o.payload.data),
+                         reg.o.ready.eq(dst.ready)]
         m.d.comb += [self.bridge.rx.eq(self.rx), self.tx.eq(self.bridge.tx)]
         return m

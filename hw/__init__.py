@@ -8,6 +8,8 @@ from .cast import Cast
 from .mac import MAC, max_exact_fan_in
 from .sigmoid import Sigmoid
 from .sigmoid_derivative import SigmoidDerivative
+from .stream_register import StreamRegister
 from .weight_update import WeightUpdate
 
-__all__ = ["MAC", "Cast", "Sigmoid", "SigmoidDerivative", "WeightUpdate", "max_exact_fan_in"]
+__all__ = ["MAC", "Cast", "Sigmoid", "SigmoidDerivative", "StreamRegister", "WeightUpdate",
+           "max_exact_fan_in"]

@@ -95,3 +95,42 @@ def test_named_signatures_build_without_a_unit():
     assert set(dict(mac.members["i"].signature.members["payload"].shape)) == {
         "a", "b", "bias", "first", "last", "tag"}
     assert repr(Sigmoid.Signature(z_fmt=Q(4, 4), a_fmt=Q(1, 7))).startswith("Sigmoid.Signature(")
+
+
+def test_stream_register_passes_every_word_in_order_under_stalls():
+    from fxbp.hw import StreamRegister
+    dut = StreamRegister(32)
+    words = [{"data": (k * 2654435761) & 0xFFFFFFFF} for k in range(400)]
+    out, latency = run_stream(dut, words, valid_prob=0.6, ready_prob=0.3, seed=2)
+    assert out == words
+    out, latency = run_stream(StreamRegister(32), words)
+    assert out == words and latency == StreamRegister.LATENCY
+
+
+def test_stream_register_ready_and_valid_leave_registers():
+    from fxbp.hw import StreamRegister
+    dut = StreamRegister(8)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.o.ready, 0)
+        await ctx.tick()
+        await ctx.tick()
+        await ctx.tick()                     # full: one word out, one in the skid buffer
+        for ready, valid in ((1, 0), (0, 1), (1, 1)):
+            ctx.set(dut.o.ready, ready)
+            ctx.set(dut.i.valid, valid)
+            seen.append((ctx.get(dut.i.ready), ctx.get(dut.o.valid)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(0, 1)] * 3
+
+
+def test_stream_register_refuses_a_non_shape():
+    from fxbp.hw import StreamRegister
+    with pytest.raises(TypeError, match="StreamRegister shape must be a shape, not 'wide'"):
+        StreamRegister("wide")
