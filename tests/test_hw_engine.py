@@ -147,11 +147,17 @@ def test_shift_mode_profile(tmp_path):
     _same_as_golden(dataset="iris", epochs=2, precision=str(toml), lanes=4)
 
 
-@pytest.mark.parametrize("lanes, batch", [(4, 8), (2, 7)])
-def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch):
+@pytest.mark.parametrize("lanes, batch, banking", [(4, 8, None), (2, 7, None), (2, 8, (16, 2))])
+def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch, banking, monkeypatch):
     """The training set loaded once into the dataset buffer; each epoch sends its order and
-    RUNs the steps (the last one partial) on chip: the digest and events of golden."""
+    RUNs the steps (the last one partial) on chip: the digest and events of golden.
+    ``banking`` (words a bank, multiplexer ways) shrinks the banks so the small buffer is
+    built as the 85F's is: 120 sample words in 8 banks, 3 registered levels."""
+    from fxbp.hw.engine import engine as engine_module
     from fxbp.sw.runtime import GoldenRuntime
+    if banking:
+        monkeypatch.setattr(engine_module, "DS_BANK_DEPTH", banking[0])
+        monkeypatch.setattr(engine_module, "DS_MUX_WAYS", banking[1])
     p = load_profile("fx16").with_rounding("stochastic")
     rng = np.random.default_rng(2)
     sizes, n = (4, 8, 3), 30
@@ -173,6 +179,33 @@ def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch):
     steps = 3 * -(-n // batch)
     assert rtl.counters["steps"] == steps == len(calls) and rtl.counters["samples_trained"] == 3 * n
     assert rtl._resident is not None                     # loaded once, then only orders
+
+
+@pytest.mark.parametrize("banking", [None, (8, 2), (16, 4)])
+def test_dataset_buffer_reads_back_what_was_written(small_engine, banking, monkeypatch):
+    """WMEM then RMEM of the samples, targets and order, for one bank and for banks behind
+    registered multiplexers (latency 2 to 5): every word comes back at its address."""
+    from fxbp.hw.engine import engine as engine_module
+    from fxbp.hw.engine.banked_memory import BankedMemory
+    from fxbp.sw.rtl import build_engine
+    if banking:
+        monkeypatch.setattr(engine_module, "DS_BANK_DEPTH", banking[0])
+        monkeypatch.setattr(engine_module, "DS_MUX_WAYS", banking[1])
+    cfg, _ = small_engine
+    cfg = dataclasses.replace(cfg, dataset_buffer=9)
+    if banking:
+        assert BankedMemory.latency_of(9 * cfg.sizes[0], bank_depth=banking[0],
+                                       mux_ways=banking[1]) > 2
+    sim = build_engine(cfg, progress=False).new()
+    sim.reset(2)
+    rng = np.random.default_rng(7)
+    for mem, depth, bits in ((Mem.DSX, 9 * cfg.sizes[0], 16), (Mem.DST, 9 * cfg.sizes[-1], 16),
+                             (Mem.ORDER, 9, 4)):
+        values = [int(v) for v in rng.integers(0, 1 << (bits - 1), depth)]
+        got, _ = _send(sim, [Op.WMEM | mem << 8, 0, depth, *values], 1)
+        assert got == [status_word(Op.WMEM, Err.OK)]
+        got, _ = _send(sim, [Op.RMEM | mem << 8, 0, depth], depth + 1)
+        assert got == values + [status_word(Op.RMEM, Err.OK)], mem
 
 
 def test_run_is_refused_without_a_buffer_and_with_a_bad_order(small_engine):

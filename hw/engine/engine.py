@@ -8,13 +8,14 @@ cycle; every product, sum and cast goes through a unit of ``hw/``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arith import HASH_STAGES, hash_rounds
 from ..generate import build_unit
 from ..mac import MAC
+from .banked_memory import BankedMemory
 from .config import (COUNTERS, EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
                      signed_width, status_word)
 
@@ -24,6 +25,10 @@ __all__ = ["Engine"]
 F, E, G = 0, 1, 2
 #: Stochastic site codes, in key order (section 9).
 KEY_CODES = (3, 4, 5, 6, 7, 8, 9)
+#: The dataset buffer's sample and target memories: words a bank (one ECP5 DP16KD at
+#: 16 bits) and the widest multiplexer of a registered level (``BankedMemory``).
+DS_BANK_DEPTH = 1024
+DS_MUX_WAYS = 16
 
 
 def _bits(n: int) -> int:
@@ -524,10 +529,13 @@ class Engine(wiring.Component):
             return cond if bank is None else cond & (hbank == bank)
 
         if c.dataset_buffer:
-            for mem_id, name in ((Mem.DSX, "dsx"), (Mem.DST, "dst"), (Mem.ORDER, "order")):
-                port = h["ds"][name][1]
-                m.d.comb += [port.en.eq(host_we(mem_id)), port.addr.eq(h["addr"]),
-                             port.data.eq(h["wdata"])]
+            for mem_id, name in ((Mem.DSX, "dsx"), (Mem.DST, "dst")):
+                bm = h["ds"][name]
+                m.d.comb += [bm.write_en.eq(host_we(mem_id)), bm.write_addr.eq(h["addr"]),
+                             bm.write_data.eq(h["wdata"])]
+            port = h["ds"]["order"][1]
+            m.d.comb += [port.en.eq(host_we(Mem.ORDER)), port.addr.eq(h["addr"]),
+                         port.data.eq(h["wdata"])]
         f_el = dt.el
         m.d.comb += [
             wr["w"].en.eq(Mux(running, wupd.o.valid, host_we(Mem.W))),
@@ -701,10 +709,18 @@ class Engine(wiring.Component):
             inc[f"{site}.overflow"] = sum((f & o).as_unsigned() for f, o, _ in lst)
             inc[f"{site}.underflow"] = sum((f & un).as_unsigned() for f, _, un in lst)
             inc[f"{site}.total"] = sum(f.as_unsigned() for f, _, _ in lst)
+        # The increments are registered before the adders: the events come from the ends
+        # of the units' pipelines, and the 32-bit adders should not follow their logic in
+        # the same cycle. A count lands a cycle after its event (long before the host
+        # can read it: a status word and a command come between).
+        inc_q = {name: Signal(len(Value.cast(v)), name=f"inc_{name.replace('.', '_')}")
+                 for name, v in inc.items()}
         with m.If(h["clear"]):
             m.d.sync += [s.eq(0) for s in ctr.values()]
+            m.d.sync += [s.eq(0) for s in inc_q.values()]
         with m.Else():
-            m.d.sync += [ctr[name].eq(ctr[name] + inc[name]) for name in COUNTERS]
+            m.d.sync += [inc_q[name].eq(inc[name]) for name in COUNTERS]
+            m.d.sync += [ctr[name].eq(ctr[name] + inc_q[name]) for name in COUNTERS]
         return m
 
     # ------------------------------------------------------------------ pass order
@@ -1004,7 +1020,16 @@ class Engine(wiring.Component):
                 m.next = "RSEL"
             with m.State("RSEL"):
                 m.d.comb += busy.eq(1)      # a banked memory's word is picked and registered
-                m.next = "RDATA"
+                # The dataset buffer's deeper memories take longer (their latency - 3).
+                extra = ds["latency"] - 3 if ds else 0
+                if extra > 0:
+                    rsel = Signal(range(extra + 1), name="h_rsel")
+                    m.d.sync += rsel.eq(rsel + 1)
+                    with m.If(rsel == extra):
+                        m.d.sync += rsel.eq(0)
+                        m.next = "RDATA"
+                else:
+                    m.next = "RDATA"
             with m.State("RDATA"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += rsp_data.eq(Mux(bad, 0, rdata))
@@ -1055,17 +1080,27 @@ class Engine(wiring.Component):
               "run_steps": Signal(32, name="cfg_run_steps")}
         for name in ("order_len", "position", "run_steps"):
             regs[REG[name]] = ds[name]
+        # Samples and targets: banked, read data registered at every level, both read
+        # with the same latency (the copy reads one or the other each cycle).
+        banking = {"bank_depth": DS_BANK_DEPTH, "mux_ways": DS_MUX_WAYS}
+        latency = max(BankedMemory.latency_of(S * n0, **banking),
+                      BankedMemory.latency_of(S * nL, **banking))
+        ds["latency"] = latency
         for mem_id, name, width, depth in ((Mem.DSX, "dsx", self.act_width, S * n0),
-                                           (Mem.DST, "dst", self.t_width, S * nL),
-                                           (Mem.ORDER, "order", _bits(S), S)):
-            mm = memory.Memory(shape=signed(width) if mem_id != Mem.ORDER else width,
-                               depth=max(2, depth), init=[])
-            m.submodules[f"mem_{name}"] = mm
-            ds[name] = (mm.read_port(transparent_for=()), mm.write_port())
+                                           (Mem.DST, "dst", self.t_width, S * nL)):
+            bm = BankedMemory(shape=signed(width), depth=depth, latency=latency, **banking)
+            m.submodules[f"mem_{name}"] = bm
+            ds[name] = bm
             depths[mem_id] = depth
-            q = Signal(mm.shape, name=f"{name}_q", reset_less=True)
-            m.d.sync += q.eq(ds[name][0].data)
-            registered[mem_id] = ds[f"{name}_q"] = q
+            registered[mem_id] = ds[f"{name}_q"] = bm.read_data
+        # The order: one word a sample, read straight from its port.
+        mm = memory.Memory(shape=_bits(S), depth=max(2, S), init=[])
+        m.submodules["mem_order"] = mm
+        ds["order"] = (mm.read_port(transparent_for=()), mm.write_port())
+        depths[Mem.ORDER] = S
+        q = Signal(mm.shape, name="order_q", reset_less=True)
+        m.d.sync += q.eq(ds["order"][0].data)
+        registered[Mem.ORDER] = ds["order_q"] = q
         return ds
 
     def _gather_states(self, m, ds, *, host_addr, shape_ok, cfg_batch, cur_batch, widths,
@@ -1077,7 +1112,7 @@ class Engine(wiring.Component):
         c = self.config
         P, lg, n0max, nLmax = c.lanes, c.log2_lanes, c.sizes[0], c.sizes[-1]
         order_len, position, run_steps = ds["order_len"], ds["position"], ds["run_steps"]
-        (o_rd, _), (x_rd, _), (t_rd, _) = ds["order"], ds["dsx"], ds["dst"]
+        (o_rd, _), x_mem, t_mem = ds["order"], ds["dsx"], ds["dst"]
         n0, nL = widths[0], widths[-1]
         ok = Signal(name="ds_ok")
         m.d.sync += ok.eq((order_len >= 1) & (order_len <= c.dataset_buffer)
@@ -1103,12 +1138,20 @@ class Engine(wiring.Component):
         gwdata, gwen = Signal(32, name="g_wdata"), Signal(name="g_wen")
         is_x = g_j < n0
         m.d.comb += [o_rd.addr.eq(Mux(active, position + g_b, host_addr)),
-                     x_rd.addr.eq(Mux(active, x_base + g_j, host_addr)),
-                     t_rd.addr.eq(Mux(active, t_base + (g_j - n0), host_addr))]
+                     x_mem.read_addr.eq(Mux(active, x_base + g_j, host_addr)),
+                     t_mem.read_addr.eq(Mux(active, t_base + (g_j - n0), host_addr))]
         m.d.sync += [pv.eq(0), wv.eq(pv), wx.eq(px),
                      waddr.eq(Mux(px, ((c.activation_bases[0][0] + prow + pj) << lg)
                                   | ((pb + pj) & (P - 1) if lg else 0),
                                   ptrow + (pj - n0)))]
+        # The write waits for the read data: the memories' latency less the two stages
+        # above (read, then the address computed).
+        for k in range(ds["latency"] - 2):
+            dv, dx = Signal(name=f"gw_valid{k}"), Signal(name=f"gw_x{k}")
+            da = Signal(32, name=f"gw_addr{k}", reset_less=True)
+            m.d.sync += [dv.eq(wv), dx.eq(wx), da.eq(waddr)]
+            wv, wx, waddr = dv, dx, da
+        drain = Signal(range(ds["latency"] + 1), name="g_drain")
         m.d.comb += [gwen.eq(wv), gmem.eq(Mux(wx, Mem.A, Mem.T)),
                      gwdata.eq(Mux(wx, ds["dsx_q"], ds["dst_q"])), gaddr.eq(waddr)]
         rem = order_len - position
@@ -1147,12 +1190,15 @@ class Engine(wiring.Component):
                 else:
                     m.d.sync += g_row.eq(g_row + n0)
                 with m.If(g_b == cur_batch - 1):
+                    m.d.sync += drain.eq(0)
                     m.next = "GDRAIN"
                 with m.Else():
                     m.next = "GORD"
-        with m.State("GDRAIN"):                    # the last copy's data is registered
+        with m.State("GDRAIN"):                    # the last copy's data is read
             m.d.comb += [busy.eq(1), active.eq(1)]
-            m.next = "GLAST"
+            m.d.sync += drain.eq(drain + 1)
+            with m.If(drain == ds["latency"] - 2):
+                m.next = "GLAST"
         with m.State("GLAST"):                     # the last copy is written
             m.d.comb += [busy.eq(1), active.eq(1)]
             m.d.sync += [start_run.eq(1), start_train.eq(1)]

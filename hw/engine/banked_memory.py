@@ -1,0 +1,143 @@
+"""A deep memory built of block-RAM-sized banks whose read data is registered."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Shape, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..pipeline import check_int
+
+__all__ = ["BankedMemory"]
+
+
+def _bits(n: int) -> int:
+    return max(1, (int(n) - 1).bit_length())
+
+
+class BankedMemory(wiring.Component):
+    """One write port and one read port over ``depth`` words, timed for deep memories.
+
+    A memory deeper than one block RAM becomes ``ceil(depth / bank_depth)`` banks. Each
+    bank's read data is registered next to its block RAM, then the banks are picked by
+    multiplexers of at most ``mux_ways`` inputs, each level registered: no block RAM
+    output and no wide multiplexer share a cycle (a 90-bank sample memory's read once
+    held an ECP5 build to 50 MHz). A memory of one bank is read into one register.
+
+    Parameters
+    ----------
+    shape : shape-like
+        A word.
+    depth : int
+        Words (at least 1).
+    bank_depth : int
+        Words a bank, a power of two (1024: one ECP5 DP16KD at 16 or 18 bits).
+    mux_ways : int
+        The widest multiplexer of a level, a power of two, at least 2.
+    latency : int or None
+        The read latency wanted; at least :attr:`natural_latency`, which ``None`` gives.
+        More pads the output with registers, so memories read side by side line up.
+
+    Members
+    -------
+    read_addr : In(range(depth))
+    read_data : Out(shape)
+        The word at ``read_addr`` of :attr:`latency` cycles before (registered).
+    write_addr : In(range(depth))
+    write_data : In(shape)
+    write_en : In(1)
+
+    Latency
+    -------
+    ``2`` for one bank (the block RAM's read and the output register); ``2 + levels``
+    for banks, with ``levels`` the multiplexer levels (``ceil(log_mux_ways(banks))``);
+    or the ``latency`` asked for.
+    """
+
+    def __init__(self, *, shape, depth: int, bank_depth: int = 1024, mux_ways: int = 16,
+                 latency: int | None = None):
+        try:
+            Shape.cast(shape)
+        except TypeError:
+            raise TypeError(f"BankedMemory shape must be a shape, not {shape!r}") from None
+        check_int("BankedMemory depth", depth, low=1)
+        check_int("BankedMemory bank depth", bank_depth, low=2)
+        if bank_depth & (bank_depth - 1):
+            raise ValueError(f"BankedMemory bank depth must be a power of two, not "
+                             f"{bank_depth!r}")
+        check_int("BankedMemory mux ways", mux_ways, low=2)
+        if mux_ways & (mux_ways - 1):
+            raise ValueError(f"BankedMemory mux ways must be a power of two, not {mux_ways!r}")
+        self.shape, self.depth = shape, depth
+        self.bank_depth, self.mux_ways = bank_depth, mux_ways
+        self.banks = -(-depth // bank_depth)
+        self.natural_latency = self.latency_of(depth, bank_depth=bank_depth, mux_ways=mux_ways)
+        self.levels = self.natural_latency - 2
+        if latency is not None:
+            check_int("BankedMemory latency", latency, low=self.natural_latency)
+        self.latency = self.natural_latency if latency is None else latency
+        aw = _bits(max(2, depth))
+        super().__init__({"read_addr": In(aw), "read_data": Out(shape),
+                          "write_addr": In(aw), "write_data": In(shape), "write_en": In(1)})
+
+    @staticmethod
+    def latency_of(depth: int, *, bank_depth: int = 1024, mux_ways: int = 16) -> int:
+        """The natural read latency of a memory of ``depth`` words (checked values)."""
+        levels, n = 0, -(-depth // bank_depth)
+        while n > 1:
+            n, levels = -(-n // mux_ways), levels + 1
+        return 2 + levels
+
+    def elaborate(self, platform):
+        m = Module()
+        lb = _bits(self.bank_depth)
+        words = [min(self.bank_depth, self.depth - k * self.bank_depth)
+                 for k in range(self.banks)]
+        ports = []
+        for k, n in enumerate(words):
+            # Depth 2 at least: a one-word memory would have a zero-width address.
+            mm = memory.Memory(shape=self.shape, depth=max(2, n), init=[])
+            m.submodules[f"bank{k}"] = mm
+            rd, wr = mm.read_port(transparent_for=()), mm.write_port()
+            m.d.comb += [rd.addr.eq(self.read_addr[:lb] if self.banks > 1 else self.read_addr),
+                         wr.addr.eq(self.write_addr[:lb] if self.banks > 1 else self.write_addr),
+                         wr.data.eq(self.write_data)]
+            if self.banks > 1:
+                m.d.comb += wr.en.eq(self.write_en & (self.write_addr[lb:] == k))
+            else:
+                m.d.comb += wr.en.eq(self.write_en)
+            ports.append(rd)
+        if self.banks == 1:
+            word = Signal(self.shape, name="word_q", reset_less=True)
+            m.d.sync += word.eq(ports[0].data)
+        else:
+            # The bank number travels beside the data: one register per stage.
+            sel = Signal(len(self.read_addr) - lb, name="sel_port", reset_less=True)
+            m.d.sync += sel.eq(self.read_addr[lb:])
+            level = [Signal(self.shape, name=f"bank{k}_q", reset_less=True)
+                     for k in range(self.banks)]
+            m.d.sync += [q.eq(p.data) for q, p in zip(level, ports)]
+            sel_q = Signal(len(sel), name="sel_bank", reset_less=True)
+            m.d.sync += sel_q.eq(sel)
+            sel, shift = sel_q, 0
+            for lv in range(self.levels):
+                wb = _bits(self.mux_ways)
+                nxt = []
+                for g in range(-(-len(level) // self.mux_ways)):
+                    group = level[g * self.mux_ways:(g + 1) * self.mux_ways]
+                    q = Signal(self.shape, name=f"mux{lv}_{g}", reset_less=True)
+                    pick = sel[shift:shift + wb]
+                    m.d.sync += q.eq(Array(group)[pick] if len(group) > 1 else group[0])
+                    nxt.append(q)
+                level, shift = nxt, shift + wb
+                if lv < self.levels - 1:
+                    sel_next = Signal(len(sel), name=f"sel_mux{lv}", reset_less=True)
+                    m.d.sync += sel_next.eq(sel)
+                    sel = sel_next
+            word = level[0]
+        for k in range(self.latency - self.natural_latency):
+            pad = Signal(self.shape, name=f"pad{k}", reset_less=True)
+            m.d.sync += pad.eq(word)
+            word = pad
+        m.d.comb += self.read_data.eq(word)
+        return m
