@@ -93,12 +93,23 @@ def events_table(result: dict) -> Table | None:
     ev = result["cast_events"]
     if not ev:
         return None
+    by_layer = result.get("cast_events_by_layer")
     t = Table(title="cast events")
-    for col in ("site", "values", "overflow", "underflow"):
-        t.add_column(col, justify="left" if col == "site" else "right")
+    cols = ["site", "values", "overflow", "underflow"]
+    if by_layer:
+        cols.append("underflow by layer (share of its values)")
+    for col in cols:
+        t.add_column(col, justify="left" if col[0] in "su" and col != "underflow" else "right")
     for name, c in ev.items():
         if c["total"]:
-            t.add_row(name, f"{c['total']:,}", f"{c['overflow']:,}", f"{c['underflow']:,}")
+            row = [name, f"{c['total']:,}", f"{c['overflow']:,}", f"{c['underflow']:,}"]
+            if by_layer:
+                row.append("  ".join(
+                    f"{l}: {sites[name]['underflow']:,} "
+                    f"({sites[name]['underflow'] / sites[name]['total']:.2%})"
+                    for l, sites in by_layer.items() if sites.get(name, {}).get("total"))
+                           or "-")
+            t.add_row(*row)
     return t
 
 

@@ -19,3 +19,25 @@ def test_plot_bytes_match_the_suffix(tmp_path, result, suffix):
     save_plot([result], path)
     assert path.read_bytes().startswith(MAGIC[suffix])
     assert [p.name for p in tmp_path.iterdir()] == [path.name]      # no temporary left
+
+
+def _rows(table):
+    cols = [[str(c) for c in col.cells] for col in table.columns]
+    return [list(r) for r in zip(*cols)], [str(col.header) for col in table.columns]
+
+
+def test_events_table_has_each_layer_s_underflow():
+    from fxbp.sw.report import events_table
+    res = Trainer(TrainConfig(dataset="iris", epochs=2)).run()
+    rows, header = _rows(events_table(res))
+    assert header[-1] == "underflow by layer (share of its values)"
+    by = {r[0]: r for r in rows}
+    g = res["cast_events_by_layer"]
+    for site in ("delta", "gradient"):
+        u1, t1 = g["1"][site]["underflow"], g["1"][site]["total"]
+        u2, t2 = g["2"][site]["underflow"], g["2"][site]["total"]
+        assert by[site][-1] == f"1: {u1:,} ({u1 / t1:.2%})  2: {u2:,} ({u2 / t2:.2%})"
+    assert by["input"][-1] == "-"                          # no layer's
+    # backends that count per site only: no per-layer column
+    res["cast_events_by_layer"] = None
+    assert _rows(events_table(res))[1][-1] == "underflow"
