@@ -42,13 +42,14 @@ class SigmoidDerivative(StreamUnit):
 
     Latency
     -------
-    6 cycles: operand register and square register (both inside the hard multiplier on
-    iCE40), the subtraction, the rounding add (after the four hash stages when
-    stochastic), saturation and flags. Initiation interval 1; back-pressure stalls the
+    7 cycles: operand register and square register (both inside the hard multiplier on
+    iCE40), the square registered again (a register beside the multiplier on ECP5, whose
+    hard multiplier runs without its registers), the subtraction, the rounding add (after
+    the four hash stages when stochastic), saturation and flags. Initiation interval 1; back-pressure stalls the
     pipeline.
     """
 
-    LATENCY = 6
+    LATENCY = 7
 
     class Signature(UnitSignature):
         """Ports of a :class:`SigmoidDerivative` (see its Members), without building one."""
@@ -73,18 +74,22 @@ class SigmoidDerivative(StreamUnit):
     def datapath(self, m, ctl, out):
         fa = self.a_fmt.frac_bits
         a = ctl.reg(self.i.payload.value, "a")                        # stage 1
-        a1 = ctl.reg(a, "a1")
+        a2 = ctl.delay(a, 2, "a")
         square = ctl.reg(a * a, "square")                             # stage 2
-        p = ctl.reg((a1 << fa) - square, "p")             # stage 3
+        # The product register feeds one register only, so place and route can put it
+        # beside the hard multiplier (ECP5 times the multiplier without its registers).
+        square_q = ctl.reg(square, "square_q")                        # stage 3
+        p = ctl.reg((a2 << fa) - square_q, "p")                       # stage 4
         if self.stochastic:
-            word = ctl.hashed(self.key ^ self.i.payload.index)       # ready in stage 4
+            word = ctl.delay(ctl.hashed(self.key ^ self.i.payload.index), 1,
+                             "word")                                  # ready in stage 5
             q = ctl.reg(round_expr(ctl.reg(p, "p1"), 2 * fa, self.d_fmt, self.rounding, word),
-                        "q")                                          # stage 5
+                        "q")                                          # stage 6
             nonzero = ctl.delay(p != 0, 2, "nonzero")
         else:
             q = ctl.delay(round_expr(p, 2 * fa, self.d_fmt, self.rounding), 2, "q")
             nonzero = ctl.delay(p != 0, 2, "nonzero")
         value, over, under, _ = saturate_expr(q, self.d_fmt, self.overflow,
                                               nonzero if self.shift > 0 else None)
-        with m.If(ctl.enable):                                        # stage 6
+        with m.If(ctl.enable):                                        # stage 7
             m.d.sync += [out.value.eq(value), out.overflow.eq(over), out.underflow.eq(under)]

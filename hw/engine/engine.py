@@ -521,45 +521,54 @@ class Engine(wiring.Component):
 
         # ---------------------------------------------------------- memory ports
         (wupd, w_el), (bupd, b_el) = ends
-        hbank = h["addr"][:lg] if lg else Const(0, 1)
-        hword = h["addr"] >> lg
+        hword = h["addr"] >> lg                 # host reads
+        # Host (and RUN-copy) writes reach the write ports a cycle after the command
+        # decoder or the copy chose them: no path runs from the host state machine
+        # through the memory and bank decode into every write port in one cycle.
+        w_en, w_mem = Signal(name="hw_en"), Signal(8, name="hw_mem")
+        w_addr = Signal(32, name="hw_addr", reset_less=True)
+        w_data = Signal(32, name="hw_data", reset_less=True)
+        m.d.sync += [w_en.eq(~running & h["wen"]), w_mem.eq(h["mem"]), w_addr.eq(h["addr"]),
+                     w_data.eq(h["wdata"])]
+        w_bank = w_addr[:lg] if lg else Const(0, 1)
+        w_word = w_addr >> lg
 
         def host_we(mem_id, bank=None):
-            cond = ~running & h["wen"] & (h["mem"] == mem_id)
-            return cond if bank is None else cond & (hbank == bank)
+            cond = ~running & w_en & (w_mem == mem_id)
+            return cond if bank is None else cond & (w_bank == bank)
 
         if c.dataset_buffer:
             for mem_id, name in ((Mem.DSX, "dsx"), (Mem.DST, "dst")):
                 bm = h["ds"][name]
-                m.d.comb += [bm.write_en.eq(host_we(mem_id)), bm.write_addr.eq(h["addr"]),
-                             bm.write_data.eq(h["wdata"])]
+                m.d.comb += [bm.write_en.eq(host_we(mem_id)), bm.write_addr.eq(w_addr),
+                             bm.write_data.eq(w_data)]
             port = h["ds"]["order"][1]
-            m.d.comb += [port.en.eq(host_we(Mem.ORDER)), port.addr.eq(h["addr"]),
-                         port.data.eq(h["wdata"])]
+            m.d.comb += [port.en.eq(host_we(Mem.ORDER)), port.addr.eq(w_addr),
+                         port.data.eq(w_data)]
         f_el = dt.el
         m.d.comb += [
             wr["w"].en.eq(Mux(running, wupd.o.valid, host_we(Mem.W))),
-            wr["w"].addr.eq(Mux(running, wbase[w_el.layer - 1] + w_el.idx, h["addr"])),
-            wr["w"].data.eq(Mux(running, wupd.o.payload.value, h["wdata"])),
+            wr["w"].addr.eq(Mux(running, wbase[w_el.layer - 1] + w_el.idx, w_addr)),
+            wr["w"].data.eq(Mux(running, wupd.o.payload.value, w_data)),
             wr["b"].en.eq(Mux(running, bupd.o.valid, host_we(Mem.B))),
-            wr["b"].addr.eq(Mux(running, bbase[b_el.layer - 1] + b_el.row, h["addr"])),
-            wr["b"].data.eq(Mux(running, bupd.o.payload.value, h["wdata"])),
-            wr["t"].en.eq(host_we(Mem.T)), wr["t"].addr.eq(h["addr"]),
-            wr["t"].data.eq(h["wdata"]),
+            wr["b"].addr.eq(Mux(running, bbase[b_el.layer - 1] + b_el.row, w_addr)),
+            wr["b"].data.eq(Mux(running, bupd.o.payload.value, w_data)),
+            wr["t"].en.eq(host_we(Mem.T)), wr["t"].addr.eq(w_addr),
+            wr["t"].data.eq(w_data),
             wr["d"].en.eq(Mux(running, f_end & training & ~out_layer, host_we(Mem.D))),
-            wr["d"].addr.eq(Mux(running, dbase[f_el.layer - 1] + f_el.idx, h["addr"])),
-            wr["d"].data.eq(Mux(running, der.o.payload.value, h["wdata"])),
+            wr["d"].addr.eq(Mux(running, dbase[f_el.layer - 1] + f_el.idx, w_addr)),
+            wr["d"].data.eq(Mux(running, der.o.payload.value, w_data)),
         ]
         for q in range(P):
             m.d.comb += [
                 wr_a[q].en.eq(Mux(running, f_end & ((f_el.bank == q) if lg else 1),
                                   host_we(Mem.A, q))),
-                wr_a[q].addr.eq(Mux(running, abase[f_el.layer] + f_el.off, hword)),
-                wr_a[q].data.eq(Mux(running, dt.a, h["wdata"])),
+                wr_a[q].addr.eq(Mux(running, abase[f_el.layer] + f_el.off, w_word)),
+                wr_a[q].data.eq(Mux(running, dt.a, w_data)),
                 wr_dl[q].en.eq(Mux(running, delta_valid & ((delta_el.bank == q) if lg else 1),
                                    host_we(Mem.DELTA, q))),
-                wr_dl[q].addr.eq(Mux(running, dlbase[delta_el.layer - 1] + delta_el.off, hword)),
-                wr_dl[q].data.eq(Mux(running, delta_val, h["wdata"])),
+                wr_dl[q].addr.eq(Mux(running, dlbase[delta_el.layer - 1] + delta_el.off, w_word)),
+                wr_dl[q].data.eq(Mux(running, delta_val, w_data)),
                 rd_a[q].addr.eq(Mux(running, bank_addrs[q], hword)),
                 rd_dl[q].addr.eq(Mux(running, Mux(is_g, bc_row, uniform), hword)),
             ]
@@ -1197,7 +1206,8 @@ class Engine(wiring.Component):
         with m.State("GDRAIN"):                    # the last copy's data is read
             m.d.comb += [busy.eq(1), active.eq(1)]
             m.d.sync += drain.eq(drain + 1)
-            with m.If(drain == ds["latency"] - 2):
+            # The read latency less two, and one for the registered write request.
+            with m.If(drain == ds["latency"] - 1):
                 m.next = "GLAST"
         with m.State("GLAST"):                     # the last copy is written
             m.d.comb += [busy.eq(1), active.eq(1)]
