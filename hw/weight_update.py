@@ -52,13 +52,14 @@ class WeightUpdate(StreamUnit):
 
     Latency
     -------
-    6 cycles: operand registers and product register (inside the hard multiplier on
-    iCE40; delay registers in shift mode), the exact subtraction, the rounding add (after
+    7 cycles: operand registers and product register (inside the hard multiplier on
+    iCE40; delay registers in shift mode), the product registered again (beside an ECP5
+    multiplier, which runs without its registers), the exact subtraction, the rounding add (after
     the four hash stages when stochastic), saturation with the flags. Initiation interval
     1; back-pressure stalls the pipeline.
     """
 
-    LATENCY = 6
+    LATENCY = 7
 
     class Signature(UnitSignature):
         """Ports of a :class:`WeightUpdate` (see its Members), without building one."""
@@ -109,31 +110,36 @@ class WeightUpdate(StreamUnit):
             eta = ctl.reg(self.eta, "eta")
             u_nonzero = ctl.delay(ctl.reg((i.g != 0), "g_nonzero") & (eta != 0), 1, "u_nonzero")
             u_mag = ctl.reg(g_mag * eta, "u_mag")                          # stage 2
-            g_neg = ctl.reg(g_neg, "g_neg1")
+            # The product register feeds one register only, so place and route can put
+            # it beside the hard multiplier (ECP5 times it without its registers).
+            u_mag = ctl.reg(u_mag, "u_mag_q")                              # stage 3
+            g_neg = ctl.delay(g_neg, 2, "g_neg1")
+            u_nonzero = ctl.reg(u_nonzero, "u_nonzero_q")
         else:
             g = ctl.reg(i.g, "g")
-            u_nonzero = ctl.delay(g != 0, 1, "u_nonzero")
-            u_mag = ctl.reg(g, "u")
+            u_nonzero = ctl.delay(g != 0, 2, "u_nonzero")
+            u_mag = ctl.delay(g, 2, "u")
             g_neg = None
-        w = ctl.reg(w, "w1")                                            # stage 2
+        w = ctl.delay(w, 2, "w1")                                       # stage 3
         w_wide = w.as_signed() << self.w_shift if self.w_fmt.signed else w << self.w_shift
         u_wide = u_mag << self.u_shift
         if g_neg is None:
             exact = w_wide - u_wide
         else:
             exact = Mux(g_neg, w_wide + u_wide, w_wide - u_wide)
-        exact = ctl.reg(exact, "exact")                                 # stage 3
+        exact = ctl.reg(exact, "exact")                                 # stage 4
         w = ctl.reg(w, "w2")
         u_nonzero = ctl.reg(u_nonzero, "u_nonzero2")
         if self.stochastic:
-            word = ctl.hashed(self.key ^ i.index)                       # ready in stage 4
+            word = ctl.delay(ctl.hashed(self.key ^ i.index), 1,
+                             "word")                                    # ready in stage 5
             q = ctl.reg(round_expr(ctl.reg(exact, "exact1"), self.frac, self.w_fmt,
-                                   self.rounding, word), "q")           # stage 5
+                                   self.rounding, word), "q")           # stage 6
         else:
             q = ctl.delay(round_expr(exact, self.frac, self.w_fmt, self.rounding), 2, "q")
         w = ctl.delay(w, 2, "w3")
         u_nonzero = ctl.delay(u_nonzero, 2, "u_nonzero3")
         value, over, _, equal = saturate_expr(q, self.w_fmt, self.overflow, equal_to=w)
-        with m.If(ctl.enable):                                          # stage 6
+        with m.If(ctl.enable):                                          # stage 7
             m.d.sync += [out.value.eq(value), out.overflow.eq(over),
                          out.stalled.eq(u_nonzero & equal)]

@@ -60,7 +60,7 @@ def test_shift_mode_builds_no_multiplier():
 
 def test_latency():
     dut = WeightUpdate(**FX16)
-    assert run(dut, [5], [7], 100)[1] == WeightUpdate.LATENCY == 6
+    assert run(dut, [5], [7], 100)[1] == WeightUpdate.LATENCY == 7
 
 
 def test_parameter_checks():
