@@ -20,7 +20,7 @@ from .profile import STAGES
 from .runtime import Runtime, golden_model
 
 __all__ = ["select_device", "OpenCLRuntime", "OpenCLFloatRuntime", "opencl_available",
-           "DEVICE_CHOICES"]
+           "opencl_problem", "DEVICE_CHOICES"]
 
 DEVICE_CHOICES = ("auto", "gpu", "cpu")
 WORK_GROUP = 64
@@ -82,13 +82,18 @@ def compiler_problem(device) -> str | None:
     return _COMPILER_PROBLEMS[key]
 
 
-def opencl_available() -> bool:
-    """True when some OpenCL device loads and compiles kernels."""
+def opencl_problem() -> str | None:
+    """Why no OpenCL device loads and compiles kernels here, or ``None`` when one does."""
     try:
         _devices()
-        return True
-    except FxbpError:
-        return False
+        return None
+    except FxbpError as exc:
+        return str(exc)
+
+
+def opencl_available() -> bool:
+    """True when some OpenCL device loads and compiles kernels."""
+    return opencl_problem() is None
 
 
 def select_device(preference: str = "auto"):

@@ -37,8 +37,8 @@ def test_precision_table_script(tmp_path):
 def test_opencl_benchmark(tmp_path):
     import pytest
     opencl = pytest.importorskip("fxbp.sw.opencl")
-    if not opencl.opencl_available():
-        pytest.skip("no OpenCL device")
+    if opencl.opencl_problem() is not None:
+        pytest.skip(f"no usable OpenCL device: {opencl.opencl_problem()}")
     out = run_script("benchmarks/opencl_step.py", "--batches", "16", "--rounds", "1",
                      "--json", str(tmp_path / "o.json"))
     res = json.loads((tmp_path / "o.json").read_text())

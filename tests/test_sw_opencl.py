@@ -20,8 +20,8 @@ from fxbp.sw.train import TrainConfig, Trainer
 
 cl = pytest.importorskip("pyopencl")
 opencl = pytest.importorskip("fxbp.sw.opencl")
-if not opencl.opencl_available():
-    pytest.skip("no OpenCL device: pip install 'fxbp[opencl]'", allow_module_level=True)
+if opencl.opencl_problem() is not None:
+    pytest.skip(f"no usable OpenCL device: {opencl.opencl_problem()}", allow_module_level=True)
 
 
 def pair(sizes, profile, batch, lr, loss="mse", seed=0, backend="opencl"):
