@@ -1,0 +1,59 @@
+# amaranth: UnusedElaboratable=no
+"""BankedMemory: every word back at its address, exactly ``latency`` cycles after it."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed
+from amaranth.sim import Simulator
+
+from fxbp.hw.engine.banked_memory import BankedMemory
+
+
+@pytest.mark.parametrize("depth, bank_depth, mux_ways, latency", [
+    (5, 8, 2, None),        # one bank: latency 2
+    (37, 4, 2, None),       # 10 banks, 4 levels of 2-way multiplexers: latency 6
+    (100, 8, 4, 7),         # 13 banks, 2 levels, padded from 4 to 7
+])
+def test_reads_return_each_word_after_the_latency(depth, bank_depth, mux_ways, latency):
+    dut = BankedMemory(shape=signed(16), depth=depth, bank_depth=bank_depth,
+                       mux_ways=mux_ways, latency=latency)
+    want = dut.latency
+    assert want == (latency or BankedMemory.latency_of(depth, bank_depth=bank_depth,
+                                                        mux_ways=mux_ways))
+    rng = np.random.default_rng(depth)
+    words = [int(v) for v in rng.integers(-(1 << 15), 1 << 15, depth)]
+    # every address, then a random order with repeats, one read a cycle
+    order = list(range(depth)) + [int(a) for a in rng.integers(0, depth, 3 * depth)]
+    seen = []
+
+    async def bench(ctx):
+        for a, v in enumerate(words):
+            ctx.set(dut.write_addr, a)
+            ctx.set(dut.write_data, v)
+            ctx.set(dut.write_en, 1)
+            await ctx.tick()
+        ctx.set(dut.write_en, 0)
+        for a in order + [0] * want:
+            ctx.set(dut.read_addr, a)
+            await ctx.tick()
+            seen.append(ctx.get(dut.read_data))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # the word read at cycle k is on read_data after `latency` clock edges
+    assert seen[want - 1:want - 1 + len(order)] == [words[a] for a in order]
+
+
+@pytest.mark.parametrize("kw, exc, message", [
+    ({"shape": "wide"}, TypeError, "BankedMemory shape must be a shape, not 'wide'"),
+    ({"depth": 0}, ValueError, "BankedMemory depth must be at least 1, not 0"),
+    ({"bank_depth": 12}, ValueError, "bank depth must be a power of two, not 12"),
+    ({"mux_ways": 3}, ValueError, "mux ways must be a power of two, not 3"),
+    ({"latency": 1}, ValueError, "BankedMemory latency must be at least 2, not 1"),
+])
+def test_parameters_are_checked(kw, exc, message):
+    args = {"shape": 16, "depth": 10, **kw}
+    with pytest.raises(exc, match=message):
+        BankedMemory(**args)
