@@ -617,8 +617,7 @@ def headline_rows(record: dict) -> tuple[list[str], list[list[str]], list[bool]]
         if b["backend"] == "torch":          # the CUDA rows, when torch saw a GPU
             cuda = [tp.get(("torch-cuda", n)) for n in batches]
             if any(cuda):
-                where = next(r["device"] for r in cuda if r and r["device"]) if any(
-                    r and r["device"] for r in cuda) else "CUDA"
+                where = next((r["device"] for r in cuda if r and r["device"]), "CUDA")
                 rows.append(["torch-cuda", where, "-",
                              *(_fmt_sps(r["samples_per_second"]) if r else "-" for r in cuda),
                              "-"])

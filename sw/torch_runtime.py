@@ -76,7 +76,6 @@ class TorchRuntime(Runtime):
         self._set_parameters(init_weights, init_biases, 0)
         self.layers.to(self.device)
         self.optimizer = torch.optim.SGD(self.layers.parameters(), lr=lr / batch)
-        self.step = 0
 
     def describe(self) -> dict:
         t = self.torch
