@@ -427,9 +427,14 @@ def _critical_path(report: dict):
 
 def count_multipliers(dump: str) -> tuple[int, int]:
     """``(variable, constant)``: ``$mul`` cells of a yosys ``dump`` with two signal
-    operands, and with a constant operand (those need no hard multiplier)."""
+    operands, and with a constant operand (those need no hard multiplier). A hard
+    multiplier the RTL instantiates itself (``RegisteredProduct``'s MULT18X18D) counts as
+    a variable one."""
     variable = constant = 0
     for cell in re.split(r"^\s*cell ", dump, flags=re.M)[1:]:
+        if cell.startswith("\\MULT18X18D "):
+            variable += 1
+            continue
         if not cell.startswith("$mul"):
             continue
         if re.search(r"^\s*connect \\[AB] -?\d+'[01xz]+\s*$", cell, flags=re.M):
@@ -460,7 +465,7 @@ def _prepare(spec: BuildSpec, pll: PllSettings, core_factory, workdir: Path) -> 
     # The multipliers of the RTL once constants are propagated (synth_* starts with the
     # same passes), for the all-in-DSP check.
     mul = (f"hierarchy -top {TOP_NAME}\nproc\nopt_expr\nopt_clean\n"
-           f"tee -q -o {TOP_NAME}.muls.txt dump t:$mul")
+           f"tee -q -o {TOP_NAME}.muls.txt dump t:$mul t:MULT18X18D")
     stat = f"tee -q -o {TOP_NAME}.stat.json stat -json"
     overrides = {"script_after_read": mul, "script_after_synth": stat}
     if t.family == "ice40":

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..sw.errors import FxbpError
 from .generate import build_unit, verilog
+from .registered_product import SynthTarget
 from .synth import DEFAULT_DEVICE, DEVICES, place_and_route, synthesize
 
 __all__ = ["synth_command", "engine_config", "FAMILY_CHOICES", "DEVICE_CHOICES"]
@@ -90,10 +91,9 @@ def synth_command(unit: str, profile, *, stage=None, family="both", device=None,
     rows = []
     if not pnr:
         top = f"fxbp_{unit.replace('-', '_')}"
-        text = verilog(component, top)
         for fam, _ in parts:
             with err.status(f"synthesising {escape(unit)} for {fam} (yosys)"):
-                rows.append(synthesize(text, top, fam))
+                rows.append(synthesize(verilog(component, top, platform=SynthTarget(fam)), top, fam))
         t = Table(title=escape(f"{unit}, profile {profile.name}"))
         for col in ("family", "LUT", "FF", "DSP", "BRAM", "cells"):
             t.add_column(col)

@@ -180,7 +180,11 @@ def build_unit(name: str, profile: PrecisionProfile, stage: str | None = None, *
         raise FxbpError(f"{name} does not fit profile {profile.name}: {exc}") from None
 
 
-def verilog(component, name: str) -> str:
-    """Verilog for ``component``; the same parameters always give the same text."""
+def verilog(component, name: str, *, platform=None) -> str:
+    """Verilog for ``component``; the same parameters always give the same text.
+
+    ``platform``: what every ``elaborate`` is given; ``SynthTarget("ecp5")`` (or an ECP5
+    board platform) makes the hard-multiplier units instantiate MULT18X18D with its
+    registers. None (simulation) gives generic logic."""
     from amaranth.back import verilog as back
-    return back.convert(component, name=name, emit_src=False)
+    return back.convert(component, name=name, platform=platform, emit_src=False)

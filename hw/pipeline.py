@@ -106,6 +106,15 @@ class PipelineControl:
             self.m.d.sync += sig.eq(value)
         return sig
 
+    def product(self, a, b, name: str):
+        """``a * b`` two pipeline registers later: ``a`` and ``b`` registered, then the exact
+        product (:class:`RegisteredProduct`: one MULT18X18D with its own registers on ECP5)."""
+        from .registered_product import RegisteredProduct
+        unit = RegisteredProduct(a_shape=a.shape(), b_shape=b.shape())
+        self.m.submodules[name] = unit
+        self.m.d.comb += [unit.a.eq(a), unit.b.eq(b), unit.enable.eq(self.enable)]
+        return unit.p
+
     def hashed(self, word):
         """``hash32(word)`` after ``len(HASH_STAGES)`` pipeline registers."""
         for k, rounds in enumerate(HASH_STAGES):

@@ -75,9 +75,11 @@ class SigmoidDerivative(StreamUnit):
         fa = self.a_fmt.frac_bits
         a = ctl.reg(self.i.payload.value, "a")                        # stage 1
         a2 = ctl.delay(a, 2, "a")
-        square = ctl.reg(a * a, "square")                             # stage 2
-        # The product register feeds one register only, so place and route can put it
-        # beside the hard multiplier (ECP5 times the multiplier without its registers).
+        # The operands registered (stage 1) and the square registered (stage 2): on ECP5
+        # these are the MULT18X18D's own registers.
+        square = ctl.product(self.i.payload.value, self.i.payload.value, "square")
+        # One more register, fed by the product only: the route from the DSP block to the
+        # subtractor gets a cycle of its own.
         square_q = ctl.reg(square, "square_q")                        # stage 3
         p = ctl.reg((a2 << fa) - square_q, "p")                       # stage 4
         if self.stochastic:

@@ -208,6 +208,7 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
     registers, and, with ``freq`` (MHz), whether the worst Fmax meets it.
     """
     from .generate import verilog
+    from .registered_product import SynthTarget
     device = device or DEFAULT_DEVICE.get(family)
     if (family, device) not in DEVICES:
         choices = ", ".join(d for f, d in DEVICES if f == family)
@@ -217,12 +218,13 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
     say = progress or (lambda text: None)
     say(f"yosys: synthesising the unit for {family}")
     top = "fxbp_unit"
-    own = synthesize(verilog(unit, top), top, family, timeout=timeout)
+    target = SynthTarget(family)
+    own = synthesize(verilog(unit, top, platform=target), top, family, timeout=timeout)
     wrapper = _wrapper_class()(unit)
     with tempfile.TemporaryDirectory(prefix="fxbp-pnr-") as tmp:
         net = Path(tmp) / "wrapped.json"
         say(f"yosys: synthesising the wrapped unit for {family}")
-        wrapped = synthesize(verilog(wrapper, "fxbp_pnr_top"), "fxbp_pnr_top", family,
+        wrapped = synthesize(verilog(wrapper, "fxbp_pnr_top", platform=target), "fxbp_pnr_top", family,
                              timeout=timeout, netlist=net)
         dsp = dsp_registers(json.loads(net.read_text()))
         for what, used, cap in (("LUT", wrapped["lut"], cap_lut), ("FF", wrapped["ff"], cap_ff),

@@ -106,12 +106,13 @@ class WeightUpdate(StreamUnit):
         if self.lr_fmt is not None:
             g = i.g.as_signed() if self.g_fmt.signed else i.g
             g_neg = ctl.reg(g < 0, "g_neg")
-            g_mag = ctl.reg(Mux(g < 0, -g, g)[:gb].as_unsigned(), "g_mag")
             eta = ctl.reg(self.eta, "eta")
             u_nonzero = ctl.delay(ctl.reg((i.g != 0), "g_nonzero") & (eta != 0), 1, "u_nonzero")
-            u_mag = ctl.reg(g_mag * eta, "u_mag")                          # stage 2
-            # The product register feeds one register only, so place and route can put
-            # it beside the hard multiplier (ECP5 times it without its registers).
+            # |g| and eta registered (stage 1), their product registered (stage 2): on
+            # ECP5 all three are the MULT18X18D's own registers.
+            u_mag = ctl.product(Mux(g < 0, -g, g)[:gb].as_unsigned(), self.eta, "u_mag")
+            # One more register, fed by the product only: the route from the DSP block
+            # to the adder gets a cycle of its own.
             u_mag = ctl.reg(u_mag, "u_mag_q")                              # stage 3
             g_neg = ctl.delay(g_neg, 2, "g_neg1")
             u_nonzero = ctl.reg(u_nonzero, "u_nonzero_q")

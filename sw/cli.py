@@ -261,6 +261,11 @@ def cli():
               help="--backend rtl/board: samples the engine holds on chip (default 0 on rtl, "
               "the target's on a board: the host loads each batch); a training set that fits "
               "is loaded once and each epoch runs from its order.")
+@click.option("--primitives", type=click.Choice(["generic", "ecp5"]), default="generic",
+              show_default=True,
+              help="--backend rtl: simulate the engine as synthesised for a family: ecp5 "
+              "puts the weight-update and derivative products in MULT18X18D instances with "
+              "their registers, simulated by the cell model sim/mult18x18d.v.")
 @click.option("--trace", "trace_file", type=click.Path(path_type=Path), default=None,
               help="--backend rtl: write the waves of a window of cycles here (FST, or VCD).")
 @click.option("--trace-from", type=click.IntRange(min=0), default=0, show_default=True,
@@ -271,8 +276,8 @@ def cli():
 def train(dataset, data, target, backend, device, precision, rounding, sigmoid, hidden, epochs, batch,
           lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, port,
           board_name, baud, lanes,
-          verify_every_step, clock_mhz, dataset_buffer, trace_file, trace_from, trace_cycles,
-          quiet):
+          verify_every_step, clock_mhz, dataset_buffer, primitives, trace_file, trace_from,
+          trace_cycles, quiet):
     """Train an MLP; report accuracy, speed and digest.
 
     Prints accuracy, speed, cast events and the weights digest; writes the result
@@ -292,7 +297,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                 name = "--" + option.removesuffix("_name")
                 raise FxbpError(f"{name} applies to an FPGA board: add --backend board (or "
                                 f"auto) or drop {name}")
-    engine_only = ("verify_every_step", "trace_file", "trace_from", "trace_cycles")
+    engine_only = ("verify_every_step", "primitives", "trace_file", "trace_from", "trace_cycles")
     for option in ("lanes", "clock_mhz", "dataset_buffer", *engine_only):
         rtl_only = option in engine_only
         if (backend != "rtl" if rtl_only else backend not in ENGINE_BACKENDS) and _given(option):
@@ -329,7 +334,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                          seed=seed, test_fraction=test_fraction, scale=scale,
                          lanes=lanes, verify_every_step=verify_every_step,
                          clock_mhz=clock_mhz, dataset_buffer=dataset_buffer,
-                         port=port, board=board_name, baud=baud,
+                         primitives=primitives, port=port, board=board_name, baud=baud,
                          trace=(str(trace_file), trace_from, trace_cycles) if trace_file else None,
                          **{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(config)

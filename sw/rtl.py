@@ -37,17 +37,38 @@ def engine_config(sizes, profile, *, batch: int, loss: str, lanes: int, eta,
         raise FxbpError(f"cannot generate the engine: {exc}") from None
 
 
-def build_engine(config, progress=None, trace: bool = False):
-    """The native library of the engine for ``config`` (built once, then cached)."""
+#: FPGA family -> the cell models (``sim/*.v``) its primitive instances simulate with.
+CELL_MODELS = {"ecp5": ("mult18x18d.v",)}
+
+
+def engine_verilog(config, family: str | None = None) -> str:
+    """The engine's Verilog: generic, or with ``family``'s primitive instances (ECP5: the
+    registered MULT18X18D of every RegisteredProduct, as synthesised) followed by their
+    cell models, so the netlist that is synthesised can be the one simulated."""
+    from importlib import resources
     from ..hw.engine import Engine
     from ..hw.generate import verilog
-    from ..sim.native import NativeLibrary
+    from ..hw.registered_product import SynthTarget
+    if family is not None and family not in CELL_MODELS:
+        raise FxbpError(f"no cell models for family {family!r}: choose "
+                        f"{', '.join(CELL_MODELS)} (or none: the generic engine)")
     try:
         engine = Engine(config)
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
-    text = verilog(engine, "fxbp_engine")
-    return NativeLibrary.build(text, "fxbp_engine", progress=progress, trace=trace)
+    if family is None:
+        return verilog(engine, "fxbp_engine")
+    text = verilog(engine, "fxbp_engine", platform=SynthTarget(family))
+    models = resources.files("fxbp.sim")
+    return text + "".join((models / name).read_text() for name in CELL_MODELS[family])
+
+
+def build_engine(config, progress=None, trace: bool = False, family: str | None = None):
+    """The native library of the engine for ``config`` (built once, then cached);
+    ``family``: simulate its primitive instances (:func:`engine_verilog`)."""
+    from ..sim.native import NativeLibrary
+    return NativeLibrary.build(engine_verilog(config, family), "fxbp_engine",
+                               progress=progress, trace=trace)
 
 
 class RtlRuntime(Runtime):
@@ -56,7 +77,9 @@ class RtlRuntime(Runtime):
     ``lanes`` is the engine's ``P``; ``max_sizes``/``max_batch`` generate it for larger
     maxima than the network (default: the network and batch themselves);
     ``dataset_buffer`` holds that many samples on chip: a training set that fits is
-    loaded once, and each epoch sends only its order (RUN); ``verify`` steps a golden model beside the engine and
+    loaded once, and each epoch sends only its order (RUN); ``family`` (``"ecp5"``)
+    simulates the engine as synthesised for that family, its primitive instances with
+    their cell models (:func:`engine_verilog`); ``verify`` steps a golden model beside the engine and
     compares after every step (``--verify-every-step``); ``batches_per_call`` trades the
     progress bar's rate against Python-to-C++ crossings.
     """
@@ -67,9 +90,11 @@ class RtlRuntime(Runtime):
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
                  lanes: int = 8, verify: bool = False, progress=None, batches_per_call: int = 4,
                  trace: tuple | None = None, clock_mhz: float | None = None,
-                 max_sizes=None, max_batch: int | None = None, dataset_buffer: int = 0):
+                 max_sizes=None, max_batch: int | None = None, dataset_buffer: int = 0,
+                 family: str | None = None):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch)
+        self.family = family
         self.eta = learning_rate_raw(lr, batch, profile)
         self.model = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                                   batch=batch, eta=self.eta)
@@ -117,7 +142,7 @@ class RtlRuntime(Runtime):
             if kind == "fst" and not fst_supported():
                 raise FxbpError(f"--trace {trace[0]}: FST needs the zlib headers for the "
                                 f"Verilator build here; write a .vcd instead")
-        self.lib = build_engine(self.config, progress, trace=kind)
+        self.lib = build_engine(self.config, progress, trace=kind, family=self.family)
         self.sim = self.lib.new()
         self.sim.reset(2)
         if trace is not None:
@@ -161,8 +186,10 @@ class RtlRuntime(Runtime):
 
     # ---------------------------------------------------------------- Runtime
     def describe(self) -> dict:
+        netlist = ("" if self.family is None else
+                   f", {self.family} primitives with their cell models")
         return {"backend": "rtl", "platform": "verilator",
-                "device": f"training engine, {self.lanes} MAC lanes (Verilator model)"}
+                "device": f"training engine, {self.lanes} MAC lanes (Verilator model{netlist})"}
 
     def prepare(self, x, t):
         return self.model.quantize_input(x), self.model.quantize_target(t)
@@ -325,6 +352,7 @@ class RtlRuntime(Runtime):
             "engine": {**self.config.describe(), "profile": self.profile.name,
                        "gen_hash": f"{self.config.gen_hash:08x}"},
             "lanes": self.lanes,
+            "primitives": self.family or "generic",
             "steps": steps,
             "samples_trained": samples,
             "training_cycles": train_cycles,

@@ -62,6 +62,8 @@ class TrainConfig:
     verify_every_step: bool = False
     clock_mhz: float | None = None
     dataset_buffer: int | None = None
+    #: --backend rtl: "generic", or the family whose primitive instances are simulated.
+    primitives: str = "generic"
     trace: tuple | None = None
     #: --backend board (and auto): the serial port (or sim://BOARD), the board target,
     #: the baud rate (None: the target's).
@@ -75,7 +77,8 @@ class TrainConfig:
         content, not by the options that named them)."""
         d = dataclasses.asdict(self)
         for k in ("epochs", "device", "precision", "data", "backend", "rounding", "sigmoid",
-                  "lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "trace",
+                  "lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "primitives",
+                  "trace",
                   "port", "board", "baud"):
             d.pop(k)
         d["hidden"] = list(d["hidden"]) if d["hidden"] is not None else None
@@ -289,7 +292,8 @@ class Trainer:
         extra = {}
         if cfg.backend == "rtl":
             extra = {"lanes": cfg.lanes or 8, "verify": cfg.verify_every_step, "trace": cfg.trace,
-                     "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer or 0}
+                     "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer or 0,
+                     "family": None if cfg.primitives == "generic" else cfg.primitives}
         elif cfg.backend in ("board", "auto"):
             board = {"port": cfg.port, "board": cfg.board, "baud": cfg.baud, "lanes": cfg.lanes,
                      "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer}

@@ -377,8 +377,13 @@ def test_multipliers_with_a_constant_operand_need_no_dsp():
     connect \\A \\a
     connect \\B 4'0001
   end
+  cell \\MULT18X18D \\unit.wupd.u_mag.mult.dsp
+    parameter \\REG_OUTPUT_CLK "CLK0"
+    connect \\A0 \\a [0]
+  end
 """
-    assert flow.count_multipliers(dump) == (1, 1)
+    # the $mul with two signals, and RegisteredProduct's instantiated MULT18X18D
+    assert flow.count_multipliers(dump) == (2, 1)
 
 
 @pytest.mark.parametrize("board, device, package, pack", [

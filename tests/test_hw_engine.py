@@ -141,6 +141,59 @@ def test_one_build_trains_a_smaller_network_and_batch():
         assert rtl.config.sizes == (6, 9, 5) and rtl.config.batch == 8
 
 
+def test_ecp5_netlist_with_mult18x18d_trains_bit_exact():
+    """The engine as synthesised for ECP5 (WeightUpdate's and SigmoidDerivative's products
+    in MULT18X18D instances with their registers), simulated with the cell model, trains
+    to golden's digest and events: the instances are wired as the generic form computes."""
+    from fxbp.sw.rtl import engine_verilog
+    from fxbp.sw.runtime import GoldenRuntime
+    p = load_profile("fx16").with_rounding("stochastic")
+    rng = np.random.default_rng(11)
+    sizes, batch = (5, 7, 3), 4
+    ws = [rng.uniform(-1, 1, (sizes[l + 1], sizes[l])) for l in range(2)]
+    bs = [rng.uniform(-0.5, 0.5, sizes[l + 1]) for l in range(2)]
+    kw = dict(loss="mse", seed=3, lr=2.0, batch=batch)
+    gold = GoldenRuntime(sizes, p, ws, bs, **kw)
+    rtl = RtlRuntime(sizes, p, ws, bs, lanes=2, progress=False, family="ecp5", **kw)
+    text = engine_verilog(rtl.config, "ecp5")
+    # weight update, bias update and the sigmoid derivative: one instance each
+    assert text.count('.REG_OUTPUT_CLK("CLK0")') == 3
+    x, t = rng.uniform(0, 1, (2 * batch + 1, sizes[0])), rng.uniform(0, 1, (2 * batch + 1, sizes[-1]))
+    xg, tg = gold.prepare(x, t)
+    xr, tr = rtl.prepare(x, t)
+    for epoch in range(2):
+        order = np.random.default_rng(epoch).permutation(len(x))
+        gold.train_epoch(xg, tg, order, batch)
+        rtl.train_epoch(xr, tr, order, batch)
+        assert rtl.digest() == gold.digest() and rtl.event_counts() == gold.event_counts()
+    np.testing.assert_array_equal(rtl.predict(xr), gold.predict(xg))
+
+
+def test_cli_primitives_ecp5_trains_to_the_golden_digest(tmp_path, capsys):
+    """``fxbp train --backend rtl --primitives ecp5``: the ECP5 netlist's digest, events and
+    record say what ran."""
+    import json
+    from fxbp.sw.cli import main
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "iris", "--epochs", "1", "--backend", "rtl", "--lanes", "4",
+              "--primitives", "ecp5", "--quiet", "--json", str(out)])
+    assert exc.value.code == 0
+    result = json.loads(out.read_text())
+    gold = Trainer(TrainConfig(dataset="iris", epochs=1, backend="golden")).run()
+    assert result["weights_digest"] == gold["weights_digest"]
+    assert result["cast_events"] == gold["cast_events"]
+    assert result["hardware"]["primitives"] == "ecp5"
+    assert "ecp5 primitives with their cell models" in result["runtime"]["device"]
+
+
+def test_engine_verilog_refuses_a_family_without_cell_models():
+    from fxbp.sw.errors import FxbpError
+    from fxbp.sw.rtl import engine_verilog
+    with pytest.raises(FxbpError, match="no cell models for family 'ice40': choose ecp5"):
+        engine_verilog(None, "ice40")
+
+
 def test_shift_mode_profile(tmp_path):
     toml = tmp_path / "shift.toml"
     toml.write_text('base = "fx16"\nname = "fx16-shift"\nlr_mode = "shift"\n')

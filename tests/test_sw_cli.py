@@ -169,6 +169,8 @@ def bad_inputs(tmp):
         "lanes with golden": (d + ["--lanes", "4"], "--lanes applies to the RTL engine"),
         "buffer with golden": (d + ["--dataset-buffer", "200"], "--dataset-buffer applies to"),
         "verify with golden": (d + ["--verify-every-step"], "--verify-every-step applies to"),
+        "primitives with golden": (d + ["--primitives", "ecp5"], "--primitives applies to the "
+                                   "RTL engine: add --backend rtl"),
         "clock with float32": (d + ["--backend", "float32", "--clock-mhz", "100"], "--clock-mhz"),
         "trace window without trace": (d + ["--backend", "rtl", "--trace-from", "5"],
                                        "add --trace FILE"),
@@ -195,7 +197,7 @@ def bad_inputs(tmp):
                                   "scale with a dataset", "default scale given with a dataset",
                                   "test fraction with xor", "device with golden",
                                   "device with float64", "lanes with golden", "buffer with golden",
-                                  "verify with golden",
+                                  "verify with golden", "primitives with golden",
                                   "clock with float32", "trace window without trace",
                                   "trace suffix", "lanes not a power of two",
                                   "engine options for a unit", "engine net"])

@@ -278,11 +278,22 @@ class Engine(wiring.Component):
         fire = Signal(name="seq_fire")
         m.d.comb += fire.eq(issuing & ~(last_op & (pending == 2)))
         kmod = k[:lg] if lg else Const(0, 1)
-        seq_w_addr = Mux(is_f, w_run + k, w_run)
-        seq_b_addr = bbase[layer - 1] + v
-        uniform = lane_row + k
-        bank_addrs = [Mux(is_g, lane_row + ((q - kmod) & (P - 1) if lg else 0), uniform)
-                      for q in range(P)]
+        # The issue's read addresses are registers kept one step ahead of the loop
+        # counters, so a memory's address comes from a register through multiplexers,
+        # never through an adder (ECP5: the adder, yosys's read/write collision logic
+        # and the routing did not fit 10 ns). Each is updated wherever its sources are:
+        #   w_addr_f  = w_run + k                       (forward passes)
+        #   lane_k    = lane_row + k                    (forward and backward passes)
+        #   g_addr[q] = lane_row + ((q - k) mod P)      (gradient passes)
+        #   b_addr    = bbase[layer - 1] + v            (forward passes)
+        w_addr_f = Signal(ab, name="w_addr_f")
+        lane_k = Signal(ab, name="lane_k")
+        g_addr = [Signal(ab, name=f"g_addr{q}") for q in range(P)]
+        b_addr = Signal(ab, name="b_addr")
+        seq_w_addr = Mux(is_f, w_addr_f, w_run)
+        seq_b_addr = b_addr
+        uniform = lane_k
+        bank_addrs = [Mux(is_g, g_addr[q], uniform) for q in range(P)]
 
         frame = Signal(self.frame_tag, name="frame")
         m.d.comb += [frame.kind.eq(kind), frame.layer.eq(layer), frame.row.eq(Mux(is_g, u, v)),
@@ -586,55 +597,78 @@ class Engine(wiring.Component):
         # ---------------------------------------------------------- run control
         def setup(kind_, layer_):
             """Loop bounds and address bases of pass (kind_, layer_), for the next cycle."""
-            l = layer_
+            l = layer_                      # a Python int: every base below is a constant
             stmts = [kind.eq(kind_), layer.eq(l), u.eq(0), v.eq(0), k.eq(0), idx_u.eq(0),
-                     off_u.eq(0)]
+                     off_u.eq(0), b_addr.eq(c.bias_bases[0][l - 1])]
             if kind_ == F:
+                row = c.activation_bases[0][l - 1]
                 stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(groups - 1),
                           V.eq(n_arr[l] - 1), K.eq(n_arr[l - 1] - 1), w_run.eq(wbase[l - 1]),
-                          lane_row.eq(abase[l - 1])]
+                          w_addr_f.eq(c.weight_bases[0][l - 1])]
             elif kind_ == E:
+                row = c.delta_bases[0][l]
                 stmts += [n_out.eq(n_arr[l]), n_next.eq(n_arr[l + 1]), U.eq(groups - 1),
-                          V.eq(n_arr[l] - 1), K.eq(n_arr[l + 1] - 1), w_run.eq(wbase[l]),
-                          lane_row.eq(dlbase[l])]
+                          V.eq(n_arr[l] - 1), K.eq(n_arr[l + 1] - 1), w_run.eq(wbase[l])]
             else:
+                row = c.activation_bases[0][l - 1]
                 stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(n_arr[l] - 1),
                           V.eq(((n_arr[l - 1] + P) >> lg) - 1), K.eq(batch - 1),
-                          lane_row.eq(abase[l - 1]), bc_row.eq(dlbase[l - 1])]
+                          bc_row.eq(dlbase[l - 1])]
+            stmts += [lane_row.eq(row), lane_k.eq(row)]
+            stmts += [g_addr[q].eq(row + q) for q in range(P)]
             return stmts
 
+        # A row's last op (k back to 0): the next w_run and lane_row, which the address
+        # registers take too (k = 0). Only these branches change w_run, lane_row or v
+        # while a pass issues; setup() sets them all at a pass's start.
+        w_run_n = Signal(ab, name="w_run_next")
+        lane_row_n = Signal(ab, name="lane_row_next")
+        m.d.comb += [w_run_n.eq(w_run), lane_row_n.eq(lane_row)]
+        abase_q = [const_array([a + q for a in c.activation_bases[0]]) for q in range(P)]
+        abase_pq = [const_array([a + P + q for a in c.activation_bases[0]]) for q in range(P)]
+        bbase_1 = const_array([b + 1 for b in c.bias_bases[0]])
         with m.If(fire):
             with m.If(last_op):
-                m.d.sync += k.eq(0)
+                m.d.sync += [k.eq(0), w_run.eq(w_run_n), lane_row.eq(lane_row_n),
+                             w_addr_f.eq(w_run_n), lane_k.eq(lane_row_n)]
                 with m.If(last_v):
-                    m.d.sync += [v.eq(0), u.eq(u + 1)]
+                    m.d.sync += [v.eq(0), u.eq(u + 1), b_addr.eq(bbase[layer - 1])]
                     with m.Switch(kind):
                         with m.Case(F):
-                            m.d.sync += [w_run.eq(wbase[layer - 1]), lane_row.eq(lane_row + n_in),
-                                         idx_u.eq(idx_u + (n_out << lg)), off_u.eq(off_u + n_out)]
+                            m.d.comb += [w_run_n.eq(wbase[layer - 1]),
+                                         lane_row_n.eq(lane_row + n_in)]
+                            m.d.sync += [idx_u.eq(idx_u + (n_out << lg)), off_u.eq(off_u + n_out)]
                         with m.Case(E):
-                            m.d.sync += [w_run.eq(wbase[layer]), lane_row.eq(lane_row + n_next),
-                                         idx_u.eq(idx_u + (n_out << lg)), off_u.eq(off_u + n_out)]
+                            m.d.comb += [w_run_n.eq(wbase[layer]), lane_row_n.eq(lane_row + n_next)]
+                            m.d.sync += [idx_u.eq(idx_u + (n_out << lg)), off_u.eq(off_u + n_out)]
                         with m.Case(G):
-                            m.d.sync += [lane_row.eq(abase[layer - 1]),
-                                         bc_row.eq(dlbase[layer - 1] + u + 1),
+                            m.d.comb += lane_row_n.eq(abase[layer - 1])
+                            m.d.sync += [bc_row.eq(dlbase[layer - 1] + u + 1),
                                          idx_u.eq(idx_u + n_in)]
+                            m.d.sync += [g_addr[q].eq(abase_q[q][layer - 1]) for q in range(P)]
                 with m.Else():
-                    m.d.sync += v.eq(v + 1)
+                    m.d.sync += [v.eq(v + 1), b_addr.eq(bbase_1[layer - 1] + v)]
                     with m.Switch(kind):
                         with m.Case(F):
-                            m.d.sync += w_run.eq(w_run + n_in)
+                            m.d.comb += w_run_n.eq(w_run + n_in)
                         with m.Case(E):
-                            m.d.sync += w_run.eq(wbase[layer] + v + 1)
+                            m.d.comb += w_run_n.eq(wbase[layer] + v + 1)
                         with m.Case(G):
-                            m.d.sync += [lane_row.eq(abase[layer - 1] + col0 + P),
-                                         bc_row.eq(dlbase[layer - 1] + u)]
+                            m.d.comb += lane_row_n.eq(abase[layer - 1] + col0 + P)
+                            m.d.sync += bc_row.eq(dlbase[layer - 1] + u)
+                            m.d.sync += [g_addr[q].eq(abase_pq[q][layer - 1] + col0)
+                                         for q in range(P)]
             with m.Else():
-                m.d.sync += k.eq(k + 1)
+                m.d.sync += [k.eq(k + 1), w_addr_f.eq(w_addr_f + 1), lane_k.eq(lane_k + 1)]
                 with m.If(is_e):
                     m.d.sync += w_run.eq(w_run + n_out)
-                with m.If(is_g & (kmod == P - 1 if lg else 1)):
+                wrap = kmod == P - 1 if lg else Const(1, 1)
+                with m.If(is_g & wrap):
                     m.d.sync += [lane_row.eq(lane_row + n_in), bc_row.eq(bc_row + n_out)]
+                # g_addr[q] = lane_row + ((q - k) mod P): one more k rotates the banks'
+                # addresses by one; when k mod P wraps, lane_row moves on by n_in.
+                step_in = Mux(is_g & wrap, n_in, 0)
+                m.d.sync += [g_addr[q].eq(g_addr[(q - 1) % P] + step_in) for q in range(P)]
         # Elements issued, counted a cycle late (the drain also waits for s1..s3).
         issued = Signal(_bits(P), name="issued")
         m.d.sync += issued.eq(Mux(fire & last_op, _popcount(mask, P), 0))
