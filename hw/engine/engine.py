@@ -756,13 +756,19 @@ class Engine(wiring.Component):
         # of the units' pipelines, and the 32-bit adders should not follow their logic in
         # the same cycle. A count lands a cycle after its event (long before the host
         # can read it: a status word and a command come between).
+        # CLEAR is registered too: the command decoder drives one register, and the
+        # register drives the ~1,300 counter flip-flops. The counters are zeroed at the
+        # second edge after CLEAR's word (dropping the increment of the first), which is
+        # the state the comb clear gave from that edge on; the host cannot read them
+        # sooner (a status word and a command come between).
         inc_q = {name: Signal(len(Value.cast(v)), name=f"inc_{name.replace('.', '_')}")
                  for name, v in inc.items()}
-        with m.If(h["clear"]):
+        clear_q = Signal(name="h_clear_q")
+        m.d.sync += clear_q.eq(h["clear"])
+        m.d.sync += [inc_q[name].eq(inc[name]) for name in COUNTERS]
+        with m.If(clear_q):
             m.d.sync += [s.eq(0) for s in ctr.values()]
-            m.d.sync += [s.eq(0) for s in inc_q.values()]
         with m.Else():
-            m.d.sync += [inc_q[name].eq(inc[name]) for name in COUNTERS]
             m.d.sync += [ctr[name].eq(ctr[name] + inc_q[name]) for name in COUNTERS]
         return m
 
