@@ -37,6 +37,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..sw.errors import FxbpError
+from ..hw.synth import driver_conflicts, refuse_conflicts
 from .pll import PllSettings, pll_for, pll_instance
 from .targets import TARGETS, BoardTarget
 
@@ -526,6 +527,8 @@ def _one_try(spec: BuildSpec, pll: PllSettings, core_factory, tools, workdir: Pa
     cells = _stat_cells(workdir / f"{TOP_NAME}.stat.json")
     totals = cell_totals(cells, spec.target.family)
     _fit_check(spec, totals)
+    refuse_conflicts(driver_conflicts((workdir / f"yosys{tag}.log").read_text(errors="replace")),
+                     f"the {spec.target.title} design")
     try:
         seconds["nextpnr"] = round(stage.run(f"nextpnr-{spec.target.family}", cmds["nextpnr"],
                                              workdir, workdir / f"nextpnr{tag}.log",

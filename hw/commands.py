@@ -11,7 +11,7 @@ from rich.table import Table
 from ..sw.errors import FxbpError
 from .generate import build_unit, verilog
 from .registered_product import SynthTarget
-from .synth import DEFAULT_DEVICE, DEVICES, place_and_route, synthesize
+from .synth import DEFAULT_DEVICE, DEVICES, place_and_route, refuse_conflicts, synthesize
 
 __all__ = ["synth_command", "engine_config", "FAMILY_CHOICES", "DEVICE_CHOICES"]
 
@@ -101,6 +101,8 @@ def synth_command(unit: str, profile, *, stage=None, family="both", device=None,
             t.add_row(r["family"], str(r["lut"]), str(r["ff"]), str(r["dsp"]), str(r["bram"]),
                       escape(", ".join(f"{k} {v}" for k, v in r["cells"].items())))
         out.print(t)
+        for r in rows:
+            refuse_conflicts(r["conflicts"], f"{unit} for {r['family']}")
         return {"unit": unit, "stage": stage, "precision": profile.name, "results": rows}
     for fam, dev in parts:
         with err.status(f"{escape(unit)}: {fam} {dev}") as status:

@@ -101,7 +101,11 @@ class RegisteredProduct(wiring.Component):
             return m
         a_q = Signal(self.a_shape, name="a_q", reset_less=True)
         b_q = Signal(self.b_shape, name="b_q", reset_less=True)
-        p_q = Signal(self.p_shape, name="p_q", reset_less=True)
+        # keep: without it yosys 0.50's ice40_dsp packs this register and the one after
+        # it into the SB_MAC16, then opt_dff ties those bits to 0 ("Driver-driver
+        # conflict ... resolved using constant") when the enable is constant, as in the
+        # engine: a silently wrong netlist (hw/synth.py refuses any such netlist).
+        p_q = Signal(self.p_shape, name="p_q", reset_less=True, attrs={"keep": 1})
         with m.If(self.enable):
             m.d.sync += [a_q.eq(self.a), b_q.eq(self.b), p_q.eq(a_q * b_q)]
         m.d.comb += self.p.eq(p_q)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 from ..sw.errors import FxbpError
 
 __all__ = ["synthesize", "place_and_route", "FAMILIES", "DEVICES", "yosys_command",
-           "PnrWrapper", "dsp_registers"]
+           "PnrWrapper", "dsp_registers", "driver_conflicts", "refuse_conflicts"]
 
 #: family -> (yosys synthesis command, the cell types reported as LUT, FF, DSP and block RAM)
 FAMILIES = {
@@ -58,6 +59,27 @@ def _run(cmd, cwd, what: str, timeout: float):
     return proc
 
 
+def driver_conflicts(log_text: str) -> list[str]:
+    """Nets of a yosys log that yosys found with two drivers and "resolved" to one.
+
+    Such a netlist computes something other than the design: yosys 0.50's ``ice40_dsp``
+    packs the register after a registered product into the SB_MAC16 and ``opt_dff`` then
+    ties the same bits to constant 0 (the engine's derivative and update products, whose
+    pipeline enable is constant there). Nothing counted or timed from it is trusted."""
+    nets = {m.group(1) for m in re.finditer(r"Driver-driver conflict for (\\?\S+)", log_text)}
+    return sorted(nets)
+
+
+def refuse_conflicts(conflicts, what: str) -> None:
+    """FxbpError naming the first nets when yosys's netlist of ``what`` had conflicts."""
+    if conflicts:
+        shown = ", ".join(conflicts[:3]) + (f" and {len(conflicts) - 3} more"
+                                            if len(conflicts) > 3 else "")
+        raise FxbpError(f"yosys produced a wrong netlist of {what}: conflicting drivers on "
+                        f"{shown} (a yosys DSP-packing fault); its counts and timing are not "
+                        f"used. ECP5 is not affected")
+
+
 def _counts(cells: dict, family: str) -> dict:
     _, luts, ffs, dsps, brams = FAMILIES[family]
 
@@ -90,11 +112,13 @@ def synthesize(verilog_text: str, top: str, family: str, *, timeout: float = 600
         out = "; write_json netlist.json" if netlist else ""
         script = (f"read_verilog {src.name}; {command} -top {top}; "
                   f"tee -q -o {stat.name} stat -json{out}")
-        _run([*yosys_command(), "-q", "-p", script], tmp, f"yosys on {top} for {family}", timeout)
+        proc = _run([*yosys_command(), "-q", "-p", script], tmp,
+                    f"yosys on {top} for {family}", timeout)
         cells = _stat_cells(json.loads(stat.read_text()))
         if netlist:
             shutil.copyfile(Path(tmp) / "netlist.json", netlist)
-    return {"family": family, "cells": dict(sorted(cells.items())), **_counts(cells, family)}
+    return {"family": family, "cells": dict(sorted(cells.items())), **_counts(cells, family),
+            "conflicts": driver_conflicts(proc.stderr + proc.stdout)}
 
 
 def dsp_registers(netlist: dict) -> list[dict]:
@@ -233,6 +257,7 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
                 raise FxbpError(f"design does not fit {family} {device}: {used} {what} of {cap}: "
                                 f"choose a larger device (--device) or a narrower profile (the engine: "
                                 f"fewer --lanes or a smaller --net)")
+        refuse_conflicts(own["conflicts"] or wrapped["conflicts"], f"the design for {family}")
         runs = []
         for seed in seeds:
             say(f"nextpnr-{family} {device}: seed {seed} ({len(runs) + 1} of {len(seeds)})")

@@ -41,10 +41,13 @@ def engine_config(sizes, profile, *, batch: int, loss: str, lanes: int, eta,
 CELL_MODELS = {"ecp5": ("mult18x18d.v",)}
 
 
-def engine_verilog(config, family: str | None = None) -> str:
+def engine_verilog(config, family: str | None = None, *, poison_collisions: bool = True) -> str:
     """The engine's Verilog: generic, or with ``family``'s primitive instances (ECP5: the
     registered MULT18X18D of every RegisteredProduct, as synthesised) followed by their
-    cell models, so the netlist that is synthesised can be the one simulated."""
+    cell models, so the netlist that is synthesised can be the one simulated.
+    ``poison_collisions`` (default on): a read of an address written in the same cycle
+    returns its word inverted (:class:`~fxbp.hw.engine.Engine`): block RAM leaves it
+    undefined, and every simulated run then checks that no result depends on one."""
     from importlib import resources
     from ..hw.engine import Engine
     from ..hw.generate import verilog
@@ -53,7 +56,7 @@ def engine_verilog(config, family: str | None = None) -> str:
         raise FxbpError(f"no cell models for family {family!r}: choose "
                         f"{', '.join(CELL_MODELS)} (or none: the generic engine)")
     try:
-        engine = Engine(config)
+        engine = Engine(config, poison_collisions=poison_collisions)
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
     if family is None:
@@ -63,12 +66,13 @@ def engine_verilog(config, family: str | None = None) -> str:
     return text + "".join((models / name).read_text() for name in CELL_MODELS[family])
 
 
-def build_engine(config, progress=None, trace: bool = False, family: str | None = None):
+def build_engine(config, progress=None, trace: bool = False, family: str | None = None,
+                 poison_collisions: bool = True):
     """The native library of the engine for ``config`` (built once, then cached);
-    ``family``: simulate its primitive instances (:func:`engine_verilog`)."""
+    ``family`` and ``poison_collisions``: :func:`engine_verilog`."""
     from ..sim.native import NativeLibrary
-    return NativeLibrary.build(engine_verilog(config, family), "fxbp_engine",
-                               progress=progress, trace=trace)
+    return NativeLibrary.build(engine_verilog(config, family, poison_collisions=poison_collisions),
+                               "fxbp_engine", progress=progress, trace=trace)
 
 
 class RtlRuntime(Runtime):
@@ -79,7 +83,8 @@ class RtlRuntime(Runtime):
     ``dataset_buffer`` holds that many samples on chip: a training set that fits is
     loaded once, and each epoch sends only its order (RUN); ``family`` (``"ecp5"``)
     simulates the engine as synthesised for that family, its primitive instances with
-    their cell models (:func:`engine_verilog`); ``verify`` steps a golden model beside the engine and
+    their cell models (:func:`engine_verilog`); ``poison_collisions`` (on unless turned
+    off) corrupts every read of an address written in the same cycle; ``verify`` steps a golden model beside the engine and
     compares after every step (``--verify-every-step``); ``batches_per_call`` trades the
     progress bar's rate against Python-to-C++ crossings.
     """
@@ -91,10 +96,11 @@ class RtlRuntime(Runtime):
                  lanes: int = 8, verify: bool = False, progress=None, batches_per_call: int = 4,
                  trace: tuple | None = None, clock_mhz: float | None = None,
                  max_sizes=None, max_batch: int | None = None, dataset_buffer: int = 0,
-                 family: str | None = None):
+                 family: str | None = None, poison_collisions: bool = True):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch)
         self.family = family
+        self.poison_collisions = poison_collisions
         self.eta = learning_rate_raw(lr, batch, profile)
         self.model = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                                   batch=batch, eta=self.eta)
@@ -142,7 +148,8 @@ class RtlRuntime(Runtime):
             if kind == "fst" and not fst_supported():
                 raise FxbpError(f"--trace {trace[0]}: FST needs the zlib headers for the "
                                 f"Verilator build here; write a .vcd instead")
-        self.lib = build_engine(self.config, progress, trace=kind, family=self.family)
+        self.lib = build_engine(self.config, progress, trace=kind, family=self.family,
+                                poison_collisions=self.poison_collisions)
         self.sim = self.lib.new()
         self.sim.reset(2)
         if trace is not None:

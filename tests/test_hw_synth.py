@@ -140,3 +140,50 @@ def test_every_unit_meets_its_fmax_target(preset, unit, rounding, family):
     assert res["fmax_worst_mhz"] >= TARGET[family], res["critical_path"]
     # Every ECP5 multiplier but the MAC's is a RegisteredProduct (MULT18X18D registers).
     assert res["dsp_fully_registered"] or (family == "ecp5" and unit == "mac")
+
+
+YOSYS_CONFLICT_LOG = """
+2.37.3. Executing OPT_DFF pass (perform DFF optimizations).
+Warning: Driver-driver conflict for \\der.square_q [0] between cell $flatten\\der.\\square.$mul$e.v:1$2.O and constant 1'0 in e: Resolved using constant.
+Warning: Driver-driver conflict for \\der.square_q [1] between cell $flatten\\der.\\square.$mul$e.v:1$2.O and constant 1'0 in e: Resolved using constant.
+Warning: Driver-driver conflict for \\wupd.u_mag_q [0] between cell $flatten\\wupd.\\u_mag.$mul$e.v:3$4.O and constant 1'0 in e: Resolved using constant.
+Warning: Replacing memory \\mem with list of registers.
+"""
+
+
+def test_driver_conflicts_are_found_in_a_yosys_log():
+    from fxbp.hw.synth import driver_conflicts
+    assert driver_conflicts(YOSYS_CONFLICT_LOG) == ["\\der.square_q", "\\wupd.u_mag_q"]
+    assert driver_conflicts("Warning: Replacing memory \\mem with list of registers.") == []
+
+
+def test_a_netlist_with_driver_conflicts_exits_2_after_the_counts(monkeypatch, capsys):
+    # yosys "resolves" a net driven twice by keeping one driver: the netlist is no longer
+    # the design, so fxbp synth refuses its figures (one line, exit 2).
+    import fxbp.hw.commands as commands
+    real = commands.synthesize
+
+    def with_conflicts(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res["conflicts"] = ["\\der.square_q", "\\wupd.u_mag_q"]
+        return res
+
+    monkeypatch.setattr(commands, "synthesize", with_conflicts)
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "sigmoid-derivative", "--family", "ice40"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert ("yosys produced a wrong netlist of sigmoid-derivative for ice40: conflicting "
+            "drivers on \\der.square_q, \\wupd.u_mag_q") in err
+
+
+def test_the_engine_netlist_for_ice40_has_every_multiplier_and_no_conflict():
+    # The registered products carry keep (hw/registered_product.py): without it yosys
+    # packed them into SB_MAC16s and tied three products to 0 (2 SB_MAC16 of 5).
+    from fxbp.hw.commands import build_component
+    profile = load_profile("fx16").with_rounding("stochastic")
+    engine = build_component("engine", profile, engine={"lanes": 1})
+    from fxbp.hw.registered_product import SynthTarget
+    res = synthesize(verilog(engine, "e", platform=SynthTarget("ice40")), "e", "ice40")
+    assert res["conflicts"] == []
+    assert res["dsp"] == 5              # lane, e.d, derivative, weight and bias updates

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from ..arith import HASH_STAGES, hash_rounds
 from ..generate import build_unit
 from ..mac import MAC
-from .banked_memory import BankedMemory
+from .banked_memory import NO_RW_CHECK, BankedMemory, read_data
 from .config import (COUNTERS, EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
                      signed_width, status_word)
 
@@ -74,6 +74,12 @@ class Engine(wiring.Component):
     ----------
     config : EngineConfig
         What the engine is generated for (profile, maxima, lanes, loss).
+    poison_collisions : bool
+        Simulation only: invert a memory read's data whenever the address read was written
+        in the same cycle. The memories carry yosys's ``no_rw_check`` (block RAM leaves
+        such a read undefined, and yosys builds no fabric logic to hide it); tests train
+        with the poison on and must stay bit-exact, which proves no read whose data is
+        used ever meets a write to its address.
 
     Members
     -------
@@ -83,10 +89,14 @@ class Engine(wiring.Component):
         Response words: each command's answer, then its status word.
     """
 
-    def __init__(self, config: EngineConfig):
+    def __init__(self, config: EngineConfig, *, poison_collisions: bool = False):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"Engine config must be an EngineConfig, not {config!r}")
+        if not isinstance(poison_collisions, bool):
+            raise TypeError(f"Engine poison_collisions must be a bool, not "
+                            f"{poison_collisions!r}")
         self.config = config
+        self.poison_collisions = poison_collisions
         self._units()              # fails here, before any signal, when a unit does not fit
         super().__init__({"cmd": In(stream.Signature(32)), "rsp": Out(stream.Signature(32))})
 
@@ -212,7 +222,7 @@ class Engine(wiring.Component):
         # ---------------------------------------------------------- memories
         def mem(name, width, depth):
             # Depth 2 at least: a one-word memory would have a zero-width address.
-            mm = memory.Memory(shape=signed(width), depth=max(2, depth), init=[])
+            mm = memory.Memory(shape=signed(width), depth=max(2, depth), init=[], attrs=NO_RW_CHECK)
             m.submodules[f"mem_{name}"] = mm
             return mm
 
@@ -229,6 +239,12 @@ class Engine(wiring.Component):
         wr_a = [b.write_port() for b in ma]
         rd_dl = [b.read_port(transparent_for=()) for b in mdl]
         wr_dl = [b.write_port() for b in mdl]
+        # Every use of a read port's data goes through read_data (collision poisoning).
+        rdd = {k: read_data(m, rd[k], wr[k], f"mem_{k}", self.poison_collisions) for k in rd}
+        rdd_a = [read_data(m, r, w, f"mem_a{q}", self.poison_collisions)
+                 for q, (r, w) in enumerate(zip(rd_a, wr_a))]
+        rdd_dl = [read_data(m, r, w, f"mem_delta{q}", self.poison_collisions)
+                  for q, (r, w) in enumerate(zip(rd_dl, wr_dl))]
         depths = {Mem.W: c.weight_bases[1], Mem.B: c.bias_bases[1],
                   Mem.A: P * c.activation_bases[1], Mem.T: c.target_depth,
                   Mem.DELTA: P * c.delta_bases[1], Mem.D: c.derivative_bases[1]}
@@ -313,10 +329,9 @@ class Engine(wiring.Component):
                 for q in range(P)]
         t_q = Signal(signed(self.t_width), name="t_q", reset_less=True)
         d_q = Signal(signed(self.d_width), name="d_q", reset_less=True)
-        m.d.sync += [w_q.eq(rd["w"].data), b_q.eq(rd["b"].data), t_q.eq(rd["t"].data),
-                     d_q.eq(rd["d"].data)]
-        m.d.sync += [a_q[q].eq(rd_a[q].data) for q in range(P)]
-        m.d.sync += [dl_q[q].eq(rd_dl[q].data) for q in range(P)]
+        m.d.sync += [w_q.eq(rdd["w"]), b_q.eq(rdd["b"]), t_q.eq(rdd["t"]), d_q.eq(rdd["d"])]
+        m.d.sync += [a_q[q].eq(rdd_a[q]) for q in range(P)]
+        m.d.sync += [dl_q[q].eq(rdd_dl[q]) for q in range(P)]
         s3 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}), name="s3")
         s3_frame = Signal(self.frame_tag, name="s3_frame", reset_less=True)
         s3_a = Signal(signed(self.lane_a), name="s3_a", reset_less=True)
@@ -415,7 +430,7 @@ class Engine(wiring.Component):
         # F chain: target fetch, pre-activation cast, sigmoid, output-error cast (a - t),
         # derivative; then the activation and derivative memories, or the delta tail.
         cv = view(coll_layout, coll)
-        ft = _Fetch(m, "fetch_t", coll_layout, cv.el.idx, rd["t"].data,
+        ft = _Fetch(m, "fetch_t", coll_layout, cv.el.idx, rdd["t"],
                     coll_valid & (cv.el.kind == F), coll)
         pre, sig, oerr, der = u_["pre"], u_["sig"], u_["oerr"], u_["der"]
         connect(ft.valid, ft.ready, pre, ft.payload.sum,
@@ -441,7 +456,7 @@ class Engine(wiring.Component):
         to_tail = training & out_layer
 
         # E chain: derivative fetch, then the error cast.
-        fd = _Fetch(m, "fetch_d", coll_layout, dbase[cv.el.layer - 1] + cv.el.idx, rd["d"].data,
+        fd = _Fetch(m, "fetch_d", coll_layout, dbase[cv.el.layer - 1] + cv.el.idx, rdd["d"],
                     coll_valid & (cv.el.kind == E), coll)
         err = u_["err"]
         connect(fd.valid, fd.ready, err, fd.payload.sum,
@@ -485,9 +500,9 @@ class Engine(wiring.Component):
 
         # G chain: weight fetch, gradient cast, update; the bias column likewise.
         g_valid = coll_valid & (cv.el.kind == G)
-        fw = _Fetch(m, "fetch_w", coll_layout, wbase[cv.el.layer - 1] + cv.el.idx, rd["w"].data,
+        fw = _Fetch(m, "fetch_w", coll_layout, wbase[cv.el.layer - 1] + cv.el.idx, rdd["w"],
                     g_valid & ~cv.el.bias, coll)
-        fb = _Fetch(m, "fetch_b", coll_layout, bbase[cv.el.layer - 1] + cv.el.row, rd["b"].data,
+        fb = _Fetch(m, "fetch_b", coll_layout, bbase[cv.el.layer - 1] + cv.el.row, rdd["b"],
                     g_valid & cv.el.bias, coll)
         ends = []
         for fetch, cast, upd, tag_l, gcode, ucode, bias in (
@@ -1137,18 +1152,20 @@ class Engine(wiring.Component):
         ds["latency"] = latency
         for mem_id, name, width, depth in ((Mem.DSX, "dsx", self.act_width, S * n0),
                                            (Mem.DST, "dst", self.t_width, S * nL)):
-            bm = BankedMemory(shape=signed(width), depth=depth, latency=latency, **banking)
+            bm = BankedMemory(shape=signed(width), depth=depth, latency=latency,
+                              poison_collisions=self.poison_collisions, **banking)
             m.submodules[f"mem_{name}"] = bm
             ds[name] = bm
             depths[mem_id] = depth
             registered[mem_id] = ds[f"{name}_q"] = bm.read_data
         # The order: one word a sample, read straight from its port.
-        mm = memory.Memory(shape=_bits(S), depth=max(2, S), init=[])
+        mm = memory.Memory(shape=_bits(S), depth=max(2, S), init=[], attrs=NO_RW_CHECK)
         m.submodules["mem_order"] = mm
         ds["order"] = (mm.read_port(transparent_for=()), mm.write_port())
+        ds["order_data"] = read_data(m, *ds["order"], "mem_order", self.poison_collisions)
         depths[Mem.ORDER] = S
         q = Signal(mm.shape, name="order_q", reset_less=True)
-        m.d.sync += q.eq(ds["order"][0].data)
+        m.d.sync += q.eq(ds["order_data"])
         registered[Mem.ORDER] = ds["order_q"] = q
         return ds
 
@@ -1221,7 +1238,7 @@ class Engine(wiring.Component):
             m.next = "GORDW"
         with m.State("GORDW"):
             m.d.comb += [busy.eq(1), active.eq(1)]
-            m.d.sync += [sample.eq(o_rd.data), g_j.eq(0)]
+            m.d.sync += [sample.eq(ds["order_data"]), g_j.eq(0)]
             m.next = "GBASE"
         with m.State("GBASE"):                     # the sample's rows
             m.d.comb += [busy.eq(1), active.eq(1)]
