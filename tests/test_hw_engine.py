@@ -141,20 +141,26 @@ def test_one_build_trains_a_smaller_network_and_batch():
         assert rtl.config.sizes == (6, 9, 5) and rtl.config.batch == 8
 
 
+def _golden_and_rtl(sizes, rng_seed: int, *, seed: int, batch: int, **rtl_kw):
+    """``(rng, golden, rtl)``: fx16 stochastic mse runtimes from the same random initial
+    parameters (two layers); ``rng`` goes on to draw the data."""
+    from fxbp.sw.runtime import GoldenRuntime
+    p = load_profile("fx16").with_rounding("stochastic")
+    rng = np.random.default_rng(rng_seed)
+    ws = [rng.uniform(-1, 1, (sizes[l + 1], sizes[l])) for l in range(2)]
+    bs = [rng.uniform(-0.5, 0.5, sizes[l + 1]) for l in range(2)]
+    kw = dict(loss="mse", seed=seed, lr=2.0, batch=batch)
+    return (rng, GoldenRuntime(sizes, p, ws, bs, **kw),
+            RtlRuntime(sizes, p, ws, bs, progress=False, **kw, **rtl_kw))
+
+
 def test_ecp5_netlist_with_mult18x18d_trains_bit_exact():
     """The engine as synthesised for ECP5 (WeightUpdate's and SigmoidDerivative's products
     in MULT18X18D instances with their registers), simulated with the cell model, trains
     to golden's digest and events: the instances are wired as the generic form computes."""
     from fxbp.sw.rtl import engine_verilog
-    from fxbp.sw.runtime import GoldenRuntime
-    p = load_profile("fx16").with_rounding("stochastic")
-    rng = np.random.default_rng(11)
     sizes, batch = (5, 7, 3), 4
-    ws = [rng.uniform(-1, 1, (sizes[l + 1], sizes[l])) for l in range(2)]
-    bs = [rng.uniform(-0.5, 0.5, sizes[l + 1]) for l in range(2)]
-    kw = dict(loss="mse", seed=3, lr=2.0, batch=batch)
-    gold = GoldenRuntime(sizes, p, ws, bs, **kw)
-    rtl = RtlRuntime(sizes, p, ws, bs, lanes=2, progress=False, family="ecp5", **kw)
+    rng, gold, rtl = _golden_and_rtl(sizes, 11, seed=3, batch=batch, lanes=2, family="ecp5")
     text = engine_verilog(rtl.config, "ecp5")
     # weight update, bias update and the sigmoid derivative: one instance each
     assert text.count('.REG_OUTPUT_CLK("CLK0")') == 3
@@ -207,19 +213,12 @@ def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch, banking, monkeypatch
     ``banking`` (words a bank, multiplexer ways) shrinks the banks so the small buffer is
     built as the 85F's is: 120 sample words in 8 banks, 3 registered levels."""
     from fxbp.hw.engine import engine as engine_module
-    from fxbp.sw.runtime import GoldenRuntime
     if banking:
         monkeypatch.setattr(engine_module, "DS_BANK_DEPTH", banking[0])
         monkeypatch.setattr(engine_module, "DS_MUX_WAYS", banking[1])
-    p = load_profile("fx16").with_rounding("stochastic")
-    rng = np.random.default_rng(2)
     sizes, n = (4, 8, 3), 30
-    ws = [rng.uniform(-1, 1, (sizes[l + 1], sizes[l])) for l in range(2)]
-    bs = [rng.uniform(-0.5, 0.5, sizes[l + 1]) for l in range(2)]
-    kw = dict(loss="mse", seed=4, lr=2.0, batch=batch)
-    gold = GoldenRuntime(sizes, p, ws, bs, **kw)
-    rtl = RtlRuntime(sizes, p, ws, bs, lanes=lanes, progress=False, dataset_buffer=n,
-                     batches_per_call=3, **kw)
+    rng, gold, rtl = _golden_and_rtl(sizes, 2, seed=4, batch=batch, lanes=lanes,
+                                     dataset_buffer=n, batches_per_call=3)
     x, t = rng.uniform(0, 1, (n, sizes[0])), rng.uniform(0, 1, (n, sizes[-1]))
     xg, tg = gold.prepare(x, t)
     xr, tr = rtl.prepare(x, t)
