@@ -100,10 +100,10 @@ class MAC(StreamUnit):
 
     def datapath(self, m, ctl, out):
         i = self.i.payload
-        a, b = ctl.reg(i.a, "a"), ctl.reg(i.b, "b")
         first = ctl.delay(i.first, 2, "first")
         last1 = ctl.delay(i.last, 2, "last")
-        p = ctl.reg(a * b, "p")
+        # a and b registered, then their product (on ECP5 all three inside a MULT18X18D).
+        p = ctl.product(i.a, i.b, "p")
         start = 0
         if self.bias_width:
             start = ctl.delay(i.bias, 2, "bias").as_signed() << self.bias_shift

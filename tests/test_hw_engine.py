@@ -155,15 +155,15 @@ def _golden_and_rtl(sizes, rng_seed: int, *, seed: int, batch: int, **rtl_kw):
 
 
 def test_ecp5_netlist_with_mult18x18d_trains_bit_exact():
-    """The engine as synthesised for ECP5 (WeightUpdate's and SigmoidDerivative's products
-    in MULT18X18D instances with their registers), simulated with the cell model, trains
+    """The engine as synthesised for ECP5 (every product in a MULT18X18D instance with its
+    registers), simulated with the cell model, trains
     to golden's digest and events: the instances are wired as the generic form computes."""
     from fxbp.sw.rtl import engine_verilog
     sizes, batch = (5, 7, 3), 4
     rng, gold, rtl = _golden_and_rtl(sizes, 11, seed=3, batch=batch, lanes=2, family="ecp5")
     text = engine_verilog(rtl.config, "ecp5")
-    # weight update, bias update and the sigmoid derivative: one instance each
-    assert text.count('.REG_OUTPUT_CLK("CLK0")') == 3
+    # one instance a MAC lane, and the e.d MAC, sigmoid derivative, weight and bias updates
+    assert text.count('.REG_OUTPUT_CLK("CLK0")') == 2 + 4
     x, t = rng.uniform(0, 1, (2 * batch + 1, sizes[0])), rng.uniform(0, 1, (2 * batch + 1, sizes[-1]))
     xg, tg = gold.prepare(x, t)
     xr, tr = rtl.prepare(x, t)

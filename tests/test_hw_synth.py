@@ -138,8 +138,8 @@ def test_every_unit_meets_its_fmax_target(preset, unit, rounding, family):
     res = place_and_route(build_unit(unit, profile, "gradient" if unit == "cast" else None),
                           family, seeds=(1, 2, 3))
     assert res["fmax_worst_mhz"] >= TARGET[family], res["critical_path"]
-    # Every ECP5 multiplier but the MAC's is a RegisteredProduct (MULT18X18D registers).
-    assert res["dsp_fully_registered"] or (family == "ecp5" and unit == "mac")
+    # Every multiplier is a RegisteredProduct (on ECP5 a MULT18X18D with its registers).
+    assert res["dsp_fully_registered"]
 
 
 YOSYS_CONFLICT_LOG = """
