@@ -307,9 +307,7 @@ class Engine(wiring.Component):
         g_addr = [Signal(ab, name=f"g_addr{q}") for q in range(P)]
         b_addr = Signal(ab, name="b_addr")
         seq_w_addr = Mux(is_f, w_addr_f, w_run)
-        seq_b_addr = b_addr
-        uniform = lane_k
-        bank_addrs = [Mux(is_g, g_addr[q], uniform) for q in range(P)]
+        bank_addrs = [Mux(is_g, g_addr[q], lane_k) for q in range(P)]
 
         frame = Signal(self.frame_tag, name="frame")
         m.d.comb += [frame.kind.eq(kind), frame.layer.eq(layer), frame.row.eq(Mux(is_g, u, v)),
@@ -596,12 +594,12 @@ class Engine(wiring.Component):
                 wr_dl[q].addr.eq(Mux(running, dlbase[delta_el.layer - 1] + delta_el.off, w_word)),
                 wr_dl[q].data.eq(Mux(running, delta_val, w_data)),
                 rd_a[q].addr.eq(Mux(running, bank_addrs[q], hword)),
-                rd_dl[q].addr.eq(Mux(running, Mux(is_g, bc_row, uniform), hword)),
+                rd_dl[q].addr.eq(Mux(running, Mux(is_g, bc_row, lane_k), hword)),
             ]
         m.d.comb += [
             rd["w"].addr.eq(Mux(running, Mux(is_g, fw.addr, seq_w_addr), h["addr"])),
             rd["w"].en.eq(Mux(running & is_g, fw.en, 1)),
-            rd["b"].addr.eq(Mux(running, Mux(is_g, fb.addr, seq_b_addr), h["addr"])),
+            rd["b"].addr.eq(Mux(running, Mux(is_g, fb.addr, b_addr), h["addr"])),
             rd["b"].en.eq(Mux(running & is_g, fb.en, 1)),
             rd["t"].addr.eq(Mux(running, ft.addr, h["addr"])),
             rd["t"].en.eq(Mux(running, ft.en, 1)),
