@@ -279,10 +279,17 @@ class Engine(wiring.Component):
 
         is_f, is_e, is_g = kind == F, kind == E, kind == G
         # U, V, K hold the last value of each loop (set once per pass, so no subtractor
-        # sits in the issue path).
-        first_op, last_op = k == 0, k == K
-        last_v = v == V
-        last_frame = last_v & (u == U)
+        # sits in the issue path). last_op (k == K), last_v (v == V) and last_u (u == U)
+        # are registers kept one step ahead with k, v and u (setup() and the loop below),
+        # so no comparator sits in front of the issue enable that every address register
+        # waits on.
+        first_op = k == 0
+        last_op = Signal(name="seq_last_op")
+        last_v = Signal(name="seq_last_v")
+        last_u = Signal(name="seq_last_u")
+        single_op = Signal(name="seq_single_op")   # K == 0: every op is a row's last
+        single_v = Signal(name="seq_single_v")     # V == 0
+        last_frame = last_v & last_u
         col0 = Signal(nb + 1 + lg, name="col0")
         b0 = Signal(_bits(c.groups * P), name="b0")
         m.d.comb += [col0.eq(v << lg), b0.eq(u << lg)]
@@ -615,18 +622,20 @@ class Engine(wiring.Component):
                      off_u.eq(0), b_addr.eq(c.bias_bases[0][l - 1])]
             if kind_ == F:
                 row = c.activation_bases[0][l - 1]
-                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(groups - 1),
-                          V.eq(n_arr[l] - 1), K.eq(n_arr[l - 1] - 1), w_run.eq(wbase[l - 1]),
-                          w_addr_f.eq(c.weight_bases[0][l - 1])]
+                ops, frames, outer = n_arr[l - 1], n_arr[l], groups
+                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]),
+                          w_run.eq(wbase[l - 1]), w_addr_f.eq(c.weight_bases[0][l - 1])]
             elif kind_ == E:
                 row = c.delta_bases[0][l]
-                stmts += [n_out.eq(n_arr[l]), n_next.eq(n_arr[l + 1]), U.eq(groups - 1),
-                          V.eq(n_arr[l] - 1), K.eq(n_arr[l + 1] - 1), w_run.eq(wbase[l])]
+                ops, frames, outer = n_arr[l + 1], n_arr[l], groups
+                stmts += [n_out.eq(n_arr[l]), n_next.eq(n_arr[l + 1]), w_run.eq(wbase[l])]
             else:
                 row = c.activation_bases[0][l - 1]
-                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), U.eq(n_arr[l] - 1),
-                          V.eq(((n_arr[l - 1] + P) >> lg) - 1), K.eq(batch - 1),
-                          bc_row.eq(dlbase[l - 1])]
+                ops, frames, outer = batch, (n_arr[l - 1] + P) >> lg, n_arr[l]
+                stmts += [n_in.eq(n_arr[l - 1]), n_out.eq(n_arr[l]), bc_row.eq(dlbase[l - 1])]
+            stmts += [K.eq(ops - 1), V.eq(frames - 1), U.eq(outer - 1),
+                      single_op.eq(ops == 1), single_v.eq(frames == 1),
+                      last_op.eq(ops == 1), last_v.eq(frames == 1), last_u.eq(outer == 1)]
             stmts += [lane_row.eq(row), lane_k.eq(row)]
             stmts += [g_addr[q].eq(row + q) for q in range(P)]
             return stmts
@@ -643,9 +652,11 @@ class Engine(wiring.Component):
         with m.If(fire):
             with m.If(last_op):
                 m.d.sync += [k.eq(0), w_run.eq(w_run_n), lane_row.eq(lane_row_n),
-                             w_addr_f.eq(w_run_n), lane_k.eq(lane_row_n)]
+                             w_addr_f.eq(w_run_n), lane_k.eq(lane_row_n),
+                             last_op.eq(single_op)]
                 with m.If(last_v):
-                    m.d.sync += [v.eq(0), u.eq(u + 1), b_addr.eq(bbase[layer - 1])]
+                    m.d.sync += [v.eq(0), u.eq(u + 1), b_addr.eq(bbase[layer - 1]),
+                                 last_v.eq(single_v), last_u.eq(u + 1 == U)]
                     with m.Switch(kind):
                         with m.Case(F):
                             m.d.comb += [w_run_n.eq(wbase[layer - 1]),
@@ -660,7 +671,8 @@ class Engine(wiring.Component):
                                          idx_u.eq(idx_u + n_in)]
                             m.d.sync += [g_addr[q].eq(abase_q[q][layer - 1]) for q in range(P)]
                 with m.Else():
-                    m.d.sync += [v.eq(v + 1), b_addr.eq(bbase_1[layer - 1] + v)]
+                    m.d.sync += [v.eq(v + 1), b_addr.eq(bbase_1[layer - 1] + v),
+                                 last_v.eq(v + 1 == V)]
                     with m.Switch(kind):
                         with m.Case(F):
                             m.d.comb += w_run_n.eq(w_run + n_in)
@@ -672,7 +684,8 @@ class Engine(wiring.Component):
                             m.d.sync += [g_addr[q].eq(abase_pq[q][layer - 1] + col0)
                                          for q in range(P)]
             with m.Else():
-                m.d.sync += [k.eq(k + 1), w_addr_f.eq(w_addr_f + 1), lane_k.eq(lane_k + 1)]
+                m.d.sync += [k.eq(k + 1), w_addr_f.eq(w_addr_f + 1), lane_k.eq(lane_k + 1),
+                             last_op.eq(k + 1 == K)]
                 with m.If(is_e):
                     m.d.sync += w_run.eq(w_run + n_out)
                 wrap = kmod == P - 1 if lg else Const(1, 1)
