@@ -16,6 +16,7 @@ from ..arith import HASH_STAGES, hash_rounds
 from ..generate import build_unit
 from ..mac import MAC
 from .banked_memory import NO_RW_CHECK, BankedMemory, read_data
+from .counter_bank import CounterBank
 from .config import (COUNTERS, EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
                      signed_width, status_word)
 
@@ -197,8 +198,10 @@ class Engine(wiring.Component):
         seed = Signal(32, name="cfg_seed")
         step = Signal(32, name="cfg_step")
         timeout = Signal(32, name="cfg_timeout", init=1 << 20)
-        cw = c.counter_bits
-        ctr = {name: Signal(cw, name="ctr_" + name.replace(".", "_")) for name in COUNTERS}
+        # The counters live in a CounterBank (built with the increments, below); the host
+        # reads them through this interface.
+        ctr = CounterBank.ReadSignature(count=len(COUNTERS), width=c.counter_bits).create(
+            path=("ctr_read",))
         nb = _bits(max(c.sizes))
         n_arr = Array([w[:nb] for w in widths])
         if c.dataset_buffer:
@@ -778,24 +781,20 @@ class Engine(wiring.Component):
             inc[f"{site}.overflow"] = sum((f & o).as_unsigned() for f, o, _ in lst)
             inc[f"{site}.underflow"] = sum((f & un).as_unsigned() for f, _, un in lst)
             inc[f"{site}.total"] = sum(f.as_unsigned() for f, _, _ in lst)
-        # The increments are registered before the adders: the events come from the ends
-        # of the units' pipelines, and the 32-bit adders should not follow their logic in
-        # the same cycle. A count lands a cycle after its event (long before the host
-        # can read it: a status word and a command come between).
-        # CLEAR is registered too: the command decoder drives one register, and the
-        # register drives the ~1,300 counter flip-flops. The counters are zeroed at the
-        # second edge after CLEAR's word (dropping the increment of the first), which is
-        # the state the comb clear gave from that edge on; the host cannot read them
-        # sooner (a status word and a command come between).
-        inc_q = {name: Signal(len(Value.cast(v)), name=f"inc_{name.replace('.', '_')}")
-                 for name, v in inc.items()}
-        clear_q = Signal(name="h_clear_q")
-        m.d.sync += clear_q.eq(h["clear"])
-        m.d.sync += [inc_q[name].eq(inc[name]) for name in COUNTERS]
-        with m.If(clear_q):
-            m.d.sync += [s.eq(0) for s in ctr.values()]
-        with m.Else():
-            m.d.sync += [ctr[name].eq(ctr[name] + inc_q[name]) for name in COUNTERS]
+        # The counters are words of one memory (CounterBank): each keeps only a pending
+        # sum of a few bits in flip-flops, and a sweep adds the sums into the words, one
+        # counter a cycle. The bank registers the increments (they come from the ends of
+        # the units' pipelines) and CLEAR (its decoder drives one register, not the
+        # pending sums' resets). CLEAR zeroes every count at once, dropping the
+        # increments of its own cycle; RREG of a counter waits for the sweep (at most
+        # len(COUNTERS) + 3 cycles). A count lands a few cycles after its event, long
+        # before the host can read it: a status word and a command come between.
+        bank = CounterBank(counters={name: len(Value.cast(inc[name])) for name in COUNTERS},
+                           width=c.counter_bits, poison_collisions=self.poison_collisions)
+        m.submodules.counters = bank
+        m.d.comb += [bank.inc[name.replace(".", "_")].eq(inc[name]) for name in COUNTERS]
+        m.d.comb += bank.clear.eq(h["clear"])
+        wiring.connect(m, ctr, bank.read)
         return m
 
     # ------------------------------------------------------------------ pass order
@@ -897,7 +896,6 @@ class Engine(wiring.Component):
                 REG["step"]: step, REG["timeout"]: timeout}
         for l, w in enumerate(widths):
             regs[REG["width0"] + l] = w
-        ro = {REG["counters"] + n: ctr[name] for n, name in enumerate(COUNTERS)}
         S = c.dataset_buffer
         ds = self._dataset_memories(m, regs, depths, registered) if S else None
         id_words = [ID_MAGIC, c.gen_hash,
@@ -953,7 +951,11 @@ class Engine(wiring.Component):
 
         # RREG reads through two registered levels of multiplexers: eight registers a
         # group by the address's low bits, then the group by its high bits.
-        readable = {**regs, **ro}
+        readable = dict(regs)
+        first_ctr = REG["counters"]
+        is_ctr = Signal(name="h_is_counter")
+        m.d.sync += [is_ctr.eq((arg >= first_ctr) & (arg < first_ctr + len(COUNTERS))),
+                     ctr.index.eq(arg - first_ctr)]
         groups = {}
         for r, sig in readable.items():
             groups.setdefault(r >> 3, {})[r & 7] = sig
@@ -1039,7 +1041,15 @@ class Engine(wiring.Component):
             with m.State("RREG2"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += [rsp_data.eq(group_value), bad.eq(~group_known)]
-                m.next = "RREG_SEND"
+                with m.If(is_ctr):
+                    m.next = "RCTR"
+                with m.Else():
+                    m.next = "RREG_SEND"
+            with m.State("RCTR"):
+                m.d.comb += [busy.eq(1), ctr.request.eq(1)]
+                with m.If(ctr.valid):
+                    m.d.sync += [rsp_data.eq(ctr.data), bad.eq(0)]
+                    m.next = "RREG_SEND"
             with m.State("RREG_SEND"):
                 m.d.comb += [rsp.valid.eq(1), busy.eq(1)]
                 with m.If(sent):
