@@ -555,7 +555,9 @@ class Engine(wiring.Component):
 
         # ---------------------------------------------------------- memory ports
         (wupd, w_el), (bupd, b_el) = ends
-        hword = h["addr"] >> lg                 # host reads
+        # Host reads take their address from the host's address register alone (the
+        # RUN copy's address multiplexer feeds only the registered write path below).
+        hword = h["raddr"] >> lg
         # Host (and RUN-copy) writes reach the write ports a cycle after the command
         # decoder or the copy chose them: no path runs from the host state machine
         # through the memory and bank decode into every write port in one cycle.
@@ -607,13 +609,13 @@ class Engine(wiring.Component):
                 rd_dl[q].addr.eq(Mux(running, Mux(is_g, bc_row, lane_k), hword)),
             ]
         m.d.comb += [
-            rd["w"].addr.eq(Mux(running, Mux(is_g, fw.addr, seq_w_addr), h["addr"])),
+            rd["w"].addr.eq(Mux(running, Mux(is_g, fw.addr, seq_w_addr), h["raddr"])),
             rd["w"].en.eq(Mux(running & is_g, fw.en, 1)),
-            rd["b"].addr.eq(Mux(running, Mux(is_g, fb.addr, b_addr), h["addr"])),
+            rd["b"].addr.eq(Mux(running, Mux(is_g, fb.addr, b_addr), h["raddr"])),
             rd["b"].en.eq(Mux(running & is_g, fb.en, 1)),
-            rd["t"].addr.eq(Mux(running, ft.addr, h["addr"])),
+            rd["t"].addr.eq(Mux(running, ft.addr, h["raddr"])),
             rd["t"].en.eq(Mux(running, ft.en, 1)),
-            rd["d"].addr.eq(Mux(running, fd.addr, h["addr"])),
+            rd["d"].addr.eq(Mux(running, fd.addr, h["raddr"])),
             rd["d"].en.eq(Mux(running, fd.en, 1)),
         ]
 
@@ -1148,11 +1150,11 @@ class Engine(wiring.Component):
                                         start_train=start_train, run_done=run_done,
                                         go_status=go_status, busy=busy)
                 return {"ds": ds, "mem": Mux(g["active"], g["mem"], arg),
-                        "addr": Mux(g["active"], g["addr"], addr[:32]),
+                        "addr": Mux(g["active"], g["addr"], addr[:32]), "raddr": addr[:32],
                         "wdata": Mux(g["active"], g["wdata"], wdata),
                         "wen": Mux(g["active"], g["wen"], wen), "clear": clear, "busy": busy}
-        return {"mem": arg, "addr": addr[:32], "wdata": wdata, "wen": wen, "clear": clear,
-                "busy": busy}
+        return {"mem": arg, "addr": addr[:32], "raddr": addr[:32], "wdata": wdata, "wen": wen,
+                "clear": clear, "busy": busy}
 
     # ------------------------------------------------------------------ dataset buffer
     def _dataset_memories(self, m, regs, depths, registered) -> dict:
