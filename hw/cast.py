@@ -46,12 +46,17 @@ class Cast(StreamUnit):
 
     Latency
     -------
-    6 cycles from an accepted input to its output, whatever the rounding: four stages of
-    the hash (or delay registers), the rounding add, then saturation and the flags.
-    Initiation interval 1. Back-pressure on ``o`` stalls the whole pipeline.
+    ``RANDOM_LATENCY`` (6) cycles from an accepted input to its output when the cast draws
+    random words: four stages of the hash, the rounding add, then saturation and the
+    flags. ``PLAIN_LATENCY`` (2) for every other cast: the rounding add, then saturation.
+    ``LATENCY`` is the instance's. Initiation interval 1. Back-pressure on ``o`` stalls the
+    whole pipeline.
     """
 
-    LATENCY = 6
+    #: Cycles of a cast that draws random words (the hash's four stages first).
+    RANDOM_LATENCY = 6
+    #: Cycles of any other cast: no register carries a value (or its tag) waiting.
+    PLAIN_LATENCY = 2
 
     class Signature(UnitSignature):
         """Ports of a :class:`Cast` (see its Members), without building one."""
@@ -71,20 +76,22 @@ class Cast(StreamUnit):
         self.in_width, self.from_frac = in_width, from_frac
         self.shift = from_frac - self.fmt.frac_bits
         self.stochastic = self.rounding is Rounding.STOCHASTIC and self.shift > 0
+        self.LATENCY = self.RANDOM_LATENCY if self.stochastic else self.PLAIN_LATENCY
         super().__init__(self.Signature(in_width=in_width, fmt=self.fmt, stochastic=self.stochastic,
                                         tag_width=tag_width), registered_ready=registered_ready)
 
     def datapath(self, m, ctl, out):
         x = self.i.payload.value
         h = len(HASH_STAGES)
+        assert self.RANDOM_LATENCY == h + 2
         if self.stochastic:
             word = ctl.hashed(self.key ^ self.i.payload.index)
             x = ctl.delay(x, h, "x")
             q = ctl.reg(round_expr(x, self.from_frac, self.fmt, self.rounding, word), "q")
             nonzero = ctl.reg(x != 0, "nonzero")
         else:
-            q = ctl.delay(round_expr(x, self.from_frac, self.fmt, self.rounding), h + 1, "q")
-            nonzero = ctl.delay(x != 0, h + 1, "nonzero")
+            q = ctl.reg(round_expr(x, self.from_frac, self.fmt, self.rounding), "q")
+            nonzero = ctl.reg(x != 0, "nonzero")
         value, over, under, _ = saturate_expr(q, self.fmt, self.overflow,
                                               nonzero if self.shift > 0 else None)
         with m.If(ctl.enable):

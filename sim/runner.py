@@ -71,14 +71,18 @@ def _bank(units, statics, descs, inputs, expected, latency):
             len(next(iter(inputs.values()))), latency)
 
 
-def _cast_case(in_width, from_frac, fmt, values):
+def _cast_case(in_width, from_frac, fmt, values, *, random: bool):
+    """The stochastic modes (``random``) or the other eight: a bank's units share one
+    latency, and a cast's depends on whether it draws random words."""
+    modes = [(r, o) for r, o in MODES if (r is Rounding.STOCHASTIC) == random]
+
     def make():
         units = [Cast(in_width=in_width, from_frac=from_frac, fmt=fmt, rounding=r, overflow=o)
-                 for r, o in MODES]
+                 for r, o in modes]
         index = np.arange(len(values))
-        expected = [models.cast_with_flags(values, from_frac, fmt, r, o, KEY, index) for r, o in MODES]
-        return _bank(units, {"key": KEY}, [f"{r.value}/{o.value}" for r, o in MODES],
-                     {"value": values, "index": index}, expected, Cast.LATENCY)
+        expected = [models.cast_with_flags(values, from_frac, fmt, r, o, KEY, index) for r, o in modes]
+        return _bank(units, {"key": KEY}, [f"{r.value}/{o.value}" for r, o in modes],
+                     {"value": values, "index": index}, expected, units[0].LATENCY)
     return make
 
 
@@ -154,10 +158,17 @@ def _cases() -> dict[str, Case]:
     cast40, cast40_mix = cast_vectors(40, 26, QFormat(6, 10), N_RANDOM, rng)
     w16, g16, upd16_mix = update_vectors(q16, QFormat(6, 10), N_RANDOM, rng, eta=1024, lr_frac=16)
     cases = [
-        Case("cast-12bit-exhaustive", _cast_case(12, 6, QFormat(3, 2), np.arange(-2048, 2048)),
-             "every 12-bit input, Q6.6 -> Q3.2, 5 roundings x 2 overflows"),
-        Case("cast-40bit-designed", _cast_case(40, 26, QFormat(6, 10), cast40),
-             "designed 40-bit accumulator values -> Q6.10, 10 modes: " + describe_mix(cast40_mix)),
+        Case("cast-12bit-exhaustive", _cast_case(12, 6, QFormat(3, 2), np.arange(-2048, 2048),
+                                                 random=False),
+             "every 12-bit input, Q6.6 -> Q3.2, 4 roundings x 2 overflows"),
+        Case("cast-12bit-exhaustive-stochastic",
+             _cast_case(12, 6, QFormat(3, 2), np.arange(-2048, 2048), random=True),
+             "every 12-bit input, Q6.6 -> Q3.2, stochastic x 2 overflows"),
+        Case("cast-40bit-designed", _cast_case(40, 26, QFormat(6, 10), cast40, random=False),
+             "designed 40-bit accumulator values -> Q6.10, 8 modes: " + describe_mix(cast40_mix)),
+        Case("cast-40bit-designed-stochastic",
+             _cast_case(40, 26, QFormat(6, 10), cast40, random=True),
+             "designed 40-bit accumulator values -> Q6.10, stochastic x 2 overflows"),
         Case("mac-8bit-exhaustive", _mac_case(8, 8, 24, 510,
                                               *[c - 128 for c in np.divmod(np.arange(65536), 256)],
                                               seed=1, bias_width=8, bias_shift=7),
