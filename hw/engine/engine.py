@@ -1241,6 +1241,10 @@ class Engine(wiring.Component):
             m.d.sync += [dv.eq(wv), dx.eq(wx), da.eq(waddr)]
             wv, wx, waddr = dv, dx, da
         drain = Signal(range(ds["latency"] + 1), name="g_drain")
+        # The copy loops' last values, registered when a batch's copy starts, so the loop
+        # ends are compares of two registers (no adder after the width registers).
+        j_end = Signal(len(g_j), name="g_j_end")          # n_0 + n_L - 1
+        b_end = Signal(len(g_b), name="g_b_end")          # cur_batch - 1
         m.d.comb += [gwen.eq(wv), gmem.eq(Mux(wx, Mem.A, Mem.T)),
                      gwdata.eq(Mux(wx, ds["dsx_q"], ds["dst_q"])), gaddr.eq(waddr)]
         rem = order_len - position
@@ -1254,10 +1258,11 @@ class Engine(wiring.Component):
         with m.State("GSTART"):
             m.d.comb += [busy.eq(1), active.eq(1)]
             m.d.sync += [cur_batch.eq(Mux(rem < cfg_batch, rem, cfg_batch)), g_b.eq(0),
-                         g_row.eq(0), t_row.eq(0)]
+                         g_row.eq(0), t_row.eq(0), j_end.eq(n0 + nL - 1)]
             m.next = "GORD"
         with m.State("GORD"):                      # the order entry is read
             m.d.comb += [busy.eq(1), active.eq(1)]
+            m.d.sync += b_end.eq(cur_batch - 1)
             m.next = "GORDW"
         with m.State("GORDW"):
             m.d.comb += [busy.eq(1), active.eq(1)]
@@ -1271,14 +1276,14 @@ class Engine(wiring.Component):
             m.d.comb += [busy.eq(1), active.eq(1)]
             m.d.sync += [pv.eq(1), px.eq(is_x), pj.eq(g_j), pb.eq(g_b), prow.eq(g_row),
                          ptrow.eq(t_row), g_j.eq(g_j + 1)]
-            with m.If(g_j == n0 + nL - 1):
+            with m.If(g_j == j_end):
                 m.d.sync += [g_b.eq(g_b + 1), t_row.eq(t_row + nL)]
                 if lg:
                     with m.If((g_b & (P - 1)) == P - 1):
                         m.d.sync += g_row.eq(g_row + n0)
                 else:
                     m.d.sync += g_row.eq(g_row + n0)
-                with m.If(g_b == cur_batch - 1):
+                with m.If(g_b == b_end):
                     m.d.sync += drain.eq(0)
                     m.next = "GDRAIN"
                 with m.Else():
