@@ -9,17 +9,22 @@ from amaranth.sim import Simulator
 from fxbp.hw.engine.banked_memory import BankedMemory
 
 
-@pytest.mark.parametrize("depth, bank_depth, mux_ways, latency", [
-    (5, 8, 2, None),        # one bank: latency 2
-    (37, 4, 2, None),       # 10 banks, 4 levels of 2-way multiplexers: latency 6
-    (100, 8, 4, 7),         # 13 banks, 2 levels, padded from 4 to 7
+@pytest.mark.parametrize("depth, bank_depth, mux_ways, bank_registers, latency, natural", [
+    (5, 8, 2, 1, None, 2),         # one bank: the read, then the register
+    (5, 8, 2, 2, None, 3),         # one bank, two registers
+    (37, 4, 2, 1, None, 6),        # 10 banks, 4 levels of 2-way multiplexers
+    (37, 4, 2, 2, None, 7),        # the same behind two registers a bank
+    (100, 8, 4, 1, 7, 4),          # 13 banks, 2 levels, padded from 4 to 7
+    (100, 8, 4, 3, 7, 6),          # three registers a bank, padded from 6 to 7
 ])
-def test_reads_return_each_word_after_the_latency(depth, bank_depth, mux_ways, latency):
+def test_reads_return_each_word_after_the_latency(depth, bank_depth, mux_ways, bank_registers,
+                                                  latency, natural):
     dut = BankedMemory(shape=signed(16), depth=depth, bank_depth=bank_depth,
-                       mux_ways=mux_ways, latency=latency)
+                       mux_ways=mux_ways, bank_registers=bank_registers, latency=latency)
     want = dut.latency
-    assert want == (latency or BankedMemory.latency_of(depth, bank_depth=bank_depth,
-                                                        mux_ways=mux_ways))
+    assert dut.natural_latency == natural == BankedMemory.latency_of(
+        depth, bank_depth=bank_depth, mux_ways=mux_ways, bank_registers=bank_registers)
+    assert want == (latency or natural)
     rng = np.random.default_rng(depth)
     words = [int(v) for v in rng.integers(-(1 << 15), 1 << 15, depth)]
     # every address, then a random order with repeats, one read a cycle
@@ -52,6 +57,7 @@ def test_reads_return_each_word_after_the_latency(depth, bank_depth, mux_ways, l
     ({"bank_depth": 12}, ValueError, "bank depth must be a power of two, not 12"),
     ({"mux_ways": 3}, ValueError, "mux ways must be a power of two, not 3"),
     ({"latency": 1}, ValueError, "BankedMemory latency must be at least 2, not 1"),
+    ({"bank_registers": 0}, ValueError, "BankedMemory bank registers must be 1 to 4, not 0"),
 ])
 def test_parameters_are_checked(kw, exc, message):
     args = {"shape": 16, "depth": 10, **kw}

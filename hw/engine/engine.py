@@ -30,6 +30,9 @@ KEY_CODES = (3, 4, 5, 6, 7, 8, 9)
 #: 16 bits) and the widest multiplexer of a registered level (``BankedMemory``).
 DS_BANK_DEPTH = 1024
 DS_MUX_WAYS = 16
+#: Registers after each dataset bank: the first sits beside its DP16KD (ulx3s-85f: the
+#: 90 banks' unregistered outputs crossed the die to their registers, 88.17 MHz).
+DS_BANK_REGISTERS = 2
 
 
 def _bits(n: int) -> int:
@@ -1169,7 +1172,8 @@ class Engine(wiring.Component):
             regs[REG[name]] = ds[name]
         # Samples and targets: banked, read data registered at every level, both read
         # with the same latency (the copy reads one or the other each cycle).
-        banking = {"bank_depth": DS_BANK_DEPTH, "mux_ways": DS_MUX_WAYS}
+        banking = {"bank_depth": DS_BANK_DEPTH, "mux_ways": DS_MUX_WAYS,
+                   "bank_registers": DS_BANK_REGISTERS}
         latency = max(BankedMemory.latency_of(S * n0, **banking),
                       BankedMemory.latency_of(S * nL, **banking))
         ds["latency"] = latency
