@@ -485,7 +485,11 @@ class Engine(wiring.Component):
                      ed.i.payload.b.eq(Mux(f_mse, der.o.payload.value, et.d)),
                      ed.i.payload.first.eq(1), ed.i.payload.last.eq(1),
                      ed.i.payload.tag.eq(Mux(f_mse, dt.el.as_value(), et.el.as_value())),
-                     err.o.ready.eq(ed.i.ready & ~f_mse)]
+                     err.o.ready.eq(ed.i.ready)]
+        # The output layer's tail (F) and the error chain (E) share the e·d MAC but never a
+        # cycle: a pass starts after the one before has drained. err's ready therefore
+        # does not wait on the tail (that put `training` and the tail's valid in front of
+        # the error cast's ~500 enables); a collision would count as a chain overrun.
         connect(ed.o.valid, ed.o.ready, dcast, ed.o.payload.sum, ed.o.payload.tag)
         dct = view(self.elem, ed.o.payload.tag)
         rand(dcast, 5, dct, dct.idx)
@@ -538,9 +542,10 @@ class Engine(wiring.Component):
         # Every chain takes an element each cycle (a fetch stage never refuses its input);
         # were one refused, the element would be lost: the counter chain_overruns says so.
         overrun = Signal(name="chain_overrun")
-        m.d.comb += overrun.eq(coll_valid & Mux(cv.el.kind == F, ~ft.i_ready,
-                                                Mux(cv.el.kind == E, ~fd.i_ready,
-                                                    Mux(cv.el.bias, ~fb.i_ready, ~fw.i_ready))))
+        m.d.comb += overrun.eq((coll_valid & Mux(cv.el.kind == F, ~ft.i_ready,
+                                                 Mux(cv.el.kind == E, ~fd.i_ready,
+                                                     Mux(cv.el.bias, ~fb.i_ready, ~fw.i_ready))))
+                               | (f_mse & err.o.valid))
 
         # Elements done: every element ends in exactly one of these writes.
         done = (
