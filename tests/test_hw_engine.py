@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fxbp.hw.engine import Engine, EngineConfig
+from fxbp.hw.generate import verilog
 from fxbp.hw.engine.config import COUNTERS, REG, Err, Mem, Op, status_word
 from fxbp.sw.engine_host import Layout, Program
 from fxbp.sw.errors import FxbpError
@@ -162,8 +163,10 @@ def test_ecp5_netlist_with_mult18x18d_trains_bit_exact():
     sizes, batch = (5, 7, 3), 4
     rng, gold, rtl = _golden_and_rtl(sizes, 11, seed=3, batch=batch, lanes=2, family="ecp5")
     text = engine_verilog(rtl.config, "ecp5")
-    # one instance a MAC lane, and the e.d MAC, sigmoid derivative, weight and bias updates
-    assert text.count('.REG_OUTPUT_CLK("CLK0")') == 2 + 4
+    # one instance a MAC lane, and the e.d MAC, the sigmoid derivative and the update
+    # (one for weights and biases: their stages are equal in fx16)
+    assert rtl.config.profile.weight == rtl.config.profile.bias
+    assert text.count('.REG_OUTPUT_CLK("CLK0")') == 2 + 3
     x, t = rng.uniform(0, 1, (2 * batch + 1, sizes[0])), rng.uniform(0, 1, (2 * batch + 1, sizes[-1]))
     xg, tg = gold.prepare(x, t)
     xr, tr = rtl.prepare(x, t)
@@ -204,6 +207,21 @@ def test_shift_mode_profile(tmp_path):
     toml = tmp_path / "shift.toml"
     toml.write_text('base = "fx16"\nname = "fx16-shift"\nlr_mode = "shift"\n')
     _same_as_golden(dataset="iris", epochs=2, precision=str(toml), lanes=4)
+
+
+def test_bias_stage_unlike_the_weight_stage_gets_its_own_update(tmp_path):
+    """When the bias stage differs from the weight stage, the engine keeps a bias update
+    of its own beside the weight update (both fed by the one gradient cast)."""
+    toml = tmp_path / "bias.toml"
+    toml.write_text('base = "fx16"\nname = "fx16-bias"\n[stages]\n'
+                    'bias = { format = "Q5.11", rounding = "stochastic", overflow = "saturate" }\n')
+    profile = load_profile(str(toml))
+    assert profile.bias != profile.weight
+    text = verilog(Engine(EngineConfig(profile=profile, sizes=(4, 8, 3), batch=8, lanes=2)), "t")
+    assert "module \\t.wupd " in text and "module \\t.bupd " in text
+    assert "module \\t.upd " not in text
+    _same_as_golden(dataset="iris", epochs=2, precision=str(toml), rounding="stochastic",
+                    lanes=2)
 
 
 @pytest.mark.parametrize("lanes, batch, banking", [(4, 8, None), (2, 7, None), (2, 8, (16, 2))])

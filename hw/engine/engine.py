@@ -48,27 +48,43 @@ def _popcount(bits, n: int):
 
 
 class _Fetch:
-    """One pipeline register that reads a memory at an address taken from its input.
+    """A pipeline register that reads memory at an address taken from its input.
 
     ``payload`` is the input registered and ``data`` the memory word read for it. The
     read is enabled only when a value moves in, so a stall keeps the word. ``addr`` and
-    ``en`` are for the port's multiplexer.
+    ``en`` are for the port's multiplexer. ``port_data`` is the read port's data, or a
+    function of the first register's payload giving it (a choice between ports).
+
+    With ``data_register``, a second register follows, holding the payload and the word:
+    the memory's output then reaches only that register (latency 2, not 1).
     """
 
-    def __init__(self, m: Module, name: str, shape, addr, port_data, i_valid, i_payload):
-        self.valid = Signal(name=f"{name}_valid")
-        self.payload = Signal(shape, name=f"{name}_payload", reset_less=True)
+    def __init__(self, m: Module, name: str, shape, addr, port_data, i_valid, i_payload, *,
+                 data_register: bool = False):
         self.ready = Signal(name=f"{name}_ready")          # from downstream
         self.i_ready = Signal(name=f"{name}_i_ready")
         self.addr = Signal(32, name=f"{name}_addr")
         self.en = Signal(name=f"{name}_en")
-        self.data = port_data
-        m.d.comb += [self.i_ready.eq(~self.valid | self.ready),
+        valid = Signal(name=f"{name}_valid")
+        payload = Signal(shape, name=f"{name}_payload", reset_less=True)
+        word = port_data(payload) if callable(port_data) else port_data
+        if data_register:
+            self.valid = Signal(name=f"{name}_valid2")
+            self.payload = Signal(shape, name=f"{name}_payload2", reset_less=True)
+            self.data = Signal.like(word, name=f"{name}_data2", reset_less=True)
+            ready = ~self.valid | self.ready
+            with m.If(valid & ready):
+                m.d.sync += [self.valid.eq(1), self.payload.eq(payload), self.data.eq(word)]
+            with m.Elif(self.ready):
+                m.d.sync += self.valid.eq(0)
+        else:
+            self.valid, self.payload, self.data, ready = valid, payload, word, self.ready
+        m.d.comb += [self.i_ready.eq(~valid | ready),
                      self.en.eq(i_valid & self.i_ready), self.addr.eq(addr)]
         with m.If(self.en):
-            m.d.sync += [self.valid.eq(1), self.payload.eq(i_payload)]
-        with m.Elif(self.ready):
-            m.d.sync += self.valid.eq(0)
+            m.d.sync += [valid.eq(1), payload.eq(i_payload)]
+        with m.Elif(ready):
+            m.d.sync += valid.eq(0)
 
 
 class Engine(wiring.Component):
@@ -116,7 +132,10 @@ class Engine(wiring.Component):
         self.t_width = signed_width(p.activation.fmt)
         fw, fin, fb = p.weight.fmt.frac_bits, p.activation.fmt.frac_bits, p.bias.fmt.frac_bits
         self.lane_a = max(self.w_width, self.delta_width)
-        self.lane_b = max(self.act_width, self.delta_width, 2)
+        # The bias column's b operand is 1.0 in the activation format (2^fin): it needs
+        # fin + 2 bits as a signed value.
+        self.lane_b = max(self.act_width, self.delta_width, 2, fin + 2)
+        self.one_a = 1 << fin
         self.frame_tag = data.StructLayout({
             "kind": 2, "layer": _bits(c.depth), "idx0": self._idx_bits(), "off": self._addr_bits(),
             "row": _bits(max(c.sizes)), "col0": _bits(max(c.sizes) + c.lanes), "mask": c.lanes})
@@ -138,8 +157,9 @@ class Engine(wiring.Component):
         self.tag_fa = tag(a=signed(aw))                      # F: the activation
         self.tag_fe = tag(a=signed(aw), err=signed(ew))      # F: activation and error
         self.tag_ed = tag(d=signed(self.d_width))            # E: the derivative
-        self.tag_gw = tag(w=signed(self.w_width))            # G: the weight
-        self.tag_gb = tag(w=signed(self.bias_width))         # G: the bias
+        self.tag_g = tag(w=signed(max(self.w_width, self.bias_width)))  # G: weight or bias
+        # One update unit serves weights and biases when their stages are equal.
+        self.shared_update = p.weight == p.bias
 
         def unit(name, stage=None, layout=el, **kw):
             return build_unit(name, p, stage, tag_width=layout.size, **kw)
@@ -153,11 +173,13 @@ class Engine(wiring.Component):
             "ed": MAC(a_width=ew, b_width=self.d_width, acc_width=ew + self.d_width,
                       max_fan_in=1, tag_width=el.size),
             "delta": unit("cast", "delta"),
-            "grad": unit("cast", "gradient", self.tag_gw, layer=hidden),
-            "bgrad": unit("cast", "bias-gradient", self.tag_gb),
-            "wupd": unit("weight-update", None, el, lr_shift=c.lr_shift),
-            "bupd": unit("bias-update", None, el, lr_shift=c.lr_shift),
+            "grad": unit("cast", "gradient", self.tag_g, layer=hidden),
         }
+        if self.shared_update:
+            self.u["upd"] = unit("weight-update", None, el, lr_shift=c.lr_shift)
+        else:
+            self.u["wupd"] = unit("weight-update", None, el, lr_shift=c.lr_shift)
+            self.u["bupd"] = unit("bias-update", None, el, lr_shift=c.lr_shift)
         if c.loss == "xent":
             self.u["xent"] = unit("cast", "xent-delta")
 
@@ -357,7 +379,7 @@ class Engine(wiring.Component):
             src = ((q + s2.rot) & (P - 1)) if lg else 0
             lane_val = Mux(s2.kind == E, dl_arr[src] if lg else dl_q[0],
                            a_arr[src] if lg else a_q[0])
-            m.d.sync += s3_b[q].eq(Mux(s2.one[q], 1, lane_val))
+            m.d.sync += s3_b[q].eq(Mux(s2.one[q], self.one_a, lane_val))
         for q, lane in enumerate(self.lanes):
             pl = lane.i.payload
             m.d.comb += [lane.i.valid.eq(s3.valid), pl.a.eq(s3_a), pl.b.eq(s3_b[q]),
@@ -419,10 +441,14 @@ class Engine(wiring.Component):
         if not c.stochastic:
             m.d.comb += kg_busy.eq(0)
 
-        def rand(unit, code, el, index):
+        def rand(unit, code, el, index, bias_code=None):
+            """The unit's site key and word index; with ``bias_code``, a bias element
+            (``el.bias``) takes that site's key."""
             if getattr(unit, "stochastic", False):
-                m.d.comb += [unit.key.eq(Array(keys[code])[el.layer - 1]),
-                             unit.i.payload.index.eq(index)]
+                key = Array(keys[code])[el.layer - 1]
+                if bias_code is not None:
+                    key = Mux(el.bias, Array(keys[bias_code])[el.layer - 1], key)
+                m.d.comb += [unit.key.eq(key), unit.i.payload.index.eq(index)]
 
         events = {code: [] for code in EVENT_CODES}
 
@@ -513,45 +539,67 @@ class Engine(wiring.Component):
             delta_el = view(self.elem, Mux(xent.o.valid, xent.o.payload.tag, dcast.o.payload.tag))
             delta_val = Mux(xent.o.valid, xent.o.payload.value, dcast.o.payload.value)
 
-        # G chain: weight fetch, gradient cast, update; the bias column likewise.
+        # G chain: weight or bias fetch, gradient cast, update. The lanes multiply the
+        # bias column by 1.0 in the activation format (one_a), so a bias sum arrives with
+        # the weight gradient's fraction bits: one gradient cast serves both, bit-exact
+        # (docs/engine.md section 4: a sum with zero bits appended casts as before).
         g_valid = coll_valid & (cv.el.kind == G)
-        fw = _Fetch(m, "fetch_w", coll_layout, wbase[cv.el.layer - 1] + cv.el.idx, rdd["w"],
-                    g_valid & ~cv.el.bias, coll)
-        fb = _Fetch(m, "fetch_b", coll_layout, bbase[cv.el.layer - 1] + cv.el.row, rdd["b"],
-                    g_valid & cv.el.bias, coll)
-        ends = []
-        for fetch, cast, upd, tag_l, gcode, ucode, bias in (
-                (fw, u_["grad"], u_["wupd"], self.tag_gw, 6, 8, False),
-                (fb, u_["bgrad"], u_["bupd"], self.tag_gb, 7, 9, True)):
-            index = (lambda e: e.row) if bias else (lambda e: e.idx)
-            connect(fetch.valid, fetch.ready, cast, fetch.payload.sum,
-                    pack(tag_l, f"tag_{cast.__class__.__name__}{gcode}", el=fetch.payload.el,
-                         w=fetch.data))
-            rand(cast, gcode, fetch.payload.el, index(fetch.payload.el))
-            count(gcode, fired(cast), cast.o.payload.overflow, cast.o.payload.underflow)
-            gt = view(tag_l, cast.o.payload.tag)
-            m.d.comb += [upd.i.valid.eq(cast.o.valid), upd.i.payload.w.eq(gt.w),
-                         upd.i.payload.g.eq(cast.o.payload.value),
-                         upd.i.payload.tag.eq(gt.el.as_value()), cast.o.ready.eq(upd.i.ready),
-                         upd.o.ready.eq(1)]
-            rand(upd, ucode, gt.el, index(gt.el))
+        g_b_addr = Signal(32, name="fetch_g_b_addr")
+        m.d.comb += g_b_addr.eq(bbase[cv.el.layer - 1] + cv.el.row)
+        fg = _Fetch(m, "fetch_g", coll_layout, wbase[cv.el.layer - 1] + cv.el.idx,
+                    lambda pl: Mux(pl.el.bias, rdd["b"], rdd["w"]), g_valid, coll,
+                    data_register=True)
+        gcast = u_["grad"]
+        connect(fg.valid, fg.ready, gcast, fg.payload.sum,
+                pack(self.tag_g, "tag_grad", el=fg.payload.el, w=fg.data))
+        gel = fg.payload.el
+        rand(gcast, 6, gel, Mux(gel.bias, gel.row, gel.idx), bias_code=7)
+        gt = view(self.tag_g, gcast.o.payload.tag)
+        for code, sel in ((6, ~gt.el.bias), (7, gt.el.bias)):
+            count(code, fired(gcast) & sel, gcast.o.payload.overflow,
+                  gcast.o.payload.underflow)
+        if self.shared_update:
+            updates = [(u_["upd"], None)]
+        else:
+            updates = [(u_["wupd"], False), (u_["bupd"], True)]
+        for upd, bias in updates:
+            sel = 1 if bias is None else (gt.el.bias if bias else ~gt.el.bias)
+            m.d.comb += [upd.i.valid.eq(gcast.o.valid & sel), upd.i.payload.w.eq(gt.w),
+                         upd.i.payload.g.eq(gcast.o.payload.value),
+                         upd.i.payload.tag.eq(gt.el.as_value()), upd.o.ready.eq(1)]
+            if bias is None:
+                rand(upd, 8, gt.el, Mux(gt.el.bias, gt.el.row, gt.el.idx), bias_code=9)
+            else:
+                rand(upd, 9 if bias else 8, gt.el, gt.el.row if bias else gt.el.idx)
             if hasattr(upd, "eta"):
                 m.d.comb += upd.eta.eq(eta)
-            count(ucode, upd.o.valid, upd.o.payload.overflow, upd.o.payload.stalled)
-            ends.append((upd, view(self.elem, upd.o.payload.tag)))
+            uel = view(self.elem, upd.o.payload.tag)
+            for code, is_bias in ((8, False), (9, True)):
+                if bias is None or bias == is_bias:
+                    on = upd.o.valid & (uel.bias if is_bias else ~uel.bias)
+                    count(code, on, upd.o.payload.overflow, upd.o.payload.stalled)
+        if self.shared_update:
+            m.d.comb += gcast.o.ready.eq(u_["upd"].i.ready)
+            w_upd = b_upd = u_["upd"]
+        else:
+            w_upd, b_upd = u_["wupd"], u_["bupd"]
+            m.d.comb += gcast.o.ready.eq(Mux(gt.el.bias, b_upd.i.ready, w_upd.i.ready))
+        w_el, b_el = view(self.elem, w_upd.o.payload.tag), view(self.elem, b_upd.o.payload.tag)
+        w_end = w_upd.o.valid & ~w_el.bias
+        b_end = b_upd.o.valid & b_el.bias
         # Every chain takes an element each cycle (a fetch stage never refuses its input);
         # were one refused, the element would be lost: the counter chain_overruns says so.
         overrun = Signal(name="chain_overrun")
         m.d.comb += overrun.eq((coll_valid & Mux(cv.el.kind == F, ~ft.i_ready,
                                                  Mux(cv.el.kind == E, ~fd.i_ready,
-                                                     Mux(cv.el.bias, ~fb.i_ready, ~fw.i_ready))))
+                                                     ~fg.i_ready)))
                                | (f_mse & err.o.valid))
 
         # Elements done: every element ends in exactly one of these writes.
         done = (
             (f_end & ~to_tail).as_unsigned()
             + delta_valid.as_unsigned()
-            + ends[0][0].o.valid + ends[1][0].o.valid)
+            + w_end.as_unsigned() + b_end.as_unsigned())
 
         # ---------------------------------------------------------- host interface
         h = self._host(m, running=running, start_run=start_run, start_train=start_train,
@@ -562,7 +610,6 @@ class Engine(wiring.Component):
                        banks={Mem.A: a_q, Mem.DELTA: dl_q})
 
         # ---------------------------------------------------------- memory ports
-        (wupd, w_el), (bupd, b_el) = ends
         # Host reads take their address from the host's address register alone (the
         # RUN copy's address multiplexer feeds only the registered write path below).
         hword = h["raddr"] >> lg
@@ -591,12 +638,12 @@ class Engine(wiring.Component):
                          port.data.eq(w_data)]
         f_el = dt.el
         m.d.comb += [
-            wr["w"].en.eq(Mux(running, wupd.o.valid, host_we(Mem.W))),
+            wr["w"].en.eq(Mux(running, w_end, host_we(Mem.W))),
             wr["w"].addr.eq(Mux(running, wbase[w_el.layer - 1] + w_el.idx, w_addr)),
-            wr["w"].data.eq(Mux(running, wupd.o.payload.value, w_data)),
-            wr["b"].en.eq(Mux(running, bupd.o.valid, host_we(Mem.B))),
+            wr["w"].data.eq(Mux(running, w_upd.o.payload.value, w_data)),
+            wr["b"].en.eq(Mux(running, b_end, host_we(Mem.B))),
             wr["b"].addr.eq(Mux(running, bbase[b_el.layer - 1] + b_el.row, w_addr)),
-            wr["b"].data.eq(Mux(running, bupd.o.payload.value, w_data)),
+            wr["b"].data.eq(Mux(running, b_upd.o.payload.value, w_data)),
             wr["t"].en.eq(host_we(Mem.T)), wr["t"].addr.eq(w_addr),
             wr["t"].data.eq(w_data),
             wr["d"].en.eq(Mux(running, f_end & training & ~out_layer, host_we(Mem.D))),
@@ -617,10 +664,10 @@ class Engine(wiring.Component):
                 rd_dl[q].addr.eq(Mux(running, Mux(is_g, bc_row, lane_k), hword)),
             ]
         m.d.comb += [
-            rd["w"].addr.eq(Mux(running, Mux(is_g, fw.addr, seq_w_addr), h["raddr"])),
-            rd["w"].en.eq(Mux(running & is_g, fw.en, 1)),
-            rd["b"].addr.eq(Mux(running, Mux(is_g, fb.addr, b_addr), h["raddr"])),
-            rd["b"].en.eq(Mux(running & is_g, fb.en, 1)),
+            rd["w"].addr.eq(Mux(running, Mux(is_g, fg.addr, seq_w_addr), h["raddr"])),
+            rd["w"].en.eq(Mux(running & is_g, fg.en, 1)),
+            rd["b"].addr.eq(Mux(running, Mux(is_g, g_b_addr, b_addr), h["raddr"])),
+            rd["b"].en.eq(Mux(running & is_g, fg.en, 1)),
             rd["t"].addr.eq(Mux(running, ft.addr, h["raddr"])),
             rd["t"].en.eq(Mux(running, ft.en, 1)),
             rd["d"].addr.eq(Mux(running, fd.addr, h["raddr"])),
