@@ -23,7 +23,10 @@ __all__ = ["select_device", "OpenCLRuntime", "OpenCLFloatRuntime", "opencl_avail
            "opencl_problem", "DEVICE_CHOICES"]
 
 DEVICE_CHOICES = ("auto", "gpu", "cpu")
-WORK_GROUP = 64
+#: Side of the square work-groups of the tiled matrix-product kernels (``-DTILE``).
+TILE = 16
+#: Cast sites of fixed_train.cl, and the plan entries that hold their parameters.
+CAST_SITES = ("PRE", "ACT", "ERR", "D", "DELTA", "G", "UPD", "GB", "UPDB")
 _FIX = "pip install 'fxbp[opencl]' (PoCL runs the kernels on the CPU), or install your GPU's OpenCL driver"
 
 
@@ -136,7 +139,10 @@ def _program(ctx, name: str, options: tuple[str, ...]):
     key = (ctx.int_ptr, name, options)
     if key not in _PROGRAMS:
         cl = _cl()
-        src = (resources.files("fxbp.sw") / "kernels" / f"{name}.cl").read_text()
+        folder = resources.files("fxbp.sw") / "kernels"
+        src = (folder / f"{name}.cl").read_text()
+        # The one shared header, inlined (no include path to pass to every compiler).
+        src = src.replace('#include "matrix_sum.h"', (folder / "matrix_sum.h").read_text())
         with warnings.catch_warnings():
             # pyopencl warns when a build log is non-empty (PoCL prints notes).
             warnings.simplefilter("ignore")
@@ -148,8 +154,27 @@ def _program(ctx, name: str, options: tuple[str, ...]):
     return _PROGRAMS[key]
 
 
-def _global(n: int) -> tuple[int]:
-    return (max(WORK_GROUP, math.ceil(n / WORK_GROUP) * WORK_GROUP),)
+def _tiles(n: int) -> int:
+    return max(TILE, math.ceil(n / TILE) * TILE)
+
+
+def cast_defines(site: str, spec) -> tuple[str, ...]:
+    """``-D`` options that make ``site``'s cast parameters compile-time constants in the
+    kernels (the 7 entries of a ``fixed.cast_spec`` array, in its order)."""
+    if site not in CAST_SITES:
+        raise ValueError(f"unknown cast site {site!r}: choose one of {', '.join(CAST_SITES)}")
+    values = [int(v) for v in np.asarray(spec).reshape(-1)]
+    if len(values) != 7:
+        raise ValueError(f"a cast spec has 7 entries (shift, mode, saturate, lo, hi, bits, "
+                         f"signed), not {len(values)}")
+
+    def literal(v: int) -> str:
+        if not -(1 << 63) <= v < (1 << 63):
+            raise ValueError(f"cast parameter {v} of {site} does not fit a long")
+        return f"({v + 1}L-1L)" if v == -(1 << 63) else f"({v}L)"
+
+    names = ("SHIFT", "MODE", "SAT", "LO", "HI", "BITS", "SIGNED")
+    return tuple(f"-D{site}_{n}={literal(v)}" for n, v in zip(names, values))
 
 
 class _Launch:
@@ -173,8 +198,15 @@ class _Launch:
             self.values[name] = value
         return self
 
-    def run(self, n_items: int) -> None:
-        self.cl.enqueue_nd_range_kernel(self.queue, self.kernel, _global(n_items), (WORK_GROUP,))
+    def run_grid(self, cols: int, rows: int, tiled: bool) -> None:
+        """A ``cols`` x ``rows`` matrix of items (dimension 0 the columns): TILE x TILE
+        work-groups for the tiled kernels, rows of TILE items for the straight ones (a
+        batch of 1 then runs ``TILE`` items a column block, not ``TILE**2``)."""
+        if tiled:
+            size, local = (_tiles(cols), _tiles(rows)), (TILE, TILE)
+        else:
+            size, local = (_tiles(cols), max(1, rows)), (TILE, 1)
+        self.cl.enqueue_nd_range_kernel(self.queue, self.kernel, size, local)
 
 
 class DeviceData:
@@ -197,12 +229,17 @@ class _OpenCLBase(Runtime):
     dtype = np.int64
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
-                 device="auto"):
+                 device="auto", tiled=None):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch)
+        if tiled is not None and not isinstance(tiled, bool):
+            raise TypeError(f"tiled must be None (by device), True or False, not {tiled!r}")
         self.cl = _cl()
         self.platform, self.device = select_device(device)
         self.ctx, self.queue = _context(self.device)
+        # Tiled matrix sums on GPUs; on CPUs the straight sums are faster (docs/opencl.md).
+        self.tiled = bool(self.device.type & self.cl.device_type.GPU) if tiled is None else tiled
+        self._forms = (f"-DTILE={TILE}", f"-DTILED={int(self.tiled)}")
         self.capacity = max(batch, EVAL_CHUNK)
         item = np.dtype(self.dtype).itemsize
         mf = self.cl.mem_flags
@@ -219,11 +256,13 @@ class _OpenCLBase(Runtime):
     def describe(self) -> dict:
         kind = self.cl.device_type.to_string(self.device.type)
         return {"backend": self.name, "platform": self.platform.name.strip(),
-                "device": f"{self.device.name.strip()} ({kind})"}
+                "device": f"{self.device.name.strip()} ({kind})",
+                "kernels": "tiled" if self.tiled else "straight"}
 
-    def _launches(self, program, names) -> dict:
-        """Kernel objects per (kernel, layer), created once and reused every step."""
-        return {(n, l): _Launch(self.cl, program, n, self.queue)
+    def _launches(self, programs, names) -> dict:
+        """Kernel objects per (kernel, layer), created once and reused every step;
+        ``programs`` holds each layer's program."""
+        return {(n, l): _Launch(self.cl, programs[l], n, self.queue)
                 for n in names for l in range(len(self.sizes) - 1)}
 
     def _upload_weights(self, weights) -> None:
@@ -308,20 +347,22 @@ class OpenCLRuntime(_OpenCLBase):
     dtype = np.int64
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
-                 device="auto"):
+                 device="auto", tiled=None):
         # Raw values travel as int32 when every stage format fits (arithmetic stays 64-bit).
         narrow = all(profile.stage(s).fmt.total_bits <= 32 for s in STAGES)
         self.dtype = np.int32 if narrow else np.int64
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
-                         lr=lr, batch=batch, device=device)
+                         lr=lr, batch=batch, device=device, tiled=tiled)
         self.eta = learning_rate_raw(lr, batch, profile)
         # The golden model holds the static plan (formats, cast specs, random keys, fit
         # checks) and quantises host data; the device holds the parameters and does the work.
         self.plan = golden_model(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                                  batch=batch, eta=self.eta)
         raw_t = "int" if self.dtype == np.int32 else "long"
-        program = _program(self.ctx, "fixed_train", (f"-DRAW_T={raw_t}",))
-        self.k = self._launches(program, ("forward", "delta", "weight_update", "bias_update"))
+        programs = [_program(self.ctx, "fixed_train",
+                             (f"-DRAW_T={raw_t}", *self._forms, *self._layer_defines(l)))
+                    for l in range(len(sizes) - 1)]
+        self.k = self._launches(programs, ("forward", "delta", "update"))
         self._upload_weights(self.plan.weights)
         self.b_buf = [self._upload(b.astype(self.dtype)) for b in self.plan.biases]
         self.ev_buf = self._upload(np.zeros((len(EVENT_SITES), 2), dtype=np.uint32))
@@ -329,10 +370,17 @@ class OpenCLRuntime(_OpenCLBase):
         self.totals = np.zeros(len(EVENT_SITES), dtype=np.int64)
         self._setup_kernels()
 
-    def _spec(self, spec: np.ndarray):
-        mf = self.cl.mem_flags
-        return self.cl.Buffer(self.ctx, mf.READ_ONLY | mf.COPY_HOST_PTR,
-                              hostbuf=np.ascontiguousarray(spec, dtype=np.int64))
+    def _layer_defines(self, l: int) -> tuple[str, ...]:
+        """Layer ``l``'s cast parameters as ``-D`` constants: one program per layer."""
+        p, model = self.profile, self.plan
+        plan = model._plans[l]
+        u_frac = self.eta[1] + p.gradient.fmt.frac_bits
+        specs = {"PRE": plan["pre"], "ACT": plan["act"], "ERR": plan["err"], "D": plan["d"],
+                 "DELTA": plan["delta"], "G": plan["g"],
+                 "UPD": model._spec_update(max(u_frac, p.weight.fmt.frac_bits), p.weight),
+                 "GB": plan["gb"],
+                 "UPDB": model._spec_update(max(u_frac, p.bias.fmt.frac_bits), p.bias)}
+        return tuple(d for site in CAST_SITES for d in cast_defines(site, specs[site]))
 
     def _setup_kernels(self) -> None:
         """Set every argument that stays fixed for the whole run, once."""
@@ -349,10 +397,10 @@ class OpenCLRuntime(_OpenCLBase):
             self.k["forward", l].set(
                 n_in=i32(n_in), n_out=i32(n_out), rows=self.rows, gather=i32(l == 0),
                 x=self.acts[l], x_t=self.acts_t[l], w=self.w_buf[l], bias=self.b_buf[l],
-                bias_shift=i32(plan["bias_shift"]), pre_spec=self._spec(plan["pre"]),
+                bias_shift=i32(plan["bias_shift"]),
                 kind=i32(0 if p.sigmoid.kind == "lut" else 1), table=table,
                 r_raw=np.int64(r_raw), addr_shift=i32(addr_shift),
-                plan_f=i32(p.preactivation.fmt.frac_bits), act_spec=self._spec(plan["act"]),
+                plan_f=i32(p.preactivation.fmt.frac_bits),
                 a_out=self.acts[l + 1], a_t=self.acts_t[l + 1], ev=self.ev_buf,
                 r_pre=i32(_R["preactivation"]),
                 r_act=i32(_R["activation"]))
@@ -361,25 +409,20 @@ class OpenCLRuntime(_OpenCLBase):
                 act=self.acts[l + 1], target=self.acts[l + 1], rows=self.rows,
                 delta_next=self.deltas[l + 1] if not last else self.deltas[l],
                 w_next_t=self.w_t_buf[l + 1] if not last else self.w_t_buf[l],
-                e_spec=self._spec(plan["err"]), use_derivative=i32(plan["derivative"]),
-                one=np.int64(1 << p.activation.fmt.frac_bits), d_spec=self._spec(plan["d"]),
-                delta_spec=self._spec(plan["delta"]), delta_out=self.deltas[l],
+                use_derivative=i32(plan["derivative"]),
+                one=np.int64(1 << p.activation.fmt.frac_bits), delta_out=self.deltas[l],
                 delta_t=self.deltas_t[l], ev=self.ev_buf,
                 r_err=i32(_R["error"]), r_d=i32(_R["derivative"]), r_delta=i32(_R["delta"]))
             w_frac = max(u_frac, p.weight.fmt.frac_bits)
-            self.k["weight_update", l].set(
-                n_items=i32(n_in * n_out), n_in=i32(n_in), n_out=i32(n_out),
-                delta_t=self.deltas_t[l], a_prev_t=self.acts_t[l], w=self.w_buf[l],
-                w_t=self.w_t_buf[l], eta=np.int64(eta_raw), g_spec=self._spec(plan["g"]),
-                w_shift=i32(w_frac - p.weight.fmt.frac_bits), u_shift=i32(w_frac - u_frac),
-                upd_spec=self._spec(model._spec_update(w_frac, p.weight)), ev=self.ev_buf,
-                r_g=i32(_R["gradient"]), r_upd=i32(_R["weight_update"]))
             b_frac = max(u_frac, p.bias.fmt.frac_bits)
-            self.k["bias_update", l].set(
-                n_out=i32(n_out), delta_t=self.deltas_t[l], bias=self.b_buf[l], eta=np.int64(eta_raw),
-                g_spec=self._spec(plan["gb"]), w_shift=i32(b_frac - p.bias.fmt.frac_bits),
-                u_shift=i32(b_frac - u_frac), upd_spec=self._spec(model._spec_update(b_frac, p.bias)),
-                ev=self.ev_buf, r_g=i32(_R["bias_gradient"]), r_upd=i32(_R["bias_update"]))
+            self.k["update", l].set(
+                n_in=i32(n_in), n_out=i32(n_out),
+                delta_t=self.deltas_t[l], a_prev_t=self.acts_t[l], w=self.w_buf[l],
+                w_t=self.w_t_buf[l], bias=self.b_buf[l], eta=np.int64(eta_raw),
+                w_shift=i32(w_frac - p.weight.fmt.frac_bits), u_shift=i32(w_frac - u_frac),
+                b_w_shift=i32(b_frac - p.bias.fmt.frac_bits), b_u_shift=i32(b_frac - u_frac),
+                ev=self.ev_buf, r_g=i32(_R["gradient"]), r_upd=i32(_R["weight_update"]),
+                r_gb=i32(_R["bias_gradient"]), r_updb=i32(_R["bias_update"]))
         self._w_frac = max(u_frac, p.weight.fmt.frac_bits)
         self._b_frac = max(u_frac, p.bias.fmt.frac_bits)
 
@@ -397,7 +440,8 @@ class OpenCLRuntime(_OpenCLBase):
         self.k["forward", 0].set(x=data.x)
         for l in range(len(self.sizes) - 1):
             n_out = self.sizes[l + 1]
-            self.k["forward", l].set(n_items=i32(n * n_out), rows=rows, offset=i32(offset)).run(n * n_out)
+            self.k["forward", l].set(n=i32(n), rows=rows, offset=i32(offset)).run_grid(
+                n_out, n, self.tiled)
             self.totals[_R["preactivation"]] += n * n_out
             self.totals[_R["activation"]] += n * n_out
 
@@ -412,22 +456,23 @@ class OpenCLRuntime(_OpenCLBase):
             k = self.k["delta", l]
             if l == n_layers - 1:
                 k.set(target=data.t)
-            k.set(n_items=i32(n * n_cur), rows=rows, offset=i32(offset),
+            k.set(n=i32(n), rows=rows, offset=i32(offset),
                   e_key=self._key(plan["err_frac"], p.error, "error", layer),
                   d_key=self._key(plan["d_frac"], p.derivative, "derivative", layer),
-                  delta_key=self._key(plan["delta_frac"], p.delta, "delta", layer)).run(n * n_cur)
+                  delta_key=self._key(plan["delta_frac"], p.delta, "delta", layer)
+                  ).run_grid(n_cur, n, self.tiled)
             self.totals[_R["error"]] += n * n_cur
             self.totals[_R["delta"]] += n * n_cur
             if plan["derivative"]:
                 self.totals[_R["derivative"]] += n * n_cur
         for l, plan in enumerate(model._plans):
             layer, n_in, n_out = l + 1, self.sizes[l], self.sizes[l + 1]
-            self.k["weight_update", l].set(
+            self.k["update", l].set(
                 batch=i32(n), g_key=self._key(plan["g_frac"], p.gradient, "gradient", layer),
-                upd_key=self._key(self._w_frac, p.weight, "weight_update", layer)).run(n_in * n_out)
-            self.k["bias_update", l].set(
-                batch=i32(n), g_key=self._key(plan["gb_frac"], p.gradient, "bias_gradient", layer),
-                upd_key=self._key(self._b_frac, p.bias, "bias_update", layer)).run(n_out)
+                upd_key=self._key(self._w_frac, p.weight, "weight_update", layer),
+                gb_key=self._key(plan["gb_frac"], p.gradient, "bias_gradient", layer),
+                updb_key=self._key(self._b_frac, p.bias, "bias_update", layer)
+            ).run_grid(n_in + 1, n_out, self.tiled)
             for site, size in (("gradient", n_out * n_in), ("weight_update", n_out * n_in),
                                ("bias_gradient", n_out), ("bias_update", n_out)):
                 self.totals[_R[site]] += size
@@ -485,13 +530,13 @@ class OpenCLFloatRuntime(_OpenCLBase):
     dtype = np.float32
 
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
-                 device="auto"):
+                 device="auto", tiled=None):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
-                         lr=lr, batch=batch, device=device)
+                         lr=lr, batch=batch, device=device, tiled=tiled)
         if not (np.isfinite(lr) and lr > 0):
             raise FxbpError(f"the learning rate must be a positive number, not {lr!r}")
-        program = _program(self.ctx, "float_train", ())
-        self.k = self._launches(program, ("forward", "delta", "weight_update", "bias_update"))
+        program = _program(self.ctx, "float_train", self._forms)
+        self.k = self._launches([program] * (len(sizes) - 1), ("forward", "delta", "update"))
         self._upload_weights(init_weights)
         self.b_buf = [self._upload(np.asarray(b, dtype=np.float32)) for b in init_biases]
         self.step = 0
@@ -512,12 +557,10 @@ class OpenCLFloatRuntime(_OpenCLBase):
                 w_next_t=self.w_t_buf[l + 1] if not last else self.w_t_buf[l],
                 use_derivative=i32(not (last and loss == "xent")), delta_out=self.deltas[l],
                 delta_t=self.deltas_t[l])
-            self.k["weight_update", l].set(
-                n_items=i32(n_in * n_out), n_in=i32(n_in), n_out=i32(n_out),
+            self.k["update", l].set(
+                n_in=i32(n_in), n_out=i32(n_out),
                 delta_t=self.deltas_t[l], a_prev_t=self.acts_t[l], w=self.w_buf[l],
-                w_t=self.w_t_buf[l], eta=eta)
-            self.k["bias_update", l].set(n_out=i32(n_out), delta_t=self.deltas_t[l],
-                                         bias=self.b_buf[l], eta=eta)
+                w_t=self.w_t_buf[l], bias=self.b_buf[l], eta=eta)
 
     def _host_prepare(self, x, t):
         return np.asarray(x, dtype=np.float32), np.asarray(t, dtype=np.float32)
@@ -527,7 +570,8 @@ class OpenCLFloatRuntime(_OpenCLBase):
         self.k["forward", 0].set(x=data.x)
         for l in range(len(self.sizes) - 1):
             n_out = self.sizes[l + 1]
-            self.k["forward", l].set(n_items=i32(n * n_out), rows=rows, offset=i32(offset)).run(n * n_out)
+            self.k["forward", l].set(n=i32(n), rows=rows, offset=i32(offset)).run_grid(
+                n_out, n, self.tiled)
 
     def _step(self, data, rows, offset, n):
         i32 = np.int32
@@ -538,11 +582,10 @@ class OpenCLFloatRuntime(_OpenCLBase):
             if l == n_layers - 1:
                 k.set(target=data.t)
             n_cur = self.sizes[l + 1]
-            k.set(n_items=i32(n * n_cur), rows=rows, offset=i32(offset)).run(n * n_cur)
+            k.set(n=i32(n), rows=rows, offset=i32(offset)).run_grid(n_cur, n, self.tiled)
         for l in range(n_layers):
             n_in, n_out = self.sizes[l], self.sizes[l + 1]
-            self.k["weight_update", l].set(batch=i32(n)).run(n_in * n_out)
-            self.k["bias_update", l].set(batch=i32(n)).run(n_out)
+            self.k["update", l].set(batch=i32(n)).run_grid(n_in + 1, n_out, self.tiled)
         self.step += 1
 
     def predict(self, x):

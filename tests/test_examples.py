@@ -44,3 +44,11 @@ def test_opencl_benchmark(tmp_path):
     res = json.loads((tmp_path / "o.json").read_text())
     assert res["rows"][0]["int_over_float32"] > 0 and res["device"]
     assert "int/golden" in out
+    # a network of its own on synthetic data, batch 1 included, golden left out
+    out = run_script("benchmarks/opencl_step.py", "--net", "12-20-3", "--batches", "1", "20",
+                     "--rounds", "1", "--no-golden", "--json", str(tmp_path / "s.json"))
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert [r["batch"] for r in res["rows"]] == [1, 20]
+    assert res["macs_per_sample"] == 2 * (12 * 20 + 20 * 3) + 20 * 3
+    assert "golden" not in res["rows"][0]["samples_per_second"]
+    assert "12-20-3 on synthetic data" in out

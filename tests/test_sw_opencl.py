@@ -1,9 +1,9 @@
 """The OpenCL backends on whatever device is present (PoCL on the CPU in CI).
 
 Integer kernels: digests, cast-event counts and histories equal the golden model's
-across shapes, batch sizes (including ones that do not divide the work-group size
-of 64), roundings, presets, losses and both sigmoids. float32 kernels: agree with
-NumPy float32 within the tolerance derived below.
+across shapes, batch sizes (including ones that do not divide the tile of 16), both
+forms of the matrix sums (tiled and straight), roundings, presets, losses and both
+sigmoids. float32 kernels: agree with NumPy float32 within the tolerance derived below.
 """
 
 import dataclasses
@@ -24,7 +24,7 @@ if opencl.opencl_problem() is not None:
     pytest.skip(f"no usable OpenCL device: {opencl.opencl_problem()}", allow_module_level=True)
 
 
-def pair(sizes, profile, batch, lr, loss="mse", seed=0, backend="opencl"):
+def pair(sizes, profile, batch, lr, loss="mse", seed=0, backend="opencl", tiled=None):
     rng = np.random.default_rng(seed)
     w0, b0 = [], []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -33,7 +33,8 @@ def pair(sizes, profile, batch, lr, loss="mse", seed=0, backend="opencl"):
         b0.append(profile.bias.fmt.to_real(quantize(rng.uniform(-0.5, 0.5, n_out), profile.bias.fmt)))
     kw = dict(loss=loss, seed=seed, lr=lr, batch=batch)
     ref = GoldenRuntime(sizes, profile, w0, b0, **kw)
-    dev = make_runtime(backend, sizes, profile, w0, b0, device="auto", **kw)
+    extra = {} if tiled is None else {"tiled": tiled}
+    dev = make_runtime(backend, sizes, profile, w0, b0, device="auto", **kw, **extra)
     return ref, dev
 
 
@@ -59,12 +60,15 @@ def train_both(ref, dev, sizes, n, batch, epochs=2):
 SHAPES = {"digits": (64, 32, 10), "iris": (4, 8, 3), "single": (2, 1), "deep-odd": (5, 7, 6, 3)}
 
 
+@pytest.mark.parametrize("tiled", [False, True], ids=["straight", "tiled"])
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("batch", [1, 13, 64, 100])
-def test_digest_equals_golden_across_shapes_and_batches(shape, batch):
+def test_digest_equals_golden_across_shapes_and_batches(shape, batch, tiled):
+    """Both kernel forms (matrix_sum.h), whatever the device would pick."""
     sizes = SHAPES[shape]
     profile = load_profile("fx16").with_rounding("stochastic")
-    ref, dev = pair(sizes, profile, batch, lr=0.5 if batch < 4 else 2.0)
+    ref, dev = pair(sizes, profile, batch, lr=0.5 if batch < 4 else 2.0, tiled=tiled)
+    assert dev.describe()["kernels"] == ("tiled" if tiled else "straight")
     (gx, _), (dx, _) = train_both(ref, dev, sizes, n=150, batch=batch)
     assert dev.digest() == ref.digest()
     assert dev.event_counts() == ref.event_counts()
@@ -112,10 +116,11 @@ def test_trainer_runs_and_resumes_bit_exactly(tmp_path):
     assert res["runtime"]["backend"] == "opencl" and res["runtime"]["platform"]
 
 
-def test_float32_kernels_agree_with_numpy_float32():
+@pytest.mark.parametrize("tiled", [False, True], ids=["straight", "tiled"])
+def test_float32_kernels_agree_with_numpy_float32(tiled):
     sizes = (64, 32, 10)
     p = load_profile("fx16")
-    _, dev = pair(sizes, p, 32, lr=2.0, backend="opencl-float32")
+    _, dev = pair(sizes, p, 32, lr=2.0, backend="opencl-float32", tiled=tiled)
     # Start both float32 trainers from the same values.
     w0 = [w.astype(np.float64) for w, _ in dev.float_layers()]
     b0 = [b.astype(np.float64) for _, b in dev.float_layers()]
@@ -153,6 +158,27 @@ def test_float32_trainer_accuracy_tracks_numpy():
     a = Trainer(TrainConfig(backend="float32", **cfg)).run()
     b = Trainer(TrainConfig(backend="opencl-float32", **cfg)).run()
     assert abs(a["final_test_accuracy"] - b["final_test_accuracy"]) <= 2 / 359   # <= 2 samples
+
+
+def test_cast_parameters_become_constants():
+    """fixed.cast_spec's 7 entries as -D constants of one site (a long literal each; the
+    most negative long written so that no literal overflows)."""
+    from fxbp.sw.fixed import cast_spec
+    p = load_profile("fx16")
+    spec = cast_spec(26, p.preactivation.fmt, p.preactivation.rounding, p.preactivation.overflow)
+    defines = opencl.cast_defines("PRE", spec)
+    assert [d.split("=")[0] for d in defines] == [
+        "-DPRE_SHIFT", "-DPRE_MODE", "-DPRE_SAT", "-DPRE_LO", "-DPRE_HI", "-DPRE_BITS",
+        "-DPRE_SIGNED"]
+    assert defines[0] == f"-DPRE_SHIFT=({26 - p.preactivation.fmt.frac_bits}L)"
+    lowest = opencl.cast_defines("G", [0, 0, 1, -(1 << 63), (1 << 63) - 1, 64, 1])
+    assert lowest[3] == "-DG_LO=(-9223372036854775807L-1L)"
+    with pytest.raises(ValueError, match="unknown cast site 'X'"):
+        opencl.cast_defines("X", spec)
+    with pytest.raises(ValueError, match="7 entries"):
+        opencl.cast_defines("PRE", spec[:6])
+    with pytest.raises(TypeError, match="tiled must be None"):
+        pair((4, 8, 3), p, 8, 1.0, tiled=1)
 
 
 def test_device_selection():
@@ -210,7 +236,8 @@ def test_cli_opencl_backend(tmp_path, capsys):
     outs = {}
     for backend in ("golden", "opencl"):
         with pytest.raises(SystemExit) as exc:
-            main(["train", "--dataset", "digits", "--backend", backend, "--device", "cpu",
+            device = ["--device", "cpu"] if backend == "opencl" else []
+            main(["train", "--dataset", "digits", "--backend", backend, *device,
                   "--epochs", "1", "--batch", "64", "--lr", "2", "--rounding", "stochastic",
                   "--quiet", "--json", str(tmp_path / f"{backend}.json")])
         assert exc.value.code == 0

@@ -1,13 +1,22 @@
 /* fxbp integer training kernels: docs/datapath.md, bit for bit.
  *
- * One work-item per output element; global sizes are rounded up to the
- * work-group size, so every kernel first checks its index. Sums are exact in
- * long (the host refuses profiles whose sums could exceed the accumulator).
- * Every inner loop walks memory contiguously: activations and deltas are also
- * written transposed ([width, batch]) and weights kept transposed too, so that
- * sums over the batch or over the next layer read consecutive words (CPU
- * devices vectorise them; GPUs coalesce). Cast parameters come as 7 longs
- * (shift, mode, saturate, lo, hi, total_bits, signed), as fixed.cast_spec builds them.
+ * Built once per layer: the layer's cast parameters are compile-time constants
+ * (-D <SITE>_SHIFT, _MODE, _SAT, _LO, _HI, _BITS, _SIGNED for the sites PRE, ACT,
+ * ERR, D, DELTA, G, UPD, GB and UPDB, from the fixed.cast_spec arrays the golden
+ * model uses), so every test on a mode or a shift folds away and no cast branches.
+ *
+ * Every kernel but bias_update is a 2-D range of items (dimension 0 the output's
+ * columns), rounded up to TILE x TILE work-groups; items outside write nothing. The
+ * three matrix products (forward x W^T, back-propagated error delta_next W_next,
+ * weight gradient delta^T a_prev) come in two builds of this one source:
+ *   TILED=1 (GPUs): a work-group stages a TILE x TILE tile of each operand in local
+ *     memory, and every item sums its element over the tiles;
+ *   TILED=0 (CPUs, where barriers cost more than the cache saves): every item sums
+ *     its element straight from global memory.
+ * Sums are exact in long (the host refuses profiles whose sums could exceed the
+ * accumulator), so the order of a sum cannot change it. Activations and deltas are
+ * also written transposed ([width, batch]) and weights kept transposed too, so that
+ * every sum reads consecutive words.
  * Event counters: ev[2 * row] overflow, ev[2 * row + 1] underflow.
  */
 
@@ -29,11 +38,12 @@ inline uint hash32(uint a)
     return a;
 }
 
-/* Section 1: round, then saturate or wrap. Sets bit 0 of *ev on overflow, bit 1 on underflow. */
-inline long cast_value(long v, uint i, __constant const long *sp, uint key, int *ev)
+/* Section 1: round, then saturate or wrap. Sets bit 0 of *ev on overflow, bit 1 on
+ * underflow. Called only through CAST, whose parameters are constants. */
+inline long cast_value(long v, uint i, const long shift, const long mode, const long saturate,
+                       const long lo, const long hi, const long bits, const long is_signed,
+                       uint key, int *ev)
 {
-    const long shift = sp[0], mode = sp[1], saturate = sp[2], lo = sp[3], hi = sp[4];
-    const long bits = sp[5], is_signed = sp[6];
     long q;
     if (shift > 0) {
         if (mode == 0)
@@ -71,6 +81,10 @@ inline long cast_value(long v, uint i, __constant const long *sp, uint key, int 
     return q;
 }
 
+#define CAST(v, i, S, key, ev) \
+    cast_value((v), (i), S##_SHIFT, S##_MODE, S##_SAT, S##_LO, S##_HI, S##_BITS, S##_SIGNED, \
+               (key), (ev))
+
 inline void count(__global uint *ev, int row, int flags)
 {
     if (flags & 1) atomic_inc(&ev[2 * row]);
@@ -95,40 +109,46 @@ inline long plan_exact(long z, int f)
     return z < 0 ? (32L << f) - y : y;
 }
 
+#include "matrix_sum.h"
+
 /* Section 5: a[b, o] = sigmoid(cast(sum_k x[b, k] w[o, k] + (bias[o] << bias_shift))).
- * With gather != 0, row b of x is x[rows[offset + b]] (the batch's samples in the epoch order),
- * and the items of row b also write those inputs transposed into x_t[k, b].
+ * Dimension 0 is o, dimension 1 is b. With gather != 0, row b of x is
+ * x[rows[offset + b]] (the batch's samples in the epoch order), and the items of row b
+ * also write those inputs transposed into x_t[k, b] (item o every n_out-th).
  * a_t[o, b] receives the activations transposed. */
-__kernel void forward(const int n_items, const int n_in, const int n_out,
-                      __global const RAW_T *x, __global const int *rows, const int offset,
-                      const int gather, __global RAW_T *x_t,
-                      __global const RAW_T *w, __global const RAW_T *bias,
-                      const int bias_shift, __constant const long *pre_spec,
-                      const int kind, __global const RAW_T *table, const long r_raw,
-                      const int addr_shift, const int plan_f, __constant const long *act_spec,
-                      __global RAW_T *a_out, __global RAW_T *a_t, __global uint *ev,
-                      const int r_pre, const int r_act)
+__kernel WORK_GROUP_ATTR
+void forward(const int n, const int n_in, const int n_out,
+             __global const RAW_T *x, __global const int *rows, const int offset,
+             const int gather, __global RAW_T *x_t,
+             __global const RAW_T *w, __global const RAW_T *bias,
+             const int bias_shift, const int kind, __global const RAW_T *table,
+             const long r_raw, const int addr_shift, const int plan_f,
+             __global RAW_T *a_out, __global RAW_T *a_t, __global uint *ev,
+             const int r_pre, const int r_act)
 {
-    const int gid = get_global_id(0);
-    if (gid >= n_items) return;
-    const int n = n_items / n_out;
-    const int b = gid / n_out, o = gid - b * n_out;
-    const long row = gather ? rows[offset + b] : b;
-    __global const RAW_T *xr = x + row * n_in, *wr = w + (long)o * n_in;
+    TILES(RAW_T, xs, ws);
+    const int lc = get_local_id(0), lr = get_local_id(1);
+    const int o = get_global_id(0), b = get_global_id(1);
+    const int b_load = get_group_id(1) * TILE + lr, o_load = get_group_id(0) * TILE + lr;
+    const long x_load = b_load < n ? (gather ? (long)rows[offset + b_load] : b_load) * n_in : -1;
+    const long w_load = o_load < n_out ? (long)o_load * n_in : -1;
+    const long x_own = b < n ? (gather ? (long)rows[offset + b] : b) * n_in : -1;
+    const long w_own = o < n_out ? (long)o * n_in : -1;
     long acc = 0;
-    for (int k = 0; k < n_in; k++)
-        acc += (long)xr[k] * (long)wr[k];
-    if (gather)                         /* each item transposes every n_out-th input */
+    MATRIX_SUM(long, acc, xs, ws, x, x_load, x_own, w, w_load, w_own, n_in);
+    if (b >= n || o >= n_out) return;
+    if (gather)
         for (int k = o; k < n_in; k += n_out)
-            x_t[(long)k * n + b] = xr[k];
+            x_t[(long)k * n + b] = x[x_own + k];
+    const int gid = b * n_out + o;
     int flags;
-    const long z = cast_value((long)acc + ((long)bias[o] << bias_shift), gid, pre_spec, 0u, &flags);
+    const long z = CAST(acc + ((long)bias[o] << bias_shift), gid, PRE, 0u, &flags);
     count(ev, r_pre, flags);
     long a;
     if (kind == 0) {
         a = (long)table[lut_index(z, r_raw, addr_shift)];
     } else {
-        a = cast_value(plan_exact(z, plan_f), gid, act_spec, 0u, &flags);
+        a = CAST(plan_exact(z, plan_f), gid, ACT, 0u, &flags);
         count(ev, r_act, flags);
     }
     a_out[gid] = (RAW_T)a;
@@ -136,103 +156,101 @@ __kernel void forward(const int n_items, const int n_in, const int n_out,
 }
 
 /* Section 6: e = cast(err); d = cast(a (1 - a)); delta = cast(e d) (or cast(e), xent output).
- * err is a - t for the output layer (n_next == 0), else sum_o delta_next[b, o] w_next[o, j],
- * read through the transposed weights w_next_t[j, o]. Writes delta and delta_t[j, b]. */
-__kernel void delta(const int n_items, const int n_cur, const int n_next,
-                    __global const RAW_T *act, __global const RAW_T *target,
-                    __global const int *rows, const int offset,
-                    __global const RAW_T *delta_next, __global const RAW_T *w_next_t,
-                    __constant const long *e_spec, const uint e_key,
-                    const int use_derivative, const long one,
-                    __constant const long *d_spec, const uint d_key,
-                    __constant const long *delta_spec, const uint delta_key,
-                    __global RAW_T *delta_out, __global RAW_T *delta_t, __global uint *ev,
-                    const int r_err, const int r_d, const int r_delta)
+ * Dimension 0 is j, dimension 1 is b. err is a - t for the output layer (n_next == 0),
+ * else sum_o delta_next[b, o] w_next[o, j], read through the transposed weights
+ * w_next_t[j, o]. Writes delta and delta_t[j, b]. */
+__kernel WORK_GROUP_ATTR
+void delta(const int n, const int n_cur, const int n_next,
+           __global const RAW_T *act, __global const RAW_T *target,
+           __global const int *rows, const int offset,
+           __global const RAW_T *delta_next, __global const RAW_T *w_next_t,
+           const uint e_key, const int use_derivative, const long one,
+           const uint d_key, const uint delta_key,
+           __global RAW_T *delta_out, __global RAW_T *delta_t, __global uint *ev,
+           const int r_err, const int r_d, const int r_delta)
 {
-    const int gid = get_global_id(0);
-    if (gid >= n_items) return;
-    long err;
-    const int n = n_items / n_cur;
-    const int b = gid / n_cur, j = gid - b * n_cur;
-    if (n_next == 0) {
-        err = (long)act[gid] - (long)target[(long)rows[offset + b] * n_cur + j];
-    } else {
-        __global const RAW_T *dr = delta_next + (long)b * n_next;
-        __global const RAW_T *wr = w_next_t + (long)j * n_next;
-        long acc = 0;
-        for (int o = 0; o < n_next; o++)
-            acc += (long)dr[o] * (long)wr[o];
-        err = (long)acc;
+    TILES(RAW_T, ds, ws);
+    const int lc = get_local_id(0), lr = get_local_id(1);
+    const int j = get_global_id(0), b = get_global_id(1);
+    long acc = 0;
+    if (n_next > 0) {                   /* the same for every item: the barriers agree */
+        const int b_load = get_group_id(1) * TILE + lr, j_load = get_group_id(0) * TILE + lr;
+        const long d_load = b_load < n ? (long)b_load * n_next : -1;
+        const long w_load = j_load < n_cur ? (long)j_load * n_next : -1;
+        const long d_own = b < n ? (long)b * n_next : -1;
+        const long w_own = j < n_cur ? (long)j * n_next : -1;
+        MATRIX_SUM(long, acc, ds, ws, delta_next, d_load, d_own, w_next_t, w_load, w_own, n_next);
     }
+    if (b >= n || j >= n_cur) return;
+    const int gid = b * n_cur + j;
+    const long err = n_next == 0
+        ? (long)act[gid] - (long)target[(long)rows[offset + b] * n_cur + j] : acc;
     int flags;
-    const long e = cast_value(err, gid, e_spec, e_key, &flags);
+    const long e = CAST(err, gid, ERR, e_key, &flags);
     count(ev, r_err, flags);
     long q;
     if (use_derivative) {
         const long a = (long)act[gid];
-        const long d = cast_value(a * (one - a), gid, d_spec, d_key, &flags);
+        const long d = CAST(a * (one - a), gid, D, d_key, &flags);
         count(ev, r_d, flags);
-        q = cast_value(e * d, gid, delta_spec, delta_key, &flags);
+        q = CAST(e * d, gid, DELTA, delta_key, &flags);
     } else {
-        q = cast_value(e, gid, delta_spec, delta_key, &flags);
+        q = CAST(e, gid, DELTA, delta_key, &flags);
     }
     count(ev, r_delta, flags);
     delta_out[gid] = (RAW_T)q;
     delta_t[(long)j * n + b] = (RAW_T)q;
 }
 
-/* Sections 7-8 for one parameter; returns the new value. */
-inline long update_value(long g_exact, long w, uint i, long eta, __constant const long *g_spec,
-                         uint g_key, int w_shift, int u_shift, __constant const long *upd_spec,
-                         uint upd_key, __global uint *ev, int r_g, int r_upd)
-{
-    int flags;
-    const long g = cast_value(g_exact, i, g_spec, g_key, &flags);
-    count(ev, r_g, flags);
-    const long u = (g * eta) << u_shift;
-    const long q = cast_value((w << w_shift) - u, i, upd_spec, upd_key, &flags);
-    if (flags & 1) atomic_inc(&ev[2 * r_upd]);
-    if (u != 0 && q == w) atomic_inc(&ev[2 * r_upd + 1]);   /* a stalled update */
-    return q;
-}
+/* Sections 7-8 for one parameter: the new value of w (G: the gradient cast's site,
+ * U: the update's). A macro, so that each use gets its sites' constants. */
+#define UPDATE_VALUE(out, g_exact, w, i, eta, G, g_key, w_shift, u_shift, U, upd_key,     \
+                     ev, r_g, r_upd)                                                      \
+    do {                                                                                  \
+        int flags_;                                                                       \
+        const long g_ = CAST(g_exact, i, G, g_key, &flags_);                              \
+        count(ev, r_g, flags_);                                                           \
+        const long u_ = (g_ * (eta)) << (u_shift);                                        \
+        out = CAST(((long)(w) << (w_shift)) - u_, i, U, upd_key, &flags_);                \
+        if (flags_ & 1) atomic_inc(&(ev)[2 * (r_upd)]);                                   \
+        if (u_ != 0 && out == (long)(w)) atomic_inc(&(ev)[2 * (r_upd) + 1]); /* stalled */ \
+    } while (0)
 
-/* w[o, i] <- cast(w - eta cast(sum_b delta_t[o, b] a_prev_t[i, b])), in place, with the
- * transposed copy w_t[i, o] kept equal. */
-__kernel void weight_update(const int n_items, const int n_in, const int n_out, const int batch,
-                            __global const RAW_T *delta_t, __global const RAW_T *a_prev_t,
-                            __global RAW_T *w, __global RAW_T *w_t, const long eta,
-                            __constant const long *g_spec, const uint g_key,
-                            const int w_shift, const int u_shift,
-                            __constant const long *upd_spec, const uint upd_key,
-                            __global uint *ev, const int r_g, const int r_upd)
+/* The update of a layer, fused: w[o, i] <- cast(w - eta cast(sum_b delta_t[o, b]
+ * a_prev_t[i, b])), in place, with the transposed copy w_t[i, o] kept equal; and in
+ * column i = n_in the bias, b[o] <- cast(b - eta cast(sum_b delta_t[o, b])).
+ * Dimension 0 is i (0 .. n_in), dimension 1 is o. */
+__kernel WORK_GROUP_ATTR
+void update(const int n_in, const int n_out, const int batch,
+            __global const RAW_T *delta_t, __global const RAW_T *a_prev_t,
+            __global RAW_T *w, __global RAW_T *w_t, __global RAW_T *bias, const long eta,
+            const uint g_key, const int w_shift, const int u_shift, const uint upd_key,
+            const uint gb_key, const int b_w_shift, const int b_u_shift, const uint updb_key,
+            __global uint *ev, const int r_g, const int r_upd, const int r_gb, const int r_updb)
 {
-    const int gid = get_global_id(0);
-    if (gid >= n_items) return;
-    const int o = gid / n_in, i = gid - o * n_in;
-    __global const RAW_T *dr = delta_t + (long)o * batch, *ar = a_prev_t + (long)i * batch;
+    TILES(RAW_T, ds, as);
+    const int lc = get_local_id(0), lr = get_local_id(1);
+    const int i = get_global_id(0), o = get_global_id(1);
+    const int o_load = get_group_id(1) * TILE + lr, i_load = get_group_id(0) * TILE + lr;
+    const long d_load = o_load < n_out ? (long)o_load * batch : -1;
+    const long a_load = i_load < n_in ? (long)i_load * batch : -1;
+    const long d_own = o < n_out ? (long)o * batch : -1;
+    const long a_own = i < n_in ? (long)i * batch : -1;
     long acc = 0;
-    for (int b = 0; b < batch; b++)
-        acc += (long)dr[b] * (long)ar[b];
-    const RAW_T q = (RAW_T)update_value(acc, (long)w[gid], gid, eta, g_spec, g_key, w_shift,
-                                        u_shift, upd_spec, upd_key, ev, r_g, r_upd);
-    w[gid] = q;
-    w_t[(long)i * n_out + o] = q;
-}
-
-/* b[o] <- cast(b - eta cast(sum_b delta[b, o])), in place. */
-__kernel void bias_update(const int n_out, const int batch, __global const RAW_T *delta_t,
-                          __global RAW_T *bias, const long eta,
-                          __constant const long *g_spec, const uint g_key,
-                          const int w_shift, const int u_shift,
-                          __constant const long *upd_spec, const uint upd_key,
-                          __global uint *ev, const int r_g, const int r_upd)
-{
-    const int o = get_global_id(0);
-    if (o >= n_out) return;
-    __global const RAW_T *dr = delta_t + (long)o * batch;
-    long s = 0;
-    for (int b = 0; b < batch; b++)
-        s += (long)dr[b];
-    bias[o] = (RAW_T)update_value(s, (long)bias[o], o, eta, g_spec, g_key, w_shift, u_shift, upd_spec,
-                           upd_key, ev, r_g, r_upd);
+    MATRIX_SUM(long, acc, ds, as, delta_t, d_load, d_own, a_prev_t, a_load, a_own, batch);
+    if (o >= n_out || i > n_in) return;
+    long q;
+    if (i == n_in) {
+        for (int b = 0; b < batch; b++)
+            acc += (long)delta_t[d_own + b];
+        UPDATE_VALUE(q, acc, bias[o], o, eta, GB, gb_key, b_w_shift, b_u_shift, UPDB, updb_key,
+                     ev, r_gb, r_updb);
+        bias[o] = (RAW_T)q;
+        return;
+    }
+    const int gid = o * n_in + i;
+    UPDATE_VALUE(q, acc, w[gid], gid, eta, G, g_key, w_shift, u_shift, UPD, upd_key, ev, r_g,
+                 r_upd);
+    w[gid] = (RAW_T)q;
+    w_t[(long)i * n_out + o] = (RAW_T)q;
 }

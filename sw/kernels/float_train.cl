@@ -1,78 +1,95 @@
 /* fxbp float32 training kernels: the GPU user's baseline, the same network and
  * update rule as fxbp.sw.float_ref (eta = lr / batch times the batch-summed
- * gradient). One work-item per output element; global sizes are rounded up.
- * Same memory layout as fixed_train.cl: transposed copies of activations,
- * deltas and weights keep every inner loop contiguous. */
+ * gradient). The same structure as fixed_train.cl, so that the two compare fairly:
+ * the three matrix products are tiled in TILE x TILE work-groups through local
+ * memory, and activations, deltas and weights keep transposed copies so that every
+ * tile load reads consecutive words. Each item still sums its element in index
+ * order (tile by tile, then within the tile). */
 
-__kernel void forward(const int n_items, const int n_in, const int n_out,
-                      __global const float *x, __global const int *rows, const int offset,
-                      const int gather, __global float *x_t, __global const float *w,
-                      __global const float *bias, __global float *a_out, __global float *a_t)
+#include "matrix_sum.h"
+
+/* Dimension 0 is o, dimension 1 is b. */
+__kernel WORK_GROUP_ATTR
+void forward(const int n, const int n_in, const int n_out,
+             __global const float *x, __global const int *rows, const int offset,
+             const int gather, __global float *x_t, __global const float *w,
+             __global const float *bias, __global float *a_out, __global float *a_t)
 {
-    const int gid = get_global_id(0);
-    if (gid >= n_items) return;
-    const int n = n_items / n_out;
-    const int b = gid / n_out, o = gid - b * n_out;
-    const long row = gather ? rows[offset + b] : b;
-    __global const float *xr = x + row * n_in, *wr = w + (long)o * n_in;
+    TILES(float, xs, ws);
+    const int lc = get_local_id(0), lr = get_local_id(1);
+    const int o = get_global_id(0), b = get_global_id(1);
+    const int b_load = get_group_id(1) * TILE + lr, o_load = get_group_id(0) * TILE + lr;
+    const long x_load = b_load < n ? (gather ? (long)rows[offset + b_load] : b_load) * n_in : -1;
+    const long w_load = o_load < n_out ? (long)o_load * n_in : -1;
+    const long x_own = b < n ? (gather ? (long)rows[offset + b] : b) * n_in : -1;
+    const long w_own = o < n_out ? (long)o * n_in : -1;
     float acc = 0.0f;
-    for (int k = 0; k < n_in; k++)
-        acc += xr[k] * wr[k];
-    const float a = 1.0f / (1.0f + exp(-(acc + bias[o])));
-    a_out[gid] = a;
-    a_t[(long)o * n + b] = a;
-    if (gather)                         /* each item transposes every n_out-th input */
+    MATRIX_SUM(float, acc, xs, ws, x, x_load, x_own, w, w_load, w_own, n_in);
+    if (b >= n || o >= n_out) return;
+    if (gather)
         for (int k = o; k < n_in; k += n_out)
-            x_t[(long)k * n + b] = xr[k];
+            x_t[(long)k * n + b] = x[x_own + k];
+    const float a = 1.0f / (1.0f + exp(-(acc + bias[o])));
+    a_out[b * n_out + o] = a;
+    a_t[(long)o * n + b] = a;
 }
 
-__kernel void delta(const int n_items, const int n_cur, const int n_next,
-                    __global const float *act, __global const float *target,
-                    __global const int *rows, const int offset,
-                    __global const float *delta_next, __global const float *w_next_t,
-                    const int use_derivative, __global float *delta_out, __global float *delta_t)
+/* Dimension 0 is j, dimension 1 is b. */
+__kernel WORK_GROUP_ATTR
+void delta(const int n, const int n_cur, const int n_next,
+           __global const float *act, __global const float *target,
+           __global const int *rows, const int offset,
+           __global const float *delta_next, __global const float *w_next_t,
+           const int use_derivative, __global float *delta_out, __global float *delta_t)
 {
-    const int gid = get_global_id(0);
-    if (gid >= n_items) return;
-    float err;
-    const int n = n_items / n_cur;
-    const int b = gid / n_cur, j = gid - b * n_cur;
-    if (n_next == 0) {
-        err = act[gid] - target[(long)rows[offset + b] * n_cur + j];
-    } else {
-        float acc = 0.0f;
-        for (int o = 0; o < n_next; o++)
-            acc += delta_next[(long)b * n_next + o] * w_next_t[(long)j * n_next + o];
-        err = acc;
+    TILES(float, ds, ws);
+    const int lc = get_local_id(0), lr = get_local_id(1);
+    const int j = get_global_id(0), b = get_global_id(1);
+    float acc = 0.0f;
+    if (n_next > 0) {                   /* the same for every item: the barriers agree */
+        const int b_load = get_group_id(1) * TILE + lr, j_load = get_group_id(0) * TILE + lr;
+        const long d_load = b_load < n ? (long)b_load * n_next : -1;
+        const long w_load = j_load < n_cur ? (long)j_load * n_next : -1;
+        const long d_own = b < n ? (long)b * n_next : -1;
+        const long w_own = j < n_cur ? (long)j * n_next : -1;
+        MATRIX_SUM(float, acc, ds, ws, delta_next, d_load, d_own, w_next_t, w_load, w_own,
+                   n_next);
     }
+    if (b >= n || j >= n_cur) return;
+    const int gid = b * n_cur + j;
+    const float err = n_next == 0 ? act[gid] - target[(long)rows[offset + b] * n_cur + j] : acc;
     const float a = act[gid];
     const float d = use_derivative ? err * a * (1.0f - a) : err;
     delta_out[gid] = d;
     delta_t[(long)j * n + b] = d;
 }
 
-__kernel void weight_update(const int n_items, const int n_in, const int n_out, const int batch,
-                            __global const float *delta_t, __global const float *a_prev_t,
-                            __global float *w, __global float *w_t, const float eta)
+/* The update of a layer, fused: weights (w and w_t) and, in column i = n_in, the bias.
+ * Dimension 0 is i (0 .. n_in), dimension 1 is o. */
+__kernel WORK_GROUP_ATTR
+void update(const int n_in, const int n_out, const int batch,
+            __global const float *delta_t, __global const float *a_prev_t,
+            __global float *w, __global float *w_t, __global float *bias, const float eta)
 {
-    const int gid = get_global_id(0);
-    if (gid >= n_items) return;
-    const int o = gid / n_in, i = gid - o * n_in;
+    TILES(float, ds, as);
+    const int lc = get_local_id(0), lr = get_local_id(1);
+    const int i = get_global_id(0), o = get_global_id(1);
+    const int o_load = get_group_id(1) * TILE + lr, i_load = get_group_id(0) * TILE + lr;
+    const long d_load = o_load < n_out ? (long)o_load * batch : -1;
+    const long a_load = i_load < n_in ? (long)i_load * batch : -1;
+    const long d_own = o < n_out ? (long)o * batch : -1;
+    const long a_own = i < n_in ? (long)i * batch : -1;
     float acc = 0.0f;
-    for (int b = 0; b < batch; b++)
-        acc += delta_t[(long)o * batch + b] * a_prev_t[(long)i * batch + b];
+    MATRIX_SUM(float, acc, ds, as, delta_t, d_load, d_own, a_prev_t, a_load, a_own, batch);
+    if (o >= n_out || i > n_in) return;
+    if (i == n_in) {
+        for (int b = 0; b < batch; b++)
+            acc += delta_t[d_own + b];
+        bias[o] -= eta * acc;
+        return;
+    }
+    const int gid = o * n_in + i;
     const float q = w[gid] - eta * acc;
     w[gid] = q;
     w_t[(long)i * n_out + o] = q;
-}
-
-__kernel void bias_update(const int n_out, const int batch, __global const float *delta_t,
-                          __global float *bias, const float eta)
-{
-    const int o = get_global_id(0);
-    if (o >= n_out) return;
-    float s = 0.0f;
-    for (int b = 0; b < batch; b++)
-        s += delta_t[(long)o * batch + b];
-    bias[o] -= eta * s;
 }
