@@ -28,6 +28,7 @@ import io
 import json
 import math
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -648,19 +649,37 @@ tr.mismatch td,.mismatch{color:#c00;font-weight:bold}
 .ok{color:#070;font-weight:bold}
 figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:.85em;color:#555}code{font-size:.9em;word-break:break-all}
+ol.notes{font-size:.85em;color:#444;margin:.4em 0 0;padding-left:1.6em}
 """
+
+#: A table cell longer than this moves under the table as a numbered note, so that a
+#: reason (why a backend did not run, how to measure a target) does not stretch its row
+#: down a phone's screen.
+NOTE_CHARS = 60
 
 
 def _table_html(cols, rows, red=None, numeric=()) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = []
+    body, notes = [], []
     for i, row in enumerate(rows):
         cls = ' class="mismatch"' if red and red[i] else ""
-        cells = "".join(f'<td{" class=num" if j in numeric else ""}>{html.escape(str(c))}</td>'
-                        for j, c in enumerate(row))
-        body.append(f"<tr{cls}>{cells}</tr>")
+        cells = []
+        for j, c in enumerate(row):
+            text = str(c)
+            if re.fullmatch(r"[0-9a-f]{64}", text):          # a digest: wraps anywhere
+                inner = f"<code>{text}</code>"
+            elif len(text) > NOTE_CHARS:
+                if text not in notes:
+                    notes.append(text)
+                inner = f"see note {notes.index(text) + 1}"
+            else:
+                inner = html.escape(text)
+            cells.append(f'<td{" class=num" if j in numeric else ""}>{inner}</td>')
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    listed = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return (f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>'
-            f'{"".join(body)}</tbody></table></div>')
+            f'{"".join(body)}</tbody></table></div>'
+            + (f'<ol class="notes">{listed}</ol>' if notes else ""))
 
 
 def render_html(record: dict, images: dict[str, bytes]) -> str:
