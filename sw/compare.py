@@ -666,8 +666,8 @@ def _table_html(cols, rows, red=None, numeric=()) -> str:
         cells = []
         for j, c in enumerate(row):
             text = str(c)
-            if re.fullmatch(r"[0-9a-f]{64}", text):          # a digest: wraps anywhere
-                inner = f"<code>{text}</code>"
+            if re.fullmatch(r"[0-9a-f]{64}", text):     # a digest: its first 16 digits
+                inner = f'<code title="{text}">{text[:16]}…</code>'
             elif len(text) > NOTE_CHARS:
                 if text not in notes:
                     notes.append(text)

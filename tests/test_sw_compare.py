@@ -324,7 +324,8 @@ def test_out_is_a_file(tmp_path, monkeypatch, capsys):
 
 def test_long_cells_become_notes_and_digests_wrap():
     """A reason longer than NOTE_CHARS leaves its cell for a numbered note under the
-    table (one note per distinct text); a digest is code that wraps anywhere."""
+    table (one note per distinct text); a digest shows its first 16 digits, the whole
+    one in its title."""
     from fxbp.sw.compare import NOTE_CHARS, _table_html
     reason = "not run: " + "x" * NOTE_CHARS
     digest = "ab" * 32
@@ -333,5 +334,5 @@ def test_long_cells_become_notes_and_digests_wrap():
                         ["golden", "CPU", digest]])
     assert text.count("see note 1") == 2 and "see note 2" not in text
     assert text.count(reason) == 1 and '<ol class="notes"><li>' + reason in text
-    assert f"<td><code>{digest}</code></td>" in text
+    assert f'<td><code title="{digest}">{digest[:16]}…</code></td>' in text
     assert "<ol" not in _table_html(["a"], [["short"]])
