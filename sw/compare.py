@@ -125,6 +125,22 @@ def torch_throughput_devices() -> list[tuple[str, str]]:
     return [("torch" if d == "cpu" else "torch-cuda", d) for d in torch_devices()]
 
 
+def opencl_throughput_devices(name: str, device: str) -> list[tuple[str, str]]:
+    """``(row name, --device)`` of an OpenCL backend's throughput rows: the device of its
+    accuracy run (``device``; with ``auto``, a GPU when one compiles kernels), and with
+    ``auto`` on a machine that has both, the CPU as well (row ``<name>-cpu``)."""
+    from .opencl import opencl_device_kinds
+    rows = [(name, device)]
+    if device == "auto" and {"cpu", "gpu"} <= set(opencl_device_kinds()):
+        rows.append((f"{name}-cpu", "cpu"))
+    return rows
+
+
+#: Throughput rows measured beside a backend's own, on another device.
+EXTRA_THROUGHPUT_ROWS = {"torch": ("torch-cuda",), "opencl": ("opencl-cpu",),
+                         "opencl-float32": ("opencl-float32-cpu",)}
+
+
 # ------------------------------------------------------------------------------- running
 def run_backend(name: str, config, *, cpu: str, say=None) -> dict:
     """Train ``config`` on backend ``name`` epoch by epoch through :class:`Trainer`;
@@ -362,8 +378,12 @@ def run_compare(request: CompareRequest, *, say=None) -> dict:
                             "device": None, "reason": f"not run: {b['reason']}"}
                            for n in request.batches]
             continue
-        runs = (torch_throughput_devices() if b["backend"] == "torch"
-                else [(b["backend"], request.config.device)])
+        if b["backend"] == "torch":
+            runs = torch_throughput_devices()
+        elif b["backend"] in ("opencl", "opencl-float32"):
+            runs = opencl_throughput_devices(b["backend"], request.config.device)
+        else:
+            runs = [(b["backend"], request.config.device)]
         for label, device in runs:
             throughput += measure_throughput(b["backend"], request.config, request.batches,
                                              eta=eta, n_train=n_train, cpu=cpu,
@@ -615,13 +635,13 @@ def headline_rows(record: dict) -> tuple[list[str], list[list[str]], list[bool]]
         rows.append([b["backend"], b["device"], _fmt_pct(b["final_test_accuracy"]), *cells,
                      digest])
         red.append(bad)
-        if b["backend"] == "torch":          # the CUDA rows, when torch saw a GPU
-            cuda = [tp.get(("torch-cuda", n)) for n in batches]
-            if any(cuda):
-                where = next((r["device"] for r in cuda if r and r["device"]), "CUDA")
-                rows.append(["torch-cuda", where, "-",
-                             *(_fmt_sps(r["samples_per_second"]) if r else "-" for r in cuda),
-                             "-"])
+        for label in EXTRA_THROUGHPUT_ROWS.get(b["backend"], ()):   # on another device
+            extra = [tp.get((label, n)) for n in batches]
+            if any(extra):
+                where = next((r["device"] for r in extra if r and r["device"]), "-")
+                rows.append([label, where, "-",
+                             *(_fmt_sps(r["samples_per_second"]) if r and r["samples_per_second"]
+                               else "-" for r in extra), "-"])
                 red.append(False)
     for f in record["fpga"]:
         sps = f["compute_bound_samples_per_second"]

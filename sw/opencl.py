@@ -19,7 +19,7 @@ from .golden import EVENT_SITES, _R, learning_rate_raw
 from .profile import STAGES
 from .runtime import Runtime, golden_model
 
-__all__ = ["select_device", "OpenCLRuntime", "OpenCLFloatRuntime", "opencl_available",
+__all__ = ["select_device", "opencl_device_kinds", "OpenCLRuntime", "OpenCLFloatRuntime", "opencl_available",
            "opencl_problem", "DEVICE_CHOICES"]
 
 DEVICE_CHOICES = ("auto", "gpu", "cpu")
@@ -97,6 +97,18 @@ def opencl_problem() -> str | None:
 def opencl_available() -> bool:
     """True when some OpenCL device loads and compiles kernels."""
     return opencl_problem() is None
+
+
+def opencl_device_kinds() -> list[str]:
+    """``--device`` values with a device that compiles kernels here: ``cpu`` and/or ``gpu``
+    (empty when none does)."""
+    try:
+        found = _devices()
+    except FxbpError:
+        return []
+    cl = _cl()
+    kinds = {"cpu": cl.device_type.CPU, "gpu": cl.device_type.GPU}
+    return [k for k, t in kinds.items() if any(d.type & t for _, d in found)]
 
 
 def select_device(preference: str = "auto"):

@@ -336,3 +336,27 @@ def test_long_cells_become_notes_and_digests_wrap():
     assert text.count(reason) == 1 and '<ol class="notes"><li>' + reason in text
     assert f'<td><code title="{digest}">{digest[:16]}…</code></td>' in text
     assert "<ol" not in _table_html(["a"], [["short"]])
+
+
+def test_opencl_throughput_on_the_cpu_beside_a_gpu(tmp_path, no_fmax, monkeypatch):
+    """With --device auto on a machine whose OpenCL has a GPU and a CPU, the OpenCL
+    backends' throughput is measured on both: rows <name> (the accuracy run's device)
+    and <name>-cpu, in the throughput table and the headline."""
+    opencl = pytest.importorskip("fxbp.sw.opencl")
+    if opencl.opencl_problem() is not None:
+        pytest.skip(f"no usable OpenCL device: {opencl.opencl_problem()}")
+    assert compare_module.opencl_throughput_devices("opencl", "gpu") == [("opencl", "gpu")]
+    monkeypatch.setattr(opencl, "opencl_device_kinds", lambda: ["cpu", "gpu"])
+    assert compare_module.opencl_throughput_devices("opencl", "auto") == [
+        ("opencl", "auto"), ("opencl-cpu", "cpu")]
+    out = tmp_path / "out"
+    res = _invoke("--dataset", "iris", "--epochs", 1, "--backends", "golden,opencl",
+                  "--targets", "ecp5-25f", "--batches", "8", "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    rec = json.loads((out / "compare.json").read_text())
+    rows = {r["backend"]: r for r in rec["throughput"]}
+    assert {"opencl", "opencl-cpu"} <= set(rows)
+    assert rows["opencl-cpu"]["samples_per_second"] > 0
+    assert "CPU" in rows["opencl-cpu"]["device"]            # names the device it ran on
+    cols, head, _ = compare_module.headline_rows(rec)
+    assert [r[0] for r in head][:3] == ["golden", "opencl", "opencl-cpu"]
