@@ -129,13 +129,8 @@ void forward(const int n, const int n_in, const int n_out,
     TILES(RAW_T, xs, ws);
     const int lc = get_local_id(0), lr = get_local_id(1);
     const int o = get_global_id(0), b = get_global_id(1);
-    const int b_load = get_group_id(1) * TILE + lr, o_load = get_group_id(0) * TILE + lr;
-    const long x_load = b_load < n ? (gather ? (long)rows[offset + b_load] : b_load) * n_in : -1;
-    const long w_load = o_load < n_out ? (long)o_load * n_in : -1;
-    const long x_own = b < n ? (gather ? (long)rows[offset + b] : b) * n_in : -1;
-    const long w_own = o < n_out ? (long)o * n_in : -1;
     long acc = 0;
-    MATRIX_SUM(long, acc, xs, ws, x, x_load, x_own, w, w_load, w_own, n_in);
+    MATRIX_SUM_GATHER(long, acc, xs, ws, x, rows, offset, gather, n, w, n_out, n_in);
     if (b >= n || o >= n_out) return;
     if (gather)
         for (int k = o; k < n_in; k += n_out)
@@ -173,14 +168,8 @@ void delta(const int n, const int n_cur, const int n_next,
     const int lc = get_local_id(0), lr = get_local_id(1);
     const int j = get_global_id(0), b = get_global_id(1);
     long acc = 0;
-    if (n_next > 0) {                   /* the same for every item: the barriers agree */
-        const int b_load = get_group_id(1) * TILE + lr, j_load = get_group_id(0) * TILE + lr;
-        const long d_load = b_load < n ? (long)b_load * n_next : -1;
-        const long w_load = j_load < n_cur ? (long)j_load * n_next : -1;
-        const long d_own = b < n ? (long)b * n_next : -1;
-        const long w_own = j < n_cur ? (long)j * n_next : -1;
-        MATRIX_SUM(long, acc, ds, ws, delta_next, d_load, d_own, w_next_t, w_load, w_own, n_next);
-    }
+    if (n_next > 0)                     /* the same for every item: the barriers agree */
+        MATRIX_SUM_ROWS(long, acc, ds, ws, delta_next, n, w_next_t, n_cur, n_next);
     if (b >= n || j >= n_cur) return;
     const int gid = b * n_cur + j;
     const long err = n_next == 0
@@ -231,13 +220,9 @@ void update(const int n_in, const int n_out, const int batch,
     TILES(RAW_T, ds, as);
     const int lc = get_local_id(0), lr = get_local_id(1);
     const int i = get_global_id(0), o = get_global_id(1);
-    const int o_load = get_group_id(1) * TILE + lr, i_load = get_group_id(0) * TILE + lr;
-    const long d_load = o_load < n_out ? (long)o_load * batch : -1;
-    const long a_load = i_load < n_in ? (long)i_load * batch : -1;
     const long d_own = o < n_out ? (long)o * batch : -1;
-    const long a_own = i < n_in ? (long)i * batch : -1;
     long acc = 0;
-    MATRIX_SUM(long, acc, ds, as, delta_t, d_load, d_own, a_prev_t, a_load, a_own, batch);
+    MATRIX_SUM_ROWS(long, acc, ds, as, delta_t, n_out, a_prev_t, n_in, batch);
     if (o >= n_out || i > n_in) return;
     long q;
     if (i == n_in) {
