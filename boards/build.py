@@ -54,6 +54,8 @@ TOP_NAME = "fxbp_top"
 FALLBACK_MARGIN = Fraction(90, 100)
 #: Words of the bridge's request and reply buffers.
 MAX_WORDS = 256
+#: The most placement seeds one build runs (``--seeds``).
+MAX_SEEDS = 10
 #: Seconds any one tool may run.
 TOOL_TIMEOUT = 3600
 
@@ -93,6 +95,12 @@ class BuildSpec:
     out: Path
     max_words: int = MAX_WORDS
     argv: tuple = field(default=())
+    seeds: int = 1
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The placement seeds each try runs: ``seed`` .. ``seed + seeds - 1``."""
+        return list(range(self.seed, self.seed + self.seeds))
 
     @property
     def clock_hz(self) -> int:
@@ -105,7 +113,7 @@ class BuildSpec:
                 "net": "-".join(map(str, c.sizes)), "max_batch": c.batch,
                 "dataset_buffer": c.dataset_buffer,
                 "clock_mhz": float(self.pll.requested_hz) / 1e6, "baud": self.baud,
-                "seed": self.seed, "out": str(self.out)}
+                "seed": self.seed, "seeds": self.seeds, "out": str(self.out)}
 
 
 def _lookup(board: str) -> BoardTarget:
@@ -117,8 +125,8 @@ def _lookup(board: str) -> BoardTarget:
 def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
             lanes: int | None = None, net: str | None = None, max_batch: int | None = None,
             dataset_buffer: int | None = None, clock_mhz: float | None = None,
-            baud: int | None = None, seed: int = 1, out: Path | None = None,
-            argv=()) -> BuildSpec:
+            baud: int | None = None, seed: int = 1, seeds: int = 1,
+            out: Path | None = None, argv=()) -> BuildSpec:
     """Check the options of ``fxbp build`` against the board; ``FxbpError`` otherwise.
 
     Unset options take the target's defaults; the rounding defaults to the digits
@@ -138,6 +146,10 @@ def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
     if not isinstance(seed, int) or isinstance(seed, bool) or not 1 <= seed <= 2**31 - 1:
         raise FxbpError(f"--seed {seed!r} is not a nextpnr placement seed: give an integer "
                         f"from 1 to 2147483647")
+    if (not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= MAX_SEEDS
+            or seed + seeds - 1 > 2**31 - 1):
+        raise FxbpError(f"--seeds {seeds!r} must be an integer from 1 to {MAX_SEEDS} (seeds "
+                        f"--seed .. --seed + --seeds - 1, each at most 2147483647)")
     rounding = rounding or "stochastic"
     try:
         profile = load_profile(precision).with_rounding(rounding)
@@ -172,7 +184,7 @@ def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
     _out_dir_ok(out)
     return BuildSpec(target=t, config=config, precision=precision, rounding=rounding, pll=pll,
                      clock_explicit=explicit, baud=baud, divisor=divisor, seed=seed,
-                     out=out,
+                     seeds=seeds, out=out,
                      argv=tuple(argv))
 
 
@@ -529,10 +541,60 @@ def _one_try(spec: BuildSpec, pll: PllSettings, core_factory, tools, workdir: Pa
     _fit_check(spec, totals)
     refuse_conflicts(driver_conflicts((workdir / f"yosys{tag}.log").read_text(errors="replace")),
                      f"the {spec.target.title} design")
+    runs = [_place_and_route(spec, pll, cmds, stage, workdir, tag, totals, seed)
+            for seed in spec.seed_list]
+    seconds["nextpnr"] = round(sum(r["seconds"] for r in runs), 2)
+    cpu["nextpnr"] = round(sum(r["cpu"] for r in runs), 2)
+    # The report's Fmax is the worst seed's (the figure every seed reaches); the bitstream
+    # is packed from the best seed's placement (every seed meets a clock the worst meets,
+    # and the best leaves the most slack).
+    worst = min(runs, key=lambda r: _sync_fmax(r, pll) or 0.0)
+    best = max(runs, key=lambda r: _sync_fmax(r, pll) or 0.0)
+    if len(runs) > 1:
+        for suffix in ("tim", "pnr.json", "config"):
+            shutil.copyfile(workdir / f"{TOP_NAME}.seed{best['seed']}.{suffix}",
+                            workdir / f"{TOP_NAME}.{suffix}")
+        shutil.copyfile(workdir / f"nextpnr{tag}.seed{best['seed']}.log",
+                        workdir / f"nextpnr{tag}.log")
+    cmds = {**cmds, "nextpnr": _seeded(cmds["nextpnr"], best["seed"])}
+    pnr, fmax = worst["pnr"], _worst_fmax([r["fmax"] for r in runs])
+    seeds = [{"seed": r["seed"], "fmax_mhz": _sync_fmax(r, pll),
+              "critical_path": _critical_path(r["pnr"]), "seconds": round(r["seconds"], 2)}
+             for r in runs]
+    return {"pll": pll, "cells": cells, "totals": totals, "pnr": pnr, "fmax": fmax,
+            "seeds": seeds, "bitstream_seed": best["seed"],
+            "seconds": seconds, "cpu": cpu, "cmds": cmds, "divisor": prepared["divisor"],
+            "multipliers": _multipliers(workdir / f"{TOP_NAME}.muls.txt", cells,
+                                        spec.target.family)}
+
+
+def _worst_fmax(per_seed: list) -> list:
+    """Each clock's lowest Fmax over the seeds' :func:`_fmax` lists."""
+    worst = {}
+    for fmax in per_seed:
+        for f in fmax:
+            if f["clock"] not in worst or f["achieved_mhz"] < worst[f["clock"]]["achieved_mhz"]:
+                worst[f["clock"]] = f
+    return list(worst.values())
+
+
+def _seeded(cmd: list, seed: int) -> list:
+    """``cmd`` (nextpnr's) with its ``--seed`` set to ``seed``."""
+    cmd = list(cmd)
+    cmd[cmd.index("--seed") + 1] = str(seed)
+    return cmd
+
+
+def _place_and_route(spec: BuildSpec, pll: PllSettings, cmds: dict, stage, workdir: Path,
+                     tag: str, totals: dict, seed: int) -> dict:
+    """nextpnr with placement ``seed``: its report, Fmax and seconds. With several seeds
+    each run's outputs are kept as ``*.seedN.*``."""
+    several = spec.seeds > 1
+    cmd = _seeded(cmds["nextpnr"], seed)
+    log = workdir / (f"nextpnr{tag}.seed{seed}.log" if several else f"nextpnr{tag}.log")
+    what = f"nextpnr-{spec.target.family}" + (f" seed {seed}" if several else "")
     try:
-        seconds["nextpnr"] = round(stage.run(f"nextpnr-{spec.target.family}", cmds["nextpnr"],
-                                             workdir, workdir / f"nextpnr{tag}.log",
-                                             "nextpnr"), 2)
+        wall = stage.run(what, cmd, workdir, log, "nextpnr")
     except _ToolFailed as exc:
         text = exc.first
         if any(k in text for k in ("Unable to place", "Failed to place", "too many", "only has",
@@ -540,16 +602,17 @@ def _one_try(spec: BuildSpec, pll: PllSettings, core_factory, tools, workdir: Pa
             raise FxbpError(f"the design does not fit the {spec.target.title}: {text}: lower "
                             f"--lanes, --net or --dataset-buffer") from None
         raise FxbpError(f"nextpnr-{spec.target.family} failed: {text}") from None
-    pnr = json.loads((workdir / f"{TOP_NAME}.pnr.json").read_text())
+    cpu = stage.cpu.pop("nextpnr")
+    if several:
+        for suffix in ("tim", "pnr.json", "config"):
+            os.replace(workdir / f"{TOP_NAME}.{suffix}", workdir / f"{TOP_NAME}.seed{seed}.{suffix}")
+    pnr = json.loads((workdir / (f"{TOP_NAME}.seed{seed}.pnr.json" if several
+                                 else f"{TOP_NAME}.pnr.json")).read_text())
     # nextpnr places the 12F on the 25F die and adds route-through LUTs: hold the placed
     # design to the data sheet too.
     placed = {k: v["used"] for k, v in _pnr_utilisation(pnr, spec, totals).items()}
     _fit_check(spec, placed, "after place and route ")
-    fmax = _fmax(pnr, pll)
-    return {"pll": pll, "cells": cells, "totals": totals, "pnr": pnr, "fmax": fmax,
-            "seconds": seconds, "cpu": cpu, "cmds": cmds, "divisor": prepared["divisor"],
-            "multipliers": _multipliers(workdir / f"{TOP_NAME}.muls.txt", cells,
-                                        spec.target.family)}
+    return {"seed": seed, "pnr": pnr, "fmax": _fmax(pnr, pll), "seconds": wall, "cpu": cpu}
 
 
 def fallback_clock(target: BoardTarget, cap_hz, baud: int):
@@ -637,6 +700,7 @@ def build(spec: BuildSpec, *, progress=None, core_factory=board_core) -> dict:
             achieved = _sync_fmax(result, pll)
             tries.append({"pll_mhz": round(pll.f_out_mhz, 6), "fmax_mhz": achieved,
                           "met": achieved is not None and achieved >= pll.f_out_mhz,
+                          "seeds": result["seeds"], "bitstream_seed": result["bitstream_seed"],
                           "seconds": result["seconds"], "cpu_seconds": result["cpu"]})
             return result, achieved
 
@@ -651,11 +715,10 @@ def build(spec: BuildSpec, *, progress=None, core_factory=board_core) -> dict:
                 raise FxbpError(f"timing missed on the {t.title}: {achieved} MHz reached, and no "
                                 f"PLL clock below {float(lower_hz) / 1e6:.3f} MHz carries "
                                 f"{spec.baud} baud within 2 %: lower --lanes or --baud")
-            for name in ("yosys.log", "nextpnr.log", f"{TOP_NAME}.rpt", f"{TOP_NAME}.tim",
-                         f"{TOP_NAME}.pnr.json"):
-                if (tmp / name).exists():
-                    stem, dot, ext = name.partition(".")
-                    os.replace(tmp / name, tmp / f"{stem}.try1.{ext}")
+            for path in list(tmp.iterdir()):
+                if path.name.endswith((".log", ".rpt", ".tim", ".pnr.json")):
+                    stem, dot, ext = path.name.partition(".")
+                    os.replace(path, tmp / f"{stem}.try1.{ext}")
             say(f"{achieved} MHz missed {pll.f_out_mhz:.3f} MHz: rebuilding at "
                 f"{lower.f_out_mhz:.3f} MHz")
             pll = lower
@@ -723,6 +786,8 @@ def _prune(tmp: Path, keep: Path) -> None:
 def _timing_message(spec: BuildSpec, pll: PllSettings, achieved, tries) -> str:
     where = f"the {spec.target.title}"
     got = f"{achieved} MHz" if achieved is not None else "no Fmax (no timed path)"
+    if spec.seeds > 1:
+        got += f" (the worst of seeds {spec.seed}-{spec.seed + spec.seeds - 1})"
     first = ""
     if len(tries) > 1:
         first = f" (after a first try at {tries[0]['pll_mhz']:g} MHz reached {tries[0]['fmax_mhz']})"
@@ -761,6 +826,7 @@ def _report(spec: BuildSpec, pll: PllSettings, result: dict, tries, tools, bitst
                   "fallback_margin": float(FALLBACK_MARGIN), "tries": tries,
                   "pll": pll.as_dict()},
         "fmax": result["fmax"],
+        "seeds": result["seeds"], "bitstream_seed": result["bitstream_seed"],
         "critical_path": _critical_path(result["pnr"]),
         "utilization": _pnr_utilisation(result["pnr"], spec, result["totals"]),
         "synthesis": {"cells": dict(sorted(result["cells"].items())), **result["totals"]},

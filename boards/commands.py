@@ -63,10 +63,17 @@ def build_table(report: dict) -> Table:
     if m["rtl"] is not None:
         t.add_row("multipliers", f"{m['hard']} hard for {m['rtl']} in the RTL"
                   + ("" if m["all_in_dsp"] else " [red](some in LUTs)[/]"))
+    seeds = report.get("seeds") or []
+    of_seeds = ""
+    if len(seeds) > 1:
+        of_seeds = escape(f", the worst of seeds {seeds[0]['seed']}-{seeds[-1]['seed']} ("
+                          + " / ".join(f"{s['fmax_mhz']}" for s in seeds)
+                          + f"; the bitstream is seed {report['bitstream_seed']}'s)")
     for f in report["fmax"]:
         verdict = "[green]met[/]" if f["met"] else "[red]missed[/]"
         t.add_row(f"Fmax {escape(f['clock'])}",
-                  f"{f['achieved_mhz']:.2f} MHz against {f['target_mhz']:g} MHz: {verdict}")
+                  f"{f['achieved_mhz']:.2f} MHz against {f['target_mhz']:g} MHz: {verdict}"
+                  + of_seeds)
     tries = clock["tries"]
     note = "" if len(tries) == 1 else (f" (first try {tries[0]['pll_mhz']:g} MHz reached "
                                        f"{tries[0]['fmax_mhz']} MHz)")
@@ -129,11 +136,14 @@ class _Progress:
               help="UART baud rate (default: the board's).")
 @click.option("--seed", type=click.IntRange(1, 2**31 - 1), default=1, show_default=True,
               help="nextpnr placement seed.")
+@click.option("--seeds", type=click.IntRange(1, 10), default=1, show_default=True,
+              help="Place and route with seeds SEED .. SEED+N-1: the Fmax reported (and the "
+                   "clock chosen) is the worst seed's; the bitstream is the best seed's.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Build directory (default build/BOARD); replaced only by a finished build.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def build(board, precision, rounding, lanes, net, max_batch, dataset_buffer, clock_mhz, baud,
-          seed, out, quiet):
+          seed, seeds, out, quiet):
     """Build the training engine for a board: a bitstream, logs and report.json.
 
     yosys, nextpnr and ecppack/icepack (YoWASP, or native tools on PATH); the engine
@@ -143,7 +153,7 @@ def build(board, precision, rounding, lanes, net, max_batch, dataset_buffer, clo
     from . import build as flow
     spec = flow.resolve(board, precision=precision, rounding=rounding, lanes=lanes, net=net,
                         max_batch=max_batch, dataset_buffer=dataset_buffer, clock_mhz=clock_mhz,
-                        baud=baud, seed=seed, out=out, argv=sys.argv[2:] if len(sys.argv) > 2
+                        baud=baud, seed=seed, seeds=seeds, out=out, argv=sys.argv[2:] if len(sys.argv) > 2
                         and sys.argv[1] == "build" else ())
     err, con = _console(stderr=True), _console()
     with _Progress(err, quiet) as progress:

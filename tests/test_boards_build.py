@@ -89,6 +89,10 @@ def test_options_override_defaults(tmp_path):
     ({"clock_mhz": 10, "baud": 3_000_000}, "baud rate 3000000 is too fast for a 10 MHz clock"),
     ({"clock_mhz": 30, "baud": 2_200_000}, "baud rate 2200000 is 2.6% off at a 30 MHz clock"),
     ({"seed": 0}, "--seed 0 is not a nextpnr placement seed: give an integer from 1"),
+    ({"seeds": 0}, "--seeds 0 must be an integer from 1 to 10"),
+    ({"seeds": 11}, "--seeds 11 must be an integer from 1 to 10"),
+    ({"seeds": True}, "--seeds True must be an integer from 1 to 10"),
+    ({"seed": 2**31 - 1, "seeds": 2}, "each at most 2147483647"),
     ({"precision": "fx99"}, "fx99"),
 ])
 def test_bad_options_are_refused_before_any_work(kwargs, message, tmp_path):
@@ -296,6 +300,44 @@ def test_build_flow_on_a_small_core(board, bitstream, tmp_path):
     again = flow.build(spec, core_factory=_loopback_factory(depth=3))
     assert again["bitstream"]["sha256"] != report["bitstream"]["sha256"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.synth
+def test_several_seeds_report_the_worst_and_pack_the_best(tmp_path):
+    out = tmp_path / "out"
+    spec = flow.resolve("ulx3s-25f", out=out, seed=3, seeds=2, argv=("--seeds", "2"))
+    assert spec.seed_list == [3, 4] and spec.options()["seeds"] == 2
+    lines = []
+    report = flow.build(spec, progress=lambda text, done=False: lines.append((text, done)),
+                        core_factory=_loopback_factory(adders=4))
+    assert [t.split(":")[0] for t, d in lines if d and t.startswith("nextpnr")] == \
+        ["nextpnr-ecp5 seed 3", "nextpnr-ecp5 seed 4"]
+    seeds = report["seeds"]
+    assert [s["seed"] for s in seeds] == [3, 4]
+    fmax = [s["fmax_mhz"] for s in seeds]
+    (f,) = report["fmax"]
+    assert f["achieved_mhz"] == min(fmax) and f["met"]          # the worst seed is reported
+    best = max(seeds, key=lambda s: s["fmax_mhz"])["seed"]
+    assert report["bitstream_seed"] == best
+    assert report["commands"]["nextpnr"][-3:] == ["--seed", str(best), "--timing-allow-fail"]
+    (first,) = report["clock"]["tries"]
+    assert first["seeds"] == seeds and first["fmax_mhz"] == min(fmax)
+    files = {p.name for p in out.iterdir()}
+    for s in (3, 4):
+        assert {f"nextpnr.seed{s}.log", f"fxbp_top.seed{s}.tim",
+                f"fxbp_top.seed{s}.pnr.json"} <= files
+    assert not any(n.endswith(".config") for n in files)
+    # The unsuffixed place-and-route files are the bitstream's (the best seed's).
+    assert (out / "fxbp_top.tim").read_text() == (out / f"fxbp_top.seed{best}.tim").read_text()
+    assert json.loads((out / "fxbp_top.pnr.json").read_text()) == \
+        json.loads((out / f"fxbp_top.seed{best}.pnr.json").read_text())
+    from fxbp.boards.commands import build_table
+    from rich.console import Console
+    console = Console(width=300, record=True)
+    console.print(build_table(report))
+    text = console.export_text()
+    assert f"the worst of seeds 3-4 ({fmax[0]} / {fmax[1]}; the bitstream is seed {best}'s)" \
+        in text
 
 
 @pytest.mark.synth
