@@ -105,3 +105,113 @@ def test_a_read_that_meets_a_write_is_poisoned_in_simulation(poison, depth, bank
 def test_poison_flag_is_checked():
     with pytest.raises(TypeError, match="poison_collisions must be a bool, not 1"):
         BankedMemory(shape=signed(16), depth=4, poison_collisions=1)
+
+
+# --------------------------------------------------------------- RegisteredReadPort
+def _read_ports(*kinds, width=8, depth=16, enable=True):
+    """A memory per kind, each written from the same inputs and read at the same address:
+    ``"amaranth"`` through Amaranth's synchronous port, ``"registered"`` through a
+    RegisteredReadPort; output ``q_<kind>``. ``enable``: the read enable is the ``ren``
+    input (else always on)."""
+    from amaranth.hdl import Module
+    from amaranth.lib import memory, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from fxbp.hw.engine.banked_memory import NO_RW_CHECK, RegisteredReadPort
+
+    class Ports(wiring.Component):
+        def __init__(self):
+            ab = (depth - 1).bit_length()
+            super().__init__({"raddr": In(ab), "ren": In(1), "waddr": In(ab),
+                              "wdata": In(width), "wen": In(1),
+                              **{f"q_{k}": Out(width) for k in kinds}})
+
+        def elaborate(self, platform):
+            m = Module()
+            for kind in kinds:
+                mem = memory.Memory(shape=width, depth=depth, init=[], attrs=NO_RW_CHECK)
+                m.submodules[kind] = mem
+                rd = (mem.read_port(transparent_for=()) if kind == "amaranth"
+                      else RegisteredReadPort(m, mem, kind))
+                wr = mem.write_port()
+                if enable:
+                    m.d.comb += rd.en.eq(self.ren)
+                m.d.comb += [rd.addr.eq(self.raddr), wr.addr.eq(self.waddr),
+                             wr.data.eq(self.wdata), wr.en.eq(self.wen),
+                             getattr(self, f"q_{kind}").eq(rd.data)]
+            return m
+
+    return Ports()
+
+
+def test_registered_read_port_reads_as_amaranths_synchronous_port():
+    """Old data on a read of the address written in the same cycle, the word held while
+    the enable is low: every cycle of a random run with collisions on purpose."""
+    dut = _read_ports("amaranth", "registered")
+    rng = np.random.default_rng(7)
+    compared = collisions = 0
+
+    async def bench(ctx):
+        nonlocal compared, collisions
+        for _ in range(600):
+            raddr = int(rng.integers(0, 16))
+            clash = rng.random() < 0.3
+            wen = int(rng.random() < 0.6)
+            collisions += bool(clash and wen)
+            ctx.set(dut.raddr, raddr)
+            ctx.set(dut.ren, int(rng.random() < 0.8))
+            ctx.set(dut.waddr, raddr if clash else int(rng.integers(0, 16)))
+            ctx.set(dut.wdata, int(rng.integers(0, 256)))
+            ctx.set(dut.wen, wen)
+            await ctx.tick()
+            assert ctx.get(dut.q_registered) == ctx.get(dut.q_amaranth)
+            compared += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert compared == 600 and collisions >= 80
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("family, depth, enable", [("ecp5", 1024, True), ("ecp5", 1024, False),
+                                                   ("ice40", 256, True), ("ice40", 256, False)])
+def test_registered_read_port_maps_onto_the_block_ram_alone(family, depth, enable, tmp_path):
+    """Through RTLIL (how ``fxbp build`` hands Amaranth designs to yosys), a
+    RegisteredReadPort under NO_RW_CHECK is the block RAM without collision logic;
+    Amaranth's own synchronous port under the same attribute gets yosys's collision logic
+    (the write's address and data registered, a compare and a multiplexer)."""
+    import json
+    import subprocess
+
+    from amaranth.back import rtlil
+
+    from fxbp.hw.synth import yosys_command
+
+    cells = {}
+    for kind in ("amaranth", "registered"):
+        dut = _read_ports(kind, width=16, depth=depth, enable=enable)   # one block RAM
+        (tmp_path / f"{kind}.il").write_text(rtlil.convert(dut, name="top"))
+        script = (f"read_rtlil {kind}.il; synth_{family} -top top; "
+                  f"tee -q -o {kind}.json stat -json")
+        subprocess.run([*yosys_command(), "-q", "-p", script], cwd=tmp_path, check=True,
+                       capture_output=True, text=True, timeout=300)
+        stat = json.loads((tmp_path / f"{kind}.json").read_text())
+        module = stat.get("design") or next(iter(stat["modules"].values()))
+        cells[kind] = module["num_cells_by_type"]
+    ram, lut, ff = (("DP16KD", "LUT4", "TRELLIS_FF") if family == "ecp5"
+                    else ("SB_RAM40_4K", "SB_LUT4", "SB_DFF"))
+
+    def count(kind, prefix):
+        return sum(n for t, n in cells[kind].items() if t.startswith(prefix))
+
+    assert cells["registered"].get(ram) == 1 == cells["amaranth"].get(ram), cells
+    assert count("amaranth", ff) >= 16 + 8 and count("amaranth", lut) > 16, cells
+    if family == "ecp5":
+        assert count("registered", ff) == 0 and count("registered", lut) == 0, cells
+    else:
+        # An SB_RAM40_4K's output has no initial value: yosys gives the register's 0 with
+        # one flip-flop and a LUT a bit (16), and holds a word under a read enable with
+        # the same LUTs.
+        assert count("registered", ff) == 1 and count("registered", lut) <= 17, cells

@@ -8,16 +8,49 @@ from amaranth.lib.wiring import In, Out
 
 from ..pipeline import check_int
 
-__all__ = ["BankedMemory", "NO_RW_CHECK", "read_data"]
+__all__ = ["BankedMemory", "NO_RW_CHECK", "RegisteredReadPort", "read_data"]
 
 #: Attributes of every engine memory. yosys's ``no_rw_check``: a read of an address in
 #: the cycle it is written may return anything, so yosys maps the memory onto a block RAM
 #: alone. Without it, yosys keeps Amaranth's old-data semantics for such a read with
-#: fabric logic (a compare of both addresses, registers and a multiplexer on the data):
-#: about 700 LUT4 and 250 FF on the digits engine, and twice the ECP5 critical path.
+#: fabric logic (a compare of both addresses, registers and a multiplexer on the data).
+#: yosys applies it only to the read ports it builds itself (``memory_dff``, from an
+#: asynchronous port and the register after it): read ports are :class:`RegisteredReadPort`.
 #: The engine never uses a read that meets a write; simulation proves it with
 #: :func:`read_data`'s poison.
 NO_RW_CHECK = {"no_rw_check": 1}
+
+
+class RegisteredReadPort:
+    """A synchronous read port built as yosys needs it to honour :data:`NO_RW_CHECK`.
+
+    Amaranth's own synchronous port (``read_port(transparent_for=())``) reaches yosys as
+    a ``$memrd_v2`` that is already synchronous, which ``memory_dff`` never visits, so
+    yosys keeps its old-data semantics on a read/write collision and emulates them
+    around every block RAM: 41 LUT4 and 44 FF a 16-bit DP16KD (ECP5), 30 LUT4 and 44 FF
+    an SB_RAM40_4K (iCE40), with the block RAM's output through a LUT. This port is an
+    asynchronous read port followed by a reset-less register with an enable, which
+    ``memory_dff`` merges into the block RAM's port and marks don't-care on collision.
+    Its behaviour is Amaranth's synchronous, non-transparent port: ``data`` is the word
+    at ``addr`` of the last cycle ``en`` was high (the old word if that cycle wrote it).
+
+    Members
+    -------
+    addr : Signal
+        The read address.
+    en : Signal
+        Read enable (high unless driven): ``data`` holds while it is low.
+    data : Signal
+        The registered word.
+    """
+
+    def __init__(self, m: Module, mem: memory.Memory, name: str):
+        port = mem.read_port(domain="comb")
+        self.addr = port.addr
+        self.en = Signal(name=f"{name}_rd_en", init=1)
+        self.data = Signal(mem.shape, name=f"{name}_rd_data", reset_less=True)
+        with m.If(self.en):
+            m.d.sync += self.data.eq(port.data)
 
 
 def _bits(n: int) -> int:
@@ -140,7 +173,7 @@ class BankedMemory(wiring.Component):
             # Depth 2 at least: a one-word memory would have a zero-width address.
             mm = memory.Memory(shape=self.shape, depth=max(2, n), init=[], attrs=NO_RW_CHECK)
             m.submodules[f"bank{k}"] = mm
-            rd, wr = mm.read_port(transparent_for=()), mm.write_port()
+            rd, wr = RegisteredReadPort(m, mm, f"bank{k}"), mm.write_port()
             m.d.comb += [rd.addr.eq(self.read_addr[:lb] if self.banks > 1 else self.read_addr),
                          wr.addr.eq(self.write_addr[:lb] if self.banks > 1 else self.write_addr),
                          wr.data.eq(self.write_data)]

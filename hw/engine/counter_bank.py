@@ -7,7 +7,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..pipeline import check_bool, check_int
-from .banked_memory import NO_RW_CHECK, read_data
+from .banked_memory import NO_RW_CHECK, RegisteredReadPort, read_data
 
 __all__ = ["CounterBank"]
 
@@ -112,7 +112,7 @@ class CounterBank(wiring.Component):
         n, width = len(names), self.width
         mem = memory.Memory(shape=width, depth=n, init=[], attrs=NO_RW_CHECK)
         m.submodules.words = mem
-        rd = mem.read_port(transparent_for=())
+        rd = RegisteredReadPort(m, mem, "words")
         wr = mem.write_port()
         word = read_data(m, rd, wr, "words", self.poison_collisions)
 

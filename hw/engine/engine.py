@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from ..arith import HASH_STAGES, hash_rounds
 from ..generate import build_unit
 from ..mac import MAC
-from .banked_memory import NO_RW_CHECK, BankedMemory, read_data
+from .banked_memory import NO_RW_CHECK, BankedMemory, RegisteredReadPort, read_data
 from .counter_bank import CounterBank
 from .config import (COUNTERS, EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
                      signed_width, status_word)
@@ -260,12 +260,12 @@ class Engine(wiring.Component):
         md = mem("d", self.d_width, c.derivative_bases[1])
         ma = [mem(f"a{q}", self.act_width, c.activation_bases[1]) for q in range(P)]
         mdl = [mem(f"delta{q}", self.delta_width, c.delta_bases[1]) for q in range(P)]
-        rd = {k: v.read_port(transparent_for=()) for k, v in
+        rd = {k: RegisteredReadPort(m, v, f"mem_{k}") for k, v in
               (("w", mw), ("b", mb), ("t", mt), ("d", md))}
         wr = {k: v.write_port() for k, v in (("w", mw), ("b", mb), ("t", mt), ("d", md))}
-        rd_a = [b.read_port(transparent_for=()) for b in ma]
+        rd_a = [RegisteredReadPort(m, b, f"mem_a{q}") for q, b in enumerate(ma)]
         wr_a = [b.write_port() for b in ma]
-        rd_dl = [b.read_port(transparent_for=()) for b in mdl]
+        rd_dl = [RegisteredReadPort(m, b, f"mem_delta{q}") for q, b in enumerate(mdl)]
         wr_dl = [b.write_port() for b in mdl]
         # Every use of a read port's data goes through read_data (collision poisoning).
         rdd = {k: read_data(m, rd[k], wr[k], f"mem_{k}", self.poison_collisions) for k in rd}
@@ -1240,7 +1240,7 @@ class Engine(wiring.Component):
         # The order: one word a sample, read straight from its port.
         mm = memory.Memory(shape=_bits(S), depth=max(2, S), init=[], attrs=NO_RW_CHECK)
         m.submodules["mem_order"] = mm
-        ds["order"] = (mm.read_port(transparent_for=()), mm.write_port())
+        ds["order"] = (RegisteredReadPort(m, mm, "mem_order"), mm.write_port())
         ds["order_data"] = read_data(m, *ds["order"], "mem_order", self.poison_collisions)
         depths[Mem.ORDER] = S
         q = Signal(mm.shape, name="order_q", reset_less=True)
