@@ -37,7 +37,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..sw.errors import FxbpError
-from ..hw.synth import driver_conflicts, refuse_conflicts
+from ..hw.synth import clock_critical_path, driver_conflicts, refuse_conflicts
 from .pll import PllSettings, pll_for, pll_instance
 from .targets import TARGETS, BoardTarget
 
@@ -422,22 +422,6 @@ def _fmax(report: dict, pll: PllSettings) -> list:
     return out
 
 
-def _critical_path(report: dict):
-    paths = report.get("critical_paths") or []
-    if not paths:
-        return None
-    p = max(paths, key=lambda p: sum(s.get("delay", 0.0) for s in p.get("path", [])))
-    steps = p.get("path", [])
-    logic = sum(s.get("delay", 0.0) for s in steps if s.get("type") != "routing")
-    routing = sum(s.get("delay", 0.0) for s in steps if s.get("type") == "routing")
-    src = steps[0].get("from", {}) if steps else {}
-    dst = steps[-1].get("to", {}) if steps else {}
-    return {"clock": p.get("from"), "from": f"{src.get('cell', '?')}.{src.get('port', '?')}",
-            "to": f"{dst.get('cell', '?')}.{dst.get('port', '?')}",
-            "logic_ns": round(logic, 2), "routing_ns": round(routing, 2),
-            "total_ns": round(logic + routing, 2)}
-
-
 def count_multipliers(dump: str) -> tuple[int, int]:
     """``(variable, constant)``: ``$mul`` cells of a yosys ``dump`` with two signal
     operands, and with a constant operand (those need no hard multiplier). A hard
@@ -550,7 +534,7 @@ def _one_try(spec: BuildSpec, pll: PllSettings, core_factory, tools, workdir: Pa
     # and the best leaves the most slack).
     worst = min(runs, key=lambda r: _sync_fmax(r, pll) or 0.0)
     best = max(runs, key=lambda r: _sync_fmax(r, pll) or 0.0)
-    if len(runs) > 1:
+    if spec.seeds > 1:                 # the runs kept their outputs as *.seedN.*
         for suffix in ("tim", "pnr.json", "config"):
             shutil.copyfile(workdir / f"{TOP_NAME}.seed{best['seed']}.{suffix}",
                             workdir / f"{TOP_NAME}.{suffix}")
@@ -559,7 +543,7 @@ def _one_try(spec: BuildSpec, pll: PllSettings, core_factory, tools, workdir: Pa
     cmds = {**cmds, "nextpnr": _seeded(cmds["nextpnr"], best["seed"])}
     pnr, fmax = worst["pnr"], _worst_fmax([r["fmax"] for r in runs])
     seeds = [{"seed": r["seed"], "fmax_mhz": _sync_fmax(r, pll),
-              "critical_path": _critical_path(r["pnr"]), "seconds": round(r["seconds"], 2)}
+              "critical_path": clock_critical_path(r["pnr"]), "seconds": round(r["seconds"], 2)}
              for r in runs]
     return {"pll": pll, "cells": cells, "totals": totals, "pnr": pnr, "fmax": fmax,
             "seeds": seeds, "bitstream_seed": best["seed"],
@@ -827,7 +811,7 @@ def _report(spec: BuildSpec, pll: PllSettings, result: dict, tries, tools, bitst
                   "pll": pll.as_dict()},
         "fmax": result["fmax"],
         "seeds": result["seeds"], "bitstream_seed": result["bitstream_seed"],
-        "critical_path": _critical_path(result["pnr"]),
+        "critical_path": clock_critical_path(result["pnr"]),
         "utilization": _pnr_utilisation(result["pnr"], spec, result["totals"]),
         "synthesis": {"cells": dict(sorted(result["cells"].items())), **result["totals"]},
         "multipliers": result["multipliers"],

@@ -128,7 +128,12 @@ class HostLinkBridge(wiring.Component):
         crc = Signal(32, init=0xFFFFFFFF)
         crc_in = Signal(8)
         crc_en = Signal()
-        crc_init = Signal()                      # start a frame (wins over crc_en)
+        # Start a frame (wins over crc_en): in the states before a request's header and
+        # before a reply's bytes, a decode of the state alone. (It used to follow the
+        # request checks that chose a reply, the duplicate test's 32-bit compare among
+        # them: that path into the CRC register's reset was the critical path of four
+        # board builds, 9.1-10.4 ns.)
+        crc_init = Signal()
         crc_seen = Signal(32)                    # the request's CRC register, for duplicates
         with m.If(crc_init):
             m.d.sync += crc.eq(0xFFFFFFFF)
@@ -181,7 +186,6 @@ class HostLinkBridge(wiring.Component):
         def answer(kind_, length_, src, why=0):
             m.d.sync += [tx_kind.eq(kind_), tx_len.eq(length_), tx_src.eq(src), reason.eq(why),
                          k.eq(0)]
-            m.d.comb += crc_init.eq(1)
             m.next = "TX_SYNC"
 
         def nak(why):
@@ -196,7 +200,6 @@ class HostLinkBridge(wiring.Component):
                 with m.If(got):
                     with m.If(byte == SYNC[1]):
                         m.d.sync += k.eq(0)
-                        m.d.comb += crc_init.eq(1)
                         m.next = "HDR"
                     with m.Elif(byte != SYNC[0]):
                         m.next = "HUNT"
@@ -337,6 +340,8 @@ class HostLinkBridge(wiring.Component):
                 m.d.sync += [txw.eq(Mux(phase == 2, ~crc, word)), k.eq(0)]
                 m.next = "TX_BYTES"
 
+        m.d.comb += crc_init.eq(fsm.ongoing("HUNT") | fsm.ongoing("SYNC1")
+                                | fsm.ongoing("TX_SYNC"))
         m.d.comb += in_frame.eq(fsm.ongoing("SYNC1") | fsm.ongoing("HDR")
                                 | fsm.ongoing("PAYLOAD") | fsm.ongoing("CRC"))
         return m

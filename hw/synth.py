@@ -20,7 +20,8 @@ from pathlib import Path
 from ..sw.errors import FxbpError
 
 __all__ = ["synthesize", "place_and_route", "FAMILIES", "DEVICES", "yosys_command",
-           "PnrWrapper", "dsp_registers", "driver_conflicts", "refuse_conflicts"]
+           "PnrWrapper", "dsp_registers", "driver_conflicts", "refuse_conflicts",
+           "clock_critical_path"]
 
 #: family -> (yosys synthesis command, the cell types reported as LUT, FF, DSP and block RAM)
 FAMILIES = {
@@ -33,7 +34,8 @@ DEVICES = {
     ("ice40", "up5k"): (["--up5k", "--package", "sg48"], 5280, 5280, 8, 30),
     ("ecp5", "25f"): (["--25k", "--package", "CABGA256", "--speed", "6"], 24288, 24288, 28, 56),
     ("ecp5", "45f"): (["--45k", "--package", "CABGA256", "--speed", "6"], 43848, 43848, 72, 108),
-    ("ecp5", "85f"): (["--85k", "--package", "CABGA256", "--speed", "6"], 83640, 83640, 156, 208),
+    # the 85F has no CABGA256; CABGA381 is the ULX3S's package
+    ("ecp5", "85f"): (["--85k", "--package", "CABGA381", "--speed", "6"], 83640, 83640, 156, 208),
 }
 DEFAULT_DEVICE = {"ice40": "up5k", "ecp5": "25f"}
 
@@ -222,6 +224,19 @@ def _summarise_path(path: dict) -> dict:
             "routing_ns": round(routing, 2), "total_ns": round(logic + routing, 2)}
 
 
+def clock_critical_path(report: dict) -> dict | None:
+    """The longest of a nextpnr ``--report``'s critical paths that starts and ends on a
+    clock edge (register to register: the paths Fmax is measured on), summarised with its
+    ``clock``; None when there is none. Paths from or to ``<async>`` (ports: a reset pin,
+    a UART line) are left out, as nextpnr's Fmax leaves them out."""
+    paths = [p for p in report.get("critical_paths") or []
+             if "<async>" not in (p.get("from"), p.get("to"))]
+    if not paths:
+        return None
+    longest = max(paths, key=lambda p: sum(s.get("delay", 0.0) for s in p.get("path", [])))
+    return {"clock": longest.get("from"), **_summarise_path(longest)}
+
+
 def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,), freq=None,
                     timeout: float = 900, progress=None) -> dict:
     """Wrap ``unit``, synthesise it, place and route it once per seed; report the worst.
@@ -286,9 +301,8 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
         worst_seed = min(fmax[clk], key=fmax[clk].get)
     crit = None
     for seed, rep in runs:
-        if seed == worst_seed and rep.get("critical_paths"):
-            crit = _summarise_path(max(rep["critical_paths"],
-                                       key=lambda p: sum(s.get("delay", 0) for s in p["path"])))
+        if seed == worst_seed:
+            crit = clock_critical_path(rep)
     util = {k: v for k, v in runs[0][1].get("utilization", {}).items() if v.get("used")}
     worst = min(worst_clk.values()) if worst_clk else None
     result = {

@@ -27,6 +27,7 @@ import html
 import io
 import json
 import math
+import os
 import platform
 import re
 import time
@@ -39,7 +40,7 @@ from .errors import FxbpError
 
 __all__ = ["BACKEND_NAMES", "DIGEST_BACKENDS", "SOFTWARE_BACKENDS", "FPGA_TARGETS", "SCHEMA",
            "cpu_model", "training_macs_per_sample", "run_backend", "measure_throughput", "timed_epochs",
-           "fpga_rows", "agreement", "run_compare", "write_outputs", "compare"]
+           "fpga_rows", "agreement", "machine_load", "run_compare", "write_outputs", "compare"]
 
 #: Version of ``compare.json``.
 SCHEMA = 1
@@ -72,7 +73,28 @@ MISSING_NOTES = (
 )
 
 
+#: 1-minute load average, before compare starts its own work, from which the machine
+#: counts as busy: at least half a core taken by other processes. The threaded backends
+#: (NumPy/numba, torch) use every core, so their samples/s then fall, by up to 200 times
+#: when a place and route holds one of two cores (measured, README).
+BUSY_LOAD_AVERAGE = 0.5
+
+
 # ------------------------------------------------------------------------------- helpers
+def machine_load() -> dict:
+    """``{"cores", "load_average_at_start", "busy_note"}``: the load other processes put
+    on this machine when compare starts; ``busy_note`` says why throughput may read low,
+    or is None."""
+    cores = os.cpu_count() or 1
+    load = round(os.getloadavg()[0], 2)
+    note = None
+    if load >= BUSY_LOAD_AVERAGE:
+        note = (f"this machine was busy when compare started (1-minute load average {load:g} "
+                f"on {cores} cores): the measured samples/s may be low, the threaded backends' "
+                f"most; measure on an idle machine to compare throughput")
+    return {"cores": cores, "load_average_at_start": load, "busy_note": note}
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (else what Python knows)."""
     try:
@@ -362,6 +384,9 @@ def run_compare(request: CompareRequest, *, say=None) -> dict:
     from .train import Trainer
     say = say or (lambda text: None)
     cpu = cpu_model()
+    load = machine_load()
+    if load["busy_note"]:
+        say(load["busy_note"])
     t0 = time.perf_counter()
     backends = [run_backend(n, request.config, cpu=cpu, say=say) for n in request.backends]
     ref = Trainer(dataclasses.replace(request.config, backend="float32"))
@@ -405,7 +430,7 @@ def run_compare(request: CompareRequest, *, say=None) -> dict:
         "training_macs_per_sample": macs,
         "split": {"train": n_train, "test": len(ref.dataset.x_test)},
         "machine": {"cpu": cpu, "python": platform.python_version(),
-                    "system": f"{platform.system()} {platform.release()}"},
+                    "system": f"{platform.system()} {platform.release()}", **load},
         "backends": backends,
         "agreement": agreement(backends),
         "throughput": throughput,
@@ -666,7 +691,7 @@ table{border-collapse:collapse;width:100%;font-size:.9em}
 th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}td.num{text-align:right;white-space:nowrap}
 tr.mismatch td,.mismatch{color:#c00;font-weight:bold}
-.ok{color:#070;font-weight:bold}
+.ok{color:#070;font-weight:bold}.warn{color:#8a5a00;font-weight:bold}
 figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:.85em;color:#555}code{font-size:.9em;word-break:break-all}
 ol.notes{font-size:.85em;color:#444;margin:.4em 0 0;padding-left:1.6em}
@@ -728,6 +753,8 @@ def render_html(record: dict, images: dict[str, bytes]) -> str:
     else:
         parts.append(f'<p id="agreement">Agreement: nothing to compare '
                      f'({e(agree["note"])}).</p>')
+    if record["machine"].get("busy_note"):
+        parts.append(f'<p class="warn" id="busy">Note: {e(record["machine"]["busy_note"])}.</p>')
     cols, rows, red = headline_rows(record)
     parts += ["<h2>Headline</h2>", _table_html(cols, rows, red,
                                                 numeric=range(2, len(cols) - 1))]
@@ -959,6 +986,8 @@ def compare(dataset, precision, rounding, hidden, epochs, batch, lr, loss, seed,
                   f"weights_digest[/]")
     else:
         out.print(f"agreement: nothing to compare ({escape(agree['note'])})")
+    if record["machine"]["busy_note"]:
+        out.print(f"[yellow]note: {escape(record['machine']['busy_note'])}[/]")
     out.print(f"report: {escape(str(out_dir / 'report.html'))}, JSON: "
               f"{escape(str(out_dir / 'compare.json'))}")
     if agree["status"] == "mismatch":

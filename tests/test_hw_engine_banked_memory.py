@@ -9,6 +9,23 @@ from amaranth.sim import Simulator
 from fxbp.hw.engine.banked_memory import BankedMemory
 
 
+async def _write_all(ctx, dut, words):
+    """Write ``words`` to addresses 0, 1, ... one a cycle, then drop the write enable."""
+    for a, v in enumerate(words):
+        ctx.set(dut.write_addr, a)
+        ctx.set(dut.write_data, v)
+        ctx.set(dut.write_en, 1)
+        await ctx.tick()
+    ctx.set(dut.write_en, 0)
+
+
+def _simulate(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 @pytest.mark.parametrize("depth, bank_depth, mux_ways, bank_registers, latency, natural", [
     (5, 8, 2, 1, None, 2),         # one bank: the read, then the register
     (5, 8, 2, 2, None, 3),         # one bank, two registers
@@ -17,13 +34,18 @@ from fxbp.hw.engine.banked_memory import BankedMemory
     (100, 8, 4, 1, 7, 4),          # 13 banks, 2 levels, padded from 4 to 7
     (100, 8, 4, 3, 7, 6),          # three registers a bank, padded from 6 to 7
 ])
+@pytest.mark.parametrize("read_registers", [0, 1])
 def test_reads_return_each_word_after_the_latency(depth, bank_depth, mux_ways, bank_registers,
-                                                  latency, natural):
+                                                  latency, natural, read_registers):
+    """The registered read address adds one cycle to the natural latency."""
     dut = BankedMemory(shape=signed(16), depth=depth, bank_depth=bank_depth,
-                       mux_ways=mux_ways, bank_registers=bank_registers, latency=latency)
+                       mux_ways=mux_ways, bank_registers=bank_registers, latency=latency,
+                       read_registers=read_registers)
     want = dut.latency
+    natural += read_registers
     assert dut.natural_latency == natural == BankedMemory.latency_of(
-        depth, bank_depth=bank_depth, mux_ways=mux_ways, bank_registers=bank_registers)
+        depth, bank_depth=bank_depth, mux_ways=mux_ways, bank_registers=bank_registers,
+        read_registers=read_registers)
     assert want == (latency or natural)
     rng = np.random.default_rng(depth)
     words = [int(v) for v in rng.integers(-(1 << 15), 1 << 15, depth)]
@@ -32,23 +54,51 @@ def test_reads_return_each_word_after_the_latency(depth, bank_depth, mux_ways, b
     seen = []
 
     async def bench(ctx):
-        for a, v in enumerate(words):
-            ctx.set(dut.write_addr, a)
-            ctx.set(dut.write_data, v)
-            ctx.set(dut.write_en, 1)
-            await ctx.tick()
-        ctx.set(dut.write_en, 0)
+        await _write_all(ctx, dut, words)
         for a in order + [0] * want:
             ctx.set(dut.read_addr, a)
             await ctx.tick()
             seen.append(ctx.get(dut.read_data))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     # the word read at cycle k is on read_data after `latency` clock edges
     assert seen[want - 1:want - 1 + len(order)] == [words[a] for a in order]
+
+
+@pytest.mark.parametrize("write_registers", [0, 1])
+@pytest.mark.parametrize("depth, bank_depth", [(5, 8), (37, 4)])
+def test_a_write_lands_write_registers_cycles_after_its_request(write_registers, depth,
+                                                                bank_depth):
+    """Each address written, then read in the cycle the write lands and in the next: the
+    word is the old one on the first read (Amaranth's old word) and the new one after."""
+    dut = BankedMemory(shape=signed(16), depth=depth, bank_depth=bank_depth, mux_ways=2,
+                       write_registers=write_registers)
+    seen = []
+
+    async def bench(ctx):
+        await _write_all(ctx, dut, range(depth))
+        for _ in range(2):
+            await ctx.tick()
+        for a in range(depth):
+            # request a write of -1 - a; read `a` in the cycle the write lands (the old
+            # word), then again (the new one)
+            ctx.set(dut.write_addr, a)
+            ctx.set(dut.write_data, -1 - a)
+            ctx.set(dut.write_en, 1)
+            for _ in range(write_registers):
+                await ctx.tick()
+                ctx.set(dut.write_en, 0)
+            ctx.set(dut.read_addr, a)
+            for _ in range(dut.latency):
+                await ctx.tick()
+                ctx.set(dut.write_en, 0)
+            seen.append(ctx.get(dut.read_data))
+            for _ in range(dut.latency):
+                await ctx.tick()
+            seen.append(ctx.get(dut.read_data))
+
+    _simulate(dut, bench)
+    assert seen == [v for a in range(depth) for v in (a, -1 - a)]
 
 
 @pytest.mark.parametrize("kw, exc, message", [
@@ -58,6 +108,10 @@ def test_reads_return_each_word_after_the_latency(depth, bank_depth, mux_ways, b
     ({"mux_ways": 3}, ValueError, "mux ways must be a power of two, not 3"),
     ({"latency": 1}, ValueError, "BankedMemory latency must be at least 2, not 1"),
     ({"bank_registers": 0}, ValueError, "BankedMemory bank registers must be 1 to 4, not 0"),
+    ({"read_registers": 2}, ValueError, "BankedMemory read registers must be 0 to 1, not 2"),
+    ({"read_registers": 1.0}, TypeError, "read registers must be an integer, not 1.0"),
+    ({"write_registers": 2}, ValueError, "BankedMemory write registers must be 0 to 1, not 2"),
+    ({"write_registers": True}, TypeError, "write registers must be an integer, not True"),
 ])
 def test_parameters_are_checked(kw, exc, message):
     args = {"shape": 16, "depth": 10, **kw}
@@ -94,10 +148,7 @@ def test_a_read_that_meets_a_write_is_poisoned_in_simulation(poison, depth, bank
             seen[key] = ctx.get(dut.read_data)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert seen["same"] == (~103 if poison else 103)
     assert seen["other"] == 104
 
@@ -167,10 +218,7 @@ def test_registered_read_port_reads_as_amaranths_synchronous_port():
             assert ctx.get(dut.q_registered) == ctx.get(dut.q_amaranth)
             compared += 1
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert compared == 600 and collisions >= 80
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from fxbp.hw.generate import UNITS, build_unit, verilog
-from fxbp.hw.synth import place_and_route, synthesize
+from fxbp.hw.synth import DEVICES, clock_critical_path, place_and_route, synthesize
 from fxbp.sw.cli import main
 from fxbp.sw.profile import load_profile
 
@@ -63,6 +63,34 @@ def test_ecp5_multipliers_use_their_internal_registers():
     assert res["dsp"] == 1 and res["dsp_registers"]
     assert res["dsp_fully_registered"]
     assert res["fmax_worst_mhz"] >= TARGET["ecp5"]
+
+
+@pytest.mark.parametrize("family, device", list(DEVICES))
+def test_every_device_places_and_routes(family, device):
+    """Each part fxbp synth --device names is one nextpnr accepts (its package included)."""
+    res = place_and_route(build_unit("cast", load_profile("fx8")), family, device, seeds=(1,))
+    assert res["device"] == device and res["fmax_worst_mhz"] > 0 and res["lut"] > 0
+
+
+def _path(start, end, delays):
+    steps = [{"type": "clk-to-q", "from": {"cell": start, "port": "Q"}, "delay": delays[0]}]
+    steps += [{"type": "routing", "delay": d} for d in delays[1:]]
+    steps[-1]["to"] = {"cell": end, "port": "D"}
+    return steps
+
+
+def test_the_critical_path_is_register_to_register():
+    """A path from or to a port (<async>: the reset pin) is never reported as the
+    clock's critical path, even when it is the longest (ECP5-85F: rst -> LSR, 9.38 ns)."""
+    report = {"critical_paths": [
+        {"from": "posedge clk", "to": "posedge clk", "path": _path("a", "b", [0.5, 7.0])},
+        {"from": "<async>", "to": "posedge clk", "path": _path("rst", "c", [0.0, 9.0])},
+        {"from": "posedge clk", "to": "<async>", "path": _path("d", "tx", [0.5, 9.5])}]}
+    got = clock_critical_path(report)
+    assert got["clock"] == "posedge clk" and got["from"] == "a.Q" and got["to"] == "b.D"
+    assert got["total_ns"] == 7.5 and got["routing_ns"] == 7.0
+    assert clock_critical_path({"critical_paths": report["critical_paths"][1:]}) is None
+    assert clock_critical_path({}) is None
 
 
 def test_fxbp_synth_pnr_command(tmp_path, capsys):

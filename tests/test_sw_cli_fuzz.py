@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import math
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path

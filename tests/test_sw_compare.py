@@ -194,6 +194,32 @@ def test_html_report_is_self_contained(iris_run):
     assert ("torch is not installed" in text) == (torch_missing() is not None)
 
 
+@pytest.mark.parametrize("load, busy", [(0.0, False), (0.49, False), (0.5, True), (1.47, True)])
+def test_a_busy_machine_is_noted(monkeypatch, load, busy):
+    """The load other processes put on the machine when compare starts goes into the
+    record; from BUSY_LOAD_AVERAGE on, a note says the samples/s may read low."""
+    monkeypatch.setattr(compare_module.os, "getloadavg", lambda: (load, 9.0, 9.0))
+    monkeypatch.setattr(compare_module.os, "cpu_count", lambda: 2)
+    got = compare_module.machine_load()
+    assert got["cores"] == 2 and got["load_average_at_start"] == load
+    assert (got["busy_note"] is not None) == busy
+    if busy:
+        assert f"1-minute load average {load:g} on 2 cores" in got["busy_note"]
+
+
+@pytest.mark.sim
+def test_busy_note_reaches_the_report(iris_run):
+    """The report shows the record's busy note, and only when there is one."""
+    _, out = iris_run
+    rec = json.loads((out / "compare.json").read_text())
+    assert set(rec["machine"]) >= {"cores", "load_average_at_start", "busy_note"}
+    note = "this machine was busy <now>"
+    busy = compare_module.render_html({**rec, "machine": {**rec["machine"], "busy_note": note}}, {})
+    idle = compare_module.render_html({**rec, "machine": {**rec["machine"], "busy_note": None}}, {})
+    assert '<p class="warn" id="busy">Note: this machine was busy &lt;now&gt;.</p>' in busy
+    assert 'id="busy"' not in idle
+
+
 @pytest.mark.sim
 def test_forced_mismatch_is_red_and_exit_1(tmp_path, no_fmax, monkeypatch):
     from fxbp.sw.rtl import RtlRuntime

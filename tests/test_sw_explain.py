@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fxbp.sw.cli import main
-from fxbp.sw.explain import (EVENT_SITES_OF_STEP, explain_step, first_step_record, fixed_step,
+from fxbp.sw.explain import (EVENT_SITES_OF_STEP, explain_step, first_step_record,
                              float_step, next_batch)
 from fxbp.sw.float_ref import FloatMLP
 from fxbp.sw.train import TrainConfig, Trainer

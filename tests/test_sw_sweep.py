@@ -4,7 +4,6 @@ the result cache (interruption and resume), refusals of bad input, outputs."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -101,6 +101,19 @@ class BankedMemory(wiring.Component):
     latency : int or None
         The read latency wanted; at least :attr:`natural_latency`, which ``None`` gives.
         More pads the output with registers, so memories read side by side line up.
+    read_registers : int
+        0 or 1. With 1, the read address is registered before the banks: a read takes
+        one cycle more, and the logic that makes the address (an adder, a multiplexer
+        between its users) never shares a cycle with its fan-out to every bank
+        (ulx3s-85f: the host's state through the RUN copy's address adder into 90 banks'
+        address pins, 79.02 MHz).
+    write_registers : int
+        0 or 1. With 1, a write lands a cycle after its request: the address and the
+        data are registered once, and each bank's write enable (the request decoded by
+        bank) in a register of its own, which place and route can put beside the bank's
+        block RAM. The decode and its fan-out to every bank then never share a cycle
+        with the logic that makes the request (ulx3s-85f: 90 banks' write enables
+        decoded across the die, 71.85 MHz).
     poison_collisions : bool
         Simulation only: :func:`read_data`'s poison on every bank.
 
@@ -115,13 +128,16 @@ class BankedMemory(wiring.Component):
 
     Latency
     -------
-    ``1 + bank_registers`` for one bank (the block RAM's read and the output
-    registers); ``1 + bank_registers + levels`` for banks, with ``levels`` the
-    multiplexer levels (``ceil(log_mux_ways(banks))``); or the ``latency`` asked for.
+    Reads: ``read_registers + 1 + bank_registers`` for one bank (the address register,
+    the block RAM's read and the output registers); ``read_registers + 1 +
+    bank_registers + levels`` for banks, with ``levels`` the multiplexer levels
+    (``ceil(log_mux_ways(banks))``); or the ``latency`` asked for.
+    Writes: ``write_registers`` cycles from the request to the word written.
     """
 
     def __init__(self, *, shape, depth: int, bank_depth: int = 1024, mux_ways: int = 16,
                  bank_registers: int = 1, latency: int | None = None,
+                 read_registers: int = 0, write_registers: int = 0,
                  poison_collisions: bool = False):
         try:
             Shape.cast(shape)
@@ -137,6 +153,10 @@ class BankedMemory(wiring.Component):
             raise ValueError(f"BankedMemory mux ways must be a power of two, not {mux_ways!r}")
         check_int("BankedMemory bank registers", bank_registers, low=1, high=4)
         self.bank_registers = bank_registers
+        self.read_registers = check_int("BankedMemory read registers", read_registers,
+                                        high=1)
+        self.write_registers = check_int("BankedMemory write registers", write_registers,
+                                         high=1)
         if not isinstance(poison_collisions, bool):
             raise TypeError(f"BankedMemory poison_collisions must be a bool, not "
                             f"{poison_collisions!r}")
@@ -145,8 +165,9 @@ class BankedMemory(wiring.Component):
         self.bank_depth, self.mux_ways = bank_depth, mux_ways
         self.banks = -(-depth // bank_depth)
         self.natural_latency = self.latency_of(depth, bank_depth=bank_depth, mux_ways=mux_ways,
-                                               bank_registers=bank_registers)
-        self.levels = self.natural_latency - 1 - bank_registers
+                                               bank_registers=bank_registers,
+                                               read_registers=read_registers)
+        self.levels = self.natural_latency - read_registers - 1 - bank_registers
         if latency is not None:
             check_int("BankedMemory latency", latency, low=self.natural_latency)
         self.latency = self.natural_latency if latency is None else latency
@@ -156,31 +177,42 @@ class BankedMemory(wiring.Component):
 
     @staticmethod
     def latency_of(depth: int, *, bank_depth: int = 1024, mux_ways: int = 16,
-                   bank_registers: int = 1) -> int:
+                   bank_registers: int = 1, read_registers: int = 0) -> int:
         """The natural read latency of a memory of ``depth`` words (checked values)."""
         levels, n = 0, -(-depth // bank_depth)
         while n > 1:
             n, levels = -(-n // mux_ways), levels + 1
-        return 1 + bank_registers + levels
+        return read_registers + 1 + bank_registers + levels
 
     def elaborate(self, platform):
         m = Module()
         lb = _bits(self.bank_depth)
         words = [min(self.bank_depth, self.depth - k * self.bank_depth)
                  for k in range(self.banks)]
+        r_addr, w_addr, w_data = self.read_addr, self.write_addr, self.write_data
+        if self.read_registers:
+            r_addr = Signal.like(self.read_addr, name="r_addr", reset_less=True)
+            m.d.sync += r_addr.eq(self.read_addr)
+        if self.write_registers:
+            w_addr = Signal.like(self.write_addr, name="w_addr", reset_less=True)
+            w_data = Signal.like(self.write_data, name="w_data", reset_less=True)
+            m.d.sync += [w_addr.eq(self.write_addr), w_data.eq(self.write_data)]
         ports = []
         for k, n in enumerate(words):
             # Depth 2 at least: a one-word memory would have a zero-width address.
             mm = memory.Memory(shape=self.shape, depth=max(2, n), init=[], attrs=NO_RW_CHECK)
             m.submodules[f"bank{k}"] = mm
             rd, wr = RegisteredReadPort(m, mm, f"bank{k}"), mm.write_port()
-            m.d.comb += [rd.addr.eq(self.read_addr[:lb] if self.banks > 1 else self.read_addr),
-                         wr.addr.eq(self.write_addr[:lb] if self.banks > 1 else self.write_addr),
-                         wr.data.eq(self.write_data)]
-            if self.banks > 1:
-                m.d.comb += wr.en.eq(self.write_en & (self.write_addr[lb:] == k))
-            else:
-                m.d.comb += wr.en.eq(self.write_en)
+            m.d.comb += [rd.addr.eq(r_addr[:lb] if self.banks > 1 else r_addr),
+                         wr.addr.eq(w_addr[:lb] if self.banks > 1 else w_addr),
+                         wr.data.eq(w_data)]
+            en = (self.write_en & (self.write_addr[lb:] == k) if self.banks > 1
+                  else self.write_en)
+            if self.write_registers:
+                en_q = Signal(name=f"bank{k}_we")
+                m.d.sync += en_q.eq(en)
+                en = en_q
+            m.d.comb += wr.en.eq(en)
             ports.append(read_data(m, rd, wr, f"bank{k}", self.poison_collisions))
         def registered(values, name):
             out = []
@@ -198,7 +230,7 @@ class BankedMemory(wiring.Component):
         else:
             # The bank number travels beside the data: one register per stage.
             sel = Signal(len(self.read_addr) - lb, name="sel_port", reset_less=True)
-            m.d.sync += sel.eq(self.read_addr[lb:])
+            m.d.sync += sel.eq(r_addr[lb:])
             for r in range(self.bank_registers):
                 sel_q = Signal(len(sel), name="sel_bank" if r == 0 else f"sel_bank{r}",
                                reset_less=True)

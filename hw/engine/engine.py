@@ -33,6 +33,12 @@ DS_MUX_WAYS = 16
 #: Registers after each dataset bank: the first sits beside its DP16KD (ulx3s-85f: the
 #: 90 banks' unregistered outputs crossed the die to their registers, 88.17 MHz).
 DS_BANK_REGISTERS = 2
+#: The dataset buffer's writes (the host's upload) are registered once, each bank's
+#: enable beside its block RAM (``BankedMemory(write_registers=1)``).
+DS_WRITE_REGISTERS = 1
+#: Their read address too, before its fan-out to every bank (the RUN copy's address
+#: adder and the host's multiplexer no longer share a cycle with it).
+DS_READ_REGISTERS = 1
 
 
 def _bits(n: int) -> int:
@@ -303,6 +309,11 @@ class Engine(wiring.Component):
         issuing = Signal(name="issuing")
         pending = Signal(2, name="pending")    # collector banks reserved (0..2)
         inflight = Signal(_bits(c.batch * max(c.sizes) * 2 + 4 * P), name="inflight")
+        # inflight == 0 and pending == 0, kept in registers with the counts (a pass's
+        # drain test then has no wide compare in front of the next pass's setup, which
+        # loads every loop register: ECP5-25F, inflight -> seq_k, 7 levels, 97.1 MHz).
+        inflight_zero = Signal(name="inflight_zero", init=1)
+        pending_zero = Signal(name="pending_zero", init=1)
         release = Signal(name="release")
 
         is_f, is_e, is_g = kind == F, kind == E, kind == G
@@ -614,19 +625,26 @@ class Engine(wiring.Component):
         # RUN copy's address multiplexer feeds only the registered write path below).
         hword = h["raddr"] >> lg
         # Host (and RUN-copy) writes reach the write ports a cycle after the command
-        # decoder or the copy chose them: no path runs from the host state machine
-        # through the memory and bank decode into every write port in one cycle.
-        w_en, w_mem = Signal(name="hw_en"), Signal(8, name="hw_mem")
+        # decoder or the copy chose them, each port's write enable already decoded (memory
+        # and bank) in a register of its own: no path runs from the host state machine
+        # through the decode into every write port in one cycle, and `running` meets
+        # each enable in one gate (ulx3s-45f: running through the decode into a delta
+        # bank's enable, 5 levels, 85.4 MHz).
         w_addr = Signal(32, name="hw_addr", reset_less=True)
         w_data = Signal(32, name="hw_data", reset_less=True)
-        m.d.sync += [w_en.eq(~running & h["wen"]), w_mem.eq(h["mem"]), w_addr.eq(h["addr"]),
-                     w_data.eq(h["wdata"])]
-        w_bank = w_addr[:lg] if lg else Const(0, 1)
+        m.d.sync += [w_addr.eq(h["addr"]), w_data.eq(h["wdata"])]
         w_word = w_addr >> lg
 
         def host_we(mem_id, bank=None):
-            cond = ~running & w_en & (w_mem == mem_id)
-            return cond if bank is None else cond & (w_bank == bank)
+            """The host's write enable of memory ``mem_id`` (bank ``bank``): the request
+            decoded a cycle before, and the engine not running now."""
+            decoded = ~running & h["wen"] & (h["mem"] == mem_id)
+            if bank is not None and lg:
+                decoded &= h["addr"][:lg] == bank
+            name = f"hw_en_m{mem_id}" + ("" if bank is None else f"_b{bank}")
+            q = Signal(name=name)
+            m.d.sync += q.eq(decoded)
+            return ~running & q
 
         if c.dataset_buffer:
             for mem_id, name in ((Mem.DSX, "dsx"), (Mem.DST, "dst")):
@@ -758,8 +776,10 @@ class Engine(wiring.Component):
         # Elements issued, counted a cycle late (the drain also waits for s1..s3).
         issued = Signal(_bits(P), name="issued")
         m.d.sync += issued.eq(Mux(fire & last_op, _popcount(mask, P), 0))
-        m.d.sync += [inflight.eq(inflight + issued - done),
-                     pending.eq(pending + (fire & last_op) - release)]
+        inflight_n = Value.cast(inflight + issued - done)[:len(inflight)]
+        pending_n = Value.cast(pending + (fire & last_op) - release)[:len(pending)]
+        m.d.sync += [inflight.eq(inflight_n), pending.eq(pending_n),
+                     inflight_zero.eq(inflight_n == 0), pending_zero.eq(pending_n == 0)]
 
         with m.FSM(name="run"):
             with m.State("IDLE"):
@@ -785,7 +805,7 @@ class Engine(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += in_pass.eq(1)
-                with m.If((inflight == 0) & (pending == 0) & ~s1.valid & ~s2.valid & ~s3.valid):
+                with m.If(inflight_zero & pending_zero & ~s1.valid & ~s2.valid & ~s3.valid):
                     last_pass = Signal(name="last_pass")
                     with m.Switch(kind):
                         with m.Case(F):
@@ -1225,13 +1245,14 @@ class Engine(wiring.Component):
         # Samples and targets: banked, read data registered at every level, both read
         # with the same latency (the copy reads one or the other each cycle).
         banking = {"bank_depth": DS_BANK_DEPTH, "mux_ways": DS_MUX_WAYS,
-                   "bank_registers": DS_BANK_REGISTERS}
+                   "bank_registers": DS_BANK_REGISTERS, "read_registers": DS_READ_REGISTERS}
         latency = max(BankedMemory.latency_of(S * n0, **banking),
                       BankedMemory.latency_of(S * nL, **banking))
         ds["latency"] = latency
         for mem_id, name, width, depth in ((Mem.DSX, "dsx", self.act_width, S * n0),
                                            (Mem.DST, "dst", self.t_width, S * nL)):
             bm = BankedMemory(shape=signed(width), depth=depth, latency=latency,
+                              write_registers=DS_WRITE_REGISTERS,
                               poison_collisions=self.poison_collisions, **banking)
             m.submodules[f"mem_{name}"] = bm
             ds[name] = bm
