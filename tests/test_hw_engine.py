@@ -251,6 +251,42 @@ def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch, banking, monkeypatch
     assert rtl._resident is not None                     # loaded once, then only orders
 
 
+def test_run_wraps_the_order_and_keeps_the_position_between_runs():
+    """RUN from a position near the order's end: a batch that ends exactly at the end
+    (the wrap on equality), a whole batch, then a short last batch that wraps; a second
+    RUN goes on from the position the engine kept. The batches are golden's, in that
+    order (digest and events), and the position register reads back where they end."""
+    sizes, n, batch = (4, 8, 3), 7, 3
+    rng, gold, rtl = _golden_and_rtl(sizes, 3, seed=9, batch=batch, lanes=2, dataset_buffer=n)
+    x, t = rng.uniform(0, 1, (n, sizes[0])), rng.uniform(0, 1, (n, sizes[-1]))
+    xg, tg = gold.prepare(x, t)
+    xr, tr = rtl.prepare(x, t)
+    order = np.random.default_rng(5).permutation(n)
+    assert rtl._load_resident(xr, tr)
+    prog = Program()
+    prog.wmem(Mem.ORDER, 0, order)
+    for r, v in (("order_len", n), ("position", 4), ("batch", batch)):
+        prog.wreg(REG[r], v)
+    rtl._run(prog)
+    position = 4
+    for steps, expected_end in ((4, 0), (2, 6)):
+        for _ in range(steps):                     # golden's batches: position .. wrap
+            end = min(position + batch, n)
+            idx = order[position:end]
+            gold.train_batch(xg[idx], tg[idx])
+            position = 0 if end == n else end
+        assert position == expected_end
+        prog = Program()
+        prog.wreg(REG["run_steps"], steps)
+        prog.run()
+        handles = rtl._collect_counters(prog)
+        at = prog.rreg(REG["position"])
+        answers = rtl._run(prog)
+        rtl._add_counters(answers, handles)
+        assert int(answers[at][0]) == expected_end
+        assert rtl.digest() == gold.digest() and rtl.event_counts() == gold.event_counts()
+
+
 @pytest.mark.parametrize("banking", [None, (8, 2), (16, 4)])
 def test_dataset_buffer_reads_back_what_was_written(small_engine, banking, monkeypatch):
     """WMEM then RMEM of the samples, targets and order, for one bank and for banks behind

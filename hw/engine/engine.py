@@ -782,7 +782,12 @@ class Engine(wiring.Component):
                      inflight_zero.eq(inflight_n == 0), pending_zero.eq(pending_n == 0)]
 
         with m.FSM(name="run"):
+            # The first pass's setup is loaded in every cycle of IDLE and KEYS, whatever
+            # happens: a decode of the state alone enables it, not start_run, start_train
+            # or the key generator's state (ulx3s-45f: keygen state -> start_run ->
+            # setup -> seq_k, 10.43 ns). Nothing reads those registers outside a pass.
             with m.State("IDLE"):
+                m.d.sync += setup(F, 1)
                 with m.If(start_run):
                     m.d.sync += [running.eq(1), training.eq(start_train)]
                     if c.stochastic:
@@ -790,14 +795,12 @@ class Engine(wiring.Component):
                             m.d.comb += kg_start.eq(1)
                             m.next = "KEYS"
                         with m.Else():
-                            m.d.sync += setup(F, 1)
                             m.next = "ISSUE"
                     else:
-                        m.d.sync += setup(F, 1)
                         m.next = "ISSUE"
             with m.State("KEYS"):
+                m.d.sync += setup(F, 1)
                 with m.If(~kg_busy):
-                    m.d.sync += setup(F, 1)
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += [issuing.eq(1), in_pass.eq(1)]
@@ -1324,9 +1327,20 @@ class Engine(wiring.Component):
         b_end = Signal(len(g_b), name="g_b_end")          # cur_batch - 1
         m.d.comb += [gwen.eq(wv), gmem.eq(Mux(wx, Mem.A, Mem.T)),
                      gwdata.eq(Mux(wx, ds["dsx_q"], ds["dst_q"])), gaddr.eq(waddr)]
-        rem = order_len - position
+        # The position's arithmetic, in registers and in the buffer's width (ds_ok holds
+        # position < order_len <= S): rem = order_len - position, set before each batch;
+        # the batch wraps the order when rem <= batch (then position + cur_batch ==
+        # order_len), and the next position is added while the step trains. (It was one
+        # 32-bit add and compare from position to itself at run_done: Colorlight, seed 3,
+        # 97.67 MHz.)
+        pb_w = _bits(c.dataset_buffer)
+        order_n, position_n = order_len[:pb_w], position[:pb_w]
+        rem = Signal(pb_w, name="g_rem")
+        wraps = Signal(name="g_wraps")
+        pos_next = Signal(pb_w, name="g_pos_next")
         with m.State("DSCHECK"):
             m.d.comb += busy.eq(1)
+            m.d.sync += rem.eq(order_n - position_n)
             with m.If(shape_ok & ok):
                 m.d.sync += steps_left.eq(run_steps)
                 m.next = "GSTART"
@@ -1335,11 +1349,12 @@ class Engine(wiring.Component):
         with m.State("GSTART"):
             m.d.comb += [busy.eq(1), active.eq(1)]
             m.d.sync += [cur_batch.eq(Mux(rem < cfg_batch, rem, cfg_batch)), g_b.eq(0),
+                         wraps.eq(rem <= cfg_batch),
                          g_row.eq(0), t_row.eq(0), j_end.eq(n0 + nL - 1)]
             m.next = "GORD"
         with m.State("GORD"):                      # the order entry is read
             m.d.comb += [busy.eq(1), active.eq(1)]
-            m.d.sync += b_end.eq(cur_batch - 1)
+            m.d.sync += [b_end.eq(cur_batch - 1), pos_next.eq(position_n + cur_batch)]
             m.next = "GORDW"
         with m.State("GORDW"):
             m.d.comb += [busy.eq(1), active.eq(1)]
@@ -1376,9 +1391,9 @@ class Engine(wiring.Component):
             m.d.sync += [start_run.eq(1), start_train.eq(1)]
             m.next = "DSWAIT"
         with m.State("DSWAIT"):
+            m.d.sync += rem.eq(Mux(wraps, order_n, order_n - pos_next))
             with m.If(run_done):
-                m.d.sync += [position.eq(Mux(position + cur_batch >= order_len, 0,
-                                             position + cur_batch)),
+                m.d.sync += [position.eq(Mux(wraps, 0, pos_next)),
                              steps_left.eq(steps_left - 1)]
                 with m.If(steps_left == 1):
                     go_status(Err.OK)
