@@ -316,7 +316,12 @@ class Engine(wiring.Component):
         pending_zero = Signal(name="pending_zero", init=1)
         release = Signal(name="release")
 
-        is_f, is_e, is_g = kind == F, kind == E, kind == G
+        # kind == F, E, G, kept in registers beside kind (setup() sets all four): the
+        # gather addresses' step (is_g & wrap) and the read multiplexers start at a
+        # register, not at a decode of kind (ulx3s-45f: kind -> is_g -> the step ->
+        # g_addr's adder, 10.04 ns).
+        is_f = Signal(name="pass_is_f", init=1)            # kind's reset value is F
+        is_e, is_g = Signal(name="pass_is_e"), Signal(name="pass_is_g")
         # U, V, K hold the last value of each loop (set once per pass, so no subtractor
         # sits in the issue path). last_op (k == K), last_v (v == V) and last_u (u == U)
         # are registers kept one step ahead with k, v and u (setup() and the loop below),
@@ -696,7 +701,8 @@ class Engine(wiring.Component):
         def setup(kind_, layer_):
             """Loop bounds and address bases of pass (kind_, layer_), for the next cycle."""
             l = layer_                      # a Python int: every base below is a constant
-            stmts = [kind.eq(kind_), layer.eq(l), u.eq(0), v.eq(0), k.eq(0), idx_u.eq(0),
+            stmts = [kind.eq(kind_), is_f.eq(kind_ == F), is_e.eq(kind_ == E),
+                     is_g.eq(kind_ == G), layer.eq(l), u.eq(0), v.eq(0), k.eq(0), idx_u.eq(0),
                      off_u.eq(0), b_addr.eq(c.bias_bases[0][l - 1])]
             if kind_ == F:
                 row = c.activation_bases[0][l - 1]
@@ -1016,18 +1022,23 @@ class Engine(wiring.Component):
         m.d.sync += hbank.eq(addr[:lg] if lg else 0)
         hbank2 = Signal(max(1, lg), name="h_bank2")
         m.d.sync += hbank2.eq(hbank)
-        rdata = Signal(32, name="h_rdata")
-        with m.Switch(arg):
-            for mem_id, reg in registered.items():
-                with m.Case(mem_id):
-                    m.d.comb += rdata.eq(reg)
-            for mem_id, bank_regs in banks.items():
-                # The bank's word, registered once more (the RSEL state waits for it).
-                picked = Signal(bank_regs[0].shape(), name=f"h_bank_word{mem_id}",
-                                reset_less=True)
-                m.d.sync += picked.eq(Array(bank_regs)[hbank2] if lg else bank_regs[0])
-                with m.Case(mem_id):
-                    m.d.comb += rdata.eq(picked)
+        # The memory is picked by a one-hot register per memory, decoded from the command's
+        # argument the cycle after it arrives (a read's data comes many cycles later): an
+        # AND-OR of registers, with no decode of the argument in front of the response
+        # register (ulx3s-45f: h_arg -> the memory multiplexer -> h_rsp, 5 levels, 10.00 ns).
+        words = dict(registered)
+        for mem_id, bank_regs in banks.items():
+            # The bank's word, registered once more (the RSEL state waits for it).
+            picked = Signal(bank_regs[0].shape(), name=f"h_bank_word{mem_id}", reset_less=True)
+            m.d.sync += picked.eq(Array(bank_regs)[hbank2] if lg else bank_regs[0])
+            words[mem_id] = picked
+        rdata = Signal(32, name="h_rdata")      # each word sign- or zero-extended
+        picked_words = Const(0, 1)
+        for mem_id, w in words.items():
+            sel = Signal(name=f"h_rsel_m{mem_id}")
+            m.d.sync += sel.eq(arg == mem_id)
+            picked_words = picked_words | Mux(sel, w, 0)
+        m.d.comb += rdata.eq(picked_words)
 
         # RREG reads through two registered levels of multiplexers: eight registers a
         # group by the address's low bits, then the group by its high bits.
@@ -1065,15 +1076,11 @@ class Engine(wiring.Component):
                 with m.If(got):
                     o, a = word[:8], word[8:16]
                     m.d.sync += [op.eq(o), arg.eq(a), idx.eq(0), bad.eq(0)]
+                    # Only the next state depends on the word: the commands answered at
+                    # once (NOP, CLEAR, ID, an unknown opcode) answer from REPLY, a
+                    # cycle later, so the opcode's decode does not feed the response
+                    # register (ulx3s-45f: the word -> the decode -> h_rsp, 10.01 ns).
                     with m.Switch(o):
-                        with m.Case(Op.NOP):
-                            go_status(Err.OK, o)
-                        with m.Case(Op.CLEAR):
-                            m.d.comb += clear.eq(1)
-                            go_status(Err.OK, o)
-                        with m.Case(Op.ID):
-                            m.d.sync += rsp_data.eq(id_words[0])
-                            m.next = "ID"
                         with m.Case(Op.WREG):
                             m.next = "WREG"
                         with m.Case(Op.RREG):
@@ -1086,8 +1093,21 @@ class Engine(wiring.Component):
                             with m.Case(Op.RUN):
                                 m.next = "DSCHECK"
                         with m.Default():
-                            m.d.sync += rsp_data.eq(status_word(0, Err.OPCODE) | o)
-                            m.next = "STATUS"
+                            m.next = "REPLY"
+            with m.State("REPLY"):
+                m.d.comb += busy.eq(1)
+                with m.Switch(op):
+                    with m.Case(Op.NOP):
+                        go_status(Err.OK)
+                    with m.Case(Op.CLEAR):
+                        m.d.comb += clear.eq(1)
+                        go_status(Err.OK)
+                    with m.Case(Op.ID):
+                        m.d.sync += rsp_data.eq(id_words[0])
+                        m.next = "ID"
+                    with m.Default():
+                        m.d.sync += rsp_data.eq(status_word(0, Err.OPCODE) | op)
+                        m.next = "STATUS"
             with m.State("STATUS"):
                 m.d.comb += [rsp.valid.eq(1), busy.eq(1)]
                 with m.If(sent):
