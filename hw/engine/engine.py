@@ -345,6 +345,10 @@ class Engine(wiring.Component):
         fire = Signal(name="seq_fire")
         m.d.comb += fire.eq(issuing & ~(last_op & (pending == 2)))
         kmod = k[:lg] if lg else Const(0, 1)
+        # k mod P == P - 1, a register kept one step ahead with k like last_op: the
+        # gather addresses' step (is_g & wrap) then starts at a register, not at a
+        # compare of k (ulx3s-85f: seq_k -> the step -> g_addr5, 11 levels, 10.28 ns).
+        wrap = Signal(name="seq_kwrap") if lg else Const(1, 1)
         # The issue's read addresses are registers kept one step ahead of the loop
         # counters, so a memory's address comes from a register through multiplexers,
         # never through an adder (ECP5: the adder, yosys's read/write collision logic
@@ -704,6 +708,8 @@ class Engine(wiring.Component):
             stmts = [kind.eq(kind_), is_f.eq(kind_ == F), is_e.eq(kind_ == E),
                      is_g.eq(kind_ == G), layer.eq(l), u.eq(0), v.eq(0), k.eq(0), idx_u.eq(0),
                      off_u.eq(0), b_addr.eq(c.bias_bases[0][l - 1])]
+            if lg:
+                stmts.append(wrap.eq(0))                   # k = 0
             if kind_ == F:
                 row = c.activation_bases[0][l - 1]
                 ops, frames, outer = n_arr[l - 1], n_arr[l], groups
@@ -738,6 +744,8 @@ class Engine(wiring.Component):
                 m.d.sync += [k.eq(0), w_run.eq(w_run_n), lane_row.eq(lane_row_n),
                              w_addr_f.eq(w_run_n), lane_k.eq(lane_row_n),
                              last_op.eq(single_op)]
+                if lg:
+                    m.d.sync += wrap.eq(0)                 # k = 0
                 with m.If(last_v):
                     m.d.sync += [v.eq(0), u.eq(u + 1), b_addr.eq(bbase[layer - 1]),
                                  last_v.eq(single_v), last_u.eq(u + 1 == U)]
@@ -770,9 +778,10 @@ class Engine(wiring.Component):
             with m.Else():
                 m.d.sync += [k.eq(k + 1), w_addr_f.eq(w_addr_f + 1), lane_k.eq(lane_k + 1),
                              last_op.eq(k + 1 == K)]
+                if lg:
+                    m.d.sync += wrap.eq(kmod == P - 2)     # (k + 1) mod P == P - 1
                 with m.If(is_e):
                     m.d.sync += w_run.eq(w_run + n_out)
-                wrap = kmod == P - 1 if lg else Const(1, 1)
                 with m.If(is_g & wrap):
                     m.d.sync += [lane_row.eq(lane_row + n_in), bc_row.eq(bc_row + n_out)]
                 # g_addr[q] = lane_row + ((q - k) mod P): one more k rotates the banks'
