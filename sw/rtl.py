@@ -38,7 +38,7 @@ def engine_config(sizes, profile, *, batch: int, loss: str, lanes: int, eta,
 
 
 #: FPGA family -> the cell models (``sim/*.v``) its primitive instances simulate with.
-CELL_MODELS = {"ecp5": ("mult18x18d.v",)}
+CELL_MODELS = {"ecp5": ("mult18x18d.v", "dp16kd.v")}
 
 
 def engine_verilog(config, family: str | None = None, *, poison_collisions: bool = True) -> str:

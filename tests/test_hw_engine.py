@@ -224,19 +224,26 @@ def test_bias_stage_unlike_the_weight_stage_gets_its_own_update(tmp_path):
                     lanes=2)
 
 
-@pytest.mark.parametrize("lanes, batch, banking", [(4, 8, None), (2, 7, None), (2, 8, (16, 2))])
-def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch, banking, monkeypatch):
+@pytest.mark.parametrize("lanes, batch, banking, family", [
+    (4, 8, None, None), (2, 7, None, None), (2, 8, (16, 2), None), (2, 8, (16, 2), "ecp5")])
+def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch, banking, family, monkeypatch):
     """The training set loaded once into the dataset buffer; each epoch sends its order and
     RUNs the steps (the last one partial) on chip: the digest and events of golden.
     ``banking`` (words a bank, multiplexer ways) shrinks the banks so the small buffer is
-    built as the 85F's is: 120 sample words in 8 banks, 3 registered levels."""
+    built as the 85F's is: 120 sample words in 8 banks, 3 registered levels. ``family``
+    ``ecp5``: the netlist as synthesised, every bank a DP16KD read through its output
+    register (``sim/dp16kd.v``)."""
     from fxbp.hw.engine import engine as engine_module
     if banking:
         monkeypatch.setattr(engine_module, "DS_BANK_DEPTH", banking[0])
         monkeypatch.setattr(engine_module, "DS_MUX_WAYS", banking[1])
     sizes, n = (4, 8, 3), 30
     rng, gold, rtl = _golden_and_rtl(sizes, 2, seed=4, batch=batch, lanes=lanes,
-                                     dataset_buffer=n, batches_per_call=3)
+                                     dataset_buffer=n, batches_per_call=3, family=family)
+    if family:
+        from fxbp.sw.rtl import engine_verilog
+        # 120 sample words and 90 target words in banks of 16: 8 + 6 DP16KD.
+        assert engine_verilog(rtl.config, family).count('.REGMODE_B("OUTREG")') == 8 + 6
     x, t = rng.uniform(0, 1, (n, sizes[0])), rng.uniform(0, 1, (n, sizes[-1]))
     xg, tg = gold.prepare(x, t)
     xr, tr = rtl.prepare(x, t)

@@ -168,7 +168,7 @@ def _read_ports(*kinds, width=8, depth=16, enable=True):
     from amaranth.lib import memory, wiring
     from amaranth.lib.wiring import In, Out
 
-    from fxbp.hw.engine.banked_memory import NO_RW_CHECK, RegisteredReadPort
+    from fxbp.hw.registered_block_ram import NO_RW_CHECK, RegisteredReadPort
 
     class Ports(wiring.Component):
         def __init__(self):

@@ -2,76 +2,18 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Shape, Signal
-from amaranth.lib import memory, wiring
+from amaranth.hdl import Array, Module, Shape, Signal
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..pipeline import check_int
+from ..registered_block_ram import RegisteredBlockRam
 
-__all__ = ["BankedMemory", "NO_RW_CHECK", "RegisteredReadPort", "read_data"]
-
-#: Attributes of every engine memory. yosys's ``no_rw_check``: a read of an address in
-#: the cycle it is written may return anything, so yosys maps the memory onto a block RAM
-#: alone. Without it, yosys keeps Amaranth's old-data semantics for such a read with
-#: fabric logic (a compare of both addresses, registers and a multiplexer on the data).
-#: yosys applies it only to the read ports it builds itself (``memory_dff``, from an
-#: asynchronous port and the register after it): read ports are :class:`RegisteredReadPort`.
-#: The engine never uses a read that meets a write; simulation proves it with
-#: :func:`read_data`'s poison.
-NO_RW_CHECK = {"no_rw_check": 1}
-
-
-class RegisteredReadPort:
-    """A synchronous read port built as yosys needs it to honour :data:`NO_RW_CHECK`.
-
-    Amaranth's own synchronous port (``read_port(transparent_for=())``) reaches yosys as
-    a ``$memrd_v2`` that is already synchronous, which ``memory_dff`` never visits, so
-    yosys keeps its old-data semantics on a read/write collision and emulates them
-    around every block RAM: 41 LUT4 and 44 FF a 16-bit DP16KD (ECP5), 30 LUT4 and 44 FF
-    an SB_RAM40_4K (iCE40), with the block RAM's output through a LUT. This port is an
-    asynchronous read port followed by a reset-less register with an enable, which
-    ``memory_dff`` merges into the block RAM's port and marks don't-care on collision.
-    Its behaviour is Amaranth's synchronous, non-transparent port: ``data`` is the word
-    at ``addr`` of the last cycle ``en`` was high (the old word if that cycle wrote it).
-
-    Members
-    -------
-    addr : Signal
-        The read address.
-    en : Signal
-        Read enable (high unless driven): ``data`` holds while it is low.
-    data : Signal
-        The registered word.
-    """
-
-    def __init__(self, m: Module, mem: memory.Memory, name: str):
-        port = mem.read_port(domain="comb")
-        self.addr = port.addr
-        self.en = Signal(name=f"{name}_rd_en", init=1)
-        self.data = Signal(mem.shape, name=f"{name}_rd_data", reset_less=True)
-        with m.If(self.en):
-            m.d.sync += self.data.eq(port.data)
+__all__ = ["BankedMemory"]
 
 
 def _bits(n: int) -> int:
     return max(1, (int(n) - 1).bit_length())
-
-
-def read_data(m: Module, rd, wr, name: str, poison: bool):
-    """The data of read port ``rd`` of a memory written through ``wr``.
-
-    Without ``poison``, ``rd.data``. With it (simulation), the data is inverted for as
-    long as it holds a word read in the cycle ``wr`` wrote that address: what a block
-    RAM under :data:`NO_RW_CHECK` may return instead of the old word. A design that
-    stays bit-exact with the poison never depends on such a read."""
-    if not poison:
-        return rd.data
-    hit = Signal(name=f"{name}_rw_collision")
-    with m.If(rd.en):
-        m.d.sync += hit.eq(wr.en.any() & (wr.addr == rd.addr))
-    data = Signal(rd.data.shape(), name=f"{name}_read_data")
-    m.d.comb += data.eq(Mux(hit, ~rd.data, rd.data))
-    return data
 
 
 class BankedMemory(wiring.Component):
@@ -199,21 +141,23 @@ class BankedMemory(wiring.Component):
             m.d.sync += [w_addr.eq(self.write_addr), w_data.eq(self.write_data)]
         ports = []
         for k, n in enumerate(words):
+            # Each bank is read into two registers: the block RAM's read and the first
+            # bank register (on ECP5 the DP16KD's own output register).
             # Depth 2 at least: a one-word memory would have a zero-width address.
-            mm = memory.Memory(shape=self.shape, depth=max(2, n), init=[], attrs=NO_RW_CHECK)
-            m.submodules[f"bank{k}"] = mm
-            rd, wr = RegisteredReadPort(m, mm, f"bank{k}"), mm.write_port()
-            m.d.comb += [rd.addr.eq(r_addr[:lb] if self.banks > 1 else r_addr),
-                         wr.addr.eq(w_addr[:lb] if self.banks > 1 else w_addr),
-                         wr.data.eq(w_data)]
+            bank = RegisteredBlockRam(shape=self.shape, depth=max(2, n),
+                                      poison_collisions=self.poison_collisions)
+            m.submodules[f"bank{k}"] = bank
+            m.d.comb += [bank.read_addr.eq(r_addr[:lb] if self.banks > 1 else r_addr),
+                         bank.write_addr.eq(w_addr[:lb] if self.banks > 1 else w_addr),
+                         bank.write_data.eq(w_data)]
             en = (self.write_en & (self.write_addr[lb:] == k) if self.banks > 1
                   else self.write_en)
             if self.write_registers:
                 en_q = Signal(name=f"bank{k}_we")
                 m.d.sync += en_q.eq(en)
                 en = en_q
-            m.d.comb += wr.en.eq(en)
-            ports.append(read_data(m, rd, wr, f"bank{k}", self.poison_collisions))
+            m.d.comb += bank.write_en.eq(en)
+            ports.append(bank.read_data)
         def registered(values, name):
             out = []
             for k, v in enumerate(values):
@@ -223,8 +167,8 @@ class BankedMemory(wiring.Component):
             return out
 
         level = ports
-        for r in range(self.bank_registers):
-            level = registered(level, "q" if r == 0 else f"q{r}")
+        for r in range(1, self.bank_registers):
+            level = registered(level, f"q{r}")
         if self.banks == 1:
             word = level[0]
         else:

@@ -7,7 +7,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..pipeline import check_bool, check_int
-from .banked_memory import NO_RW_CHECK, RegisteredReadPort, read_data
+from ..registered_block_ram import NO_RW_CHECK, RegisteredReadPort, read_data
 
 __all__ = ["CounterBank"]
 

@@ -15,7 +15,8 @@ from amaranth.lib.wiring import In, Out
 from ..arith import HASH_STAGES, hash_rounds
 from ..generate import build_unit
 from ..mac import MAC
-from .banked_memory import NO_RW_CHECK, BankedMemory, RegisteredReadPort, read_data
+from ..registered_block_ram import NO_RW_CHECK, RegisteredReadPort, read_data
+from .banked_memory import BankedMemory
 from .counter_bank import CounterBank
 from .config import (COUNTERS, EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
                      signed_width, status_word)
