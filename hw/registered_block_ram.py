@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Shape, Signal
+from amaranth.hdl import Array, ClockSignal, Const, Instance, Module, Mux, Shape, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -82,19 +82,22 @@ def _addr_bits(depth: int) -> int:
 
 
 class RegisteredBlockRam(wiring.Component):
-    """``depth`` words in one block RAM: a write port, and a read port with two registers.
+    """``depth`` words of block RAM: a write port, and a read port with two registers.
 
-    The read port's first register is the block RAM's own read; the second is its output
-    register. On ECP5 (``platform.family == "ecp5"``) with words of at most 18 bits and at
-    most 1,024 of them, this is one ``DP16KD`` with ``REGMODE_B = "OUTREG"``: the second
-    register is the one inside the block RAM, so nextpnr times the RAM's read to that
-    register inside the block (about 5.8 ns from the clock to an unregistered output,
-    which with routing to a fabric register held the ULX3S 85F to 94.86 MHz) and the
-    output leaves the block from a register. yosys never uses that register itself.
-    Elsewhere (simulation, iCE40, wider or deeper memories) the same two registers are an
-    Amaranth memory's read port and a register after it, which yosys maps onto a block
-    RAM and a fabric register. Both forms load both registers on every clock edge, so
-    they give the same ``read_data`` on every cycle.
+    The read port's first register is the block RAM's own read, loaded while
+    ``read_en`` is high; the second is its output register, loaded while ``out_en`` is
+    high. On ECP5 (``platform.family == "ecp5"``) with words of at most 18 bits, this is
+    one ``DP16KD`` with ``REGMODE_B = "OUTREG"`` per 1,024 words (``CEB = read_en``,
+    ``OCEB = out_en``): the second register is the one inside the block RAM, so nextpnr
+    times the RAM's read to that register inside the block (about 5.8 ns from the clock
+    to an unregistered output, which with routing to a fabric register held the ULX3S
+    85F to 94.86 MHz) and the output leaves the block from a register. yosys never uses
+    that register itself. A memory of several blocks picks the block after the output
+    registers, by the block number registered beside the data with the same enables.
+    Elsewhere (simulation, iCE40, wider words) the same two registers are an Amaranth
+    memory's read port and a register after it, which yosys maps onto block RAM and a
+    fabric register. Both forms load their registers on the same enabled edges, so they
+    give the same ``read_data`` on every cycle.
 
     A read of the address written in the same cycle is undefined on a block RAM (the
     memory carries yosys's ``no_rw_check``: :data:`NO_RW_CHECK`). With
@@ -115,16 +118,21 @@ class RegisteredBlockRam(wiring.Component):
     Members
     -------
     read_addr : In(range(depth))
+    read_en : In(1, init=1)
+        The first register (the block RAM's read) loads at a clock edge only while high.
+    out_en : In(1, init=1)
+        The output register loads at a clock edge only while high.
     read_data : Out(shape)
-        The word at ``read_addr`` of two cycles before.
+        The output register: with both enables high, the word at ``read_addr`` of two
+        cycles before.
     write_addr : In(range(depth))
     write_data : In(shape)
     write_en : In(1)
 
     Latency
     -------
-    Reads: 2 cycles. Writes: the word is written at the clock edge of the request; a read
-    in a later cycle returns it.
+    Reads: 2 enabled edges (``read_en``, then ``out_en``). Writes: the word is written at
+    the clock edge of the request; a read at a later edge returns it.
     """
 
     def __init__(self, *, shape, depth: int, poison_collisions: bool = False):
@@ -138,14 +146,20 @@ class RegisteredBlockRam(wiring.Component):
                             f"{poison_collisions!r}")
         self.poison_collisions = poison_collisions
         aw = _addr_bits(depth)
-        super().__init__({"read_addr": In(aw), "read_data": Out(self.shape),
+        super().__init__({"read_addr": In(aw), "read_en": In(1, init=1), "out_en": In(1, init=1),
+                          "read_data": Out(self.shape),
                           "write_addr": In(aw), "write_data": In(self.shape),
                           "write_en": In(1)})
 
     @property
     def fits_dp16kd(self) -> bool:
-        """Whether the memory fits one ECP5 DP16KD at 18 bits a word."""
-        return self.shape.width <= DP16KD_WIDTH and self.depth <= DP16KD_DEPTH
+        """Whether the words fit the ECP5 DP16KD at 18 bits a word."""
+        return self.shape.width <= DP16KD_WIDTH
+
+    @property
+    def blocks(self) -> int:
+        """DP16KDs of the ECP5 form."""
+        return -(-self.depth // DP16KD_DEPTH)
 
     def elaborate(self, platform):
         if getattr(platform, "family", None) == "ecp5" and self.fits_dp16kd:
@@ -154,54 +168,74 @@ class RegisteredBlockRam(wiring.Component):
         mm = memory.Memory(shape=self.shape, depth=self.depth, init=[], attrs=NO_RW_CHECK)
         m.submodules.mem = mm
         rd, wr = RegisteredReadPort(m, mm, "ram"), mm.write_port()
-        m.d.comb += [rd.addr.eq(self.read_addr), wr.addr.eq(self.write_addr),
-                     wr.data.eq(self.write_data), wr.en.eq(self.write_en)]
+        m.d.comb += [rd.addr.eq(self.read_addr), rd.en.eq(self.read_en),
+                     wr.addr.eq(self.write_addr), wr.data.eq(self.write_data),
+                     wr.en.eq(self.write_en)]
         out = Signal(self.shape, name="out", reset_less=True)
-        m.d.sync += out.eq(read_data(m, rd, wr, "ram", self.poison_collisions))
+        with m.If(self.out_en):
+            m.d.sync += out.eq(read_data(m, rd, wr, "ram", self.poison_collisions))
         m.d.comb += self.read_data.eq(out)
         return m
 
     def _dp16kd(self) -> Module:
-        """Port A writes, port B reads into its output register (``REGMODE_B = OUTREG``).
+        """One DP16KD per 1,024 words: port A writes, port B reads into its output register
+        (``REGMODE_B = OUTREG``).
 
         At 18 bits a word the address is pins 13..4; pins 1..0 of port A are its two byte
         enables (both on), pins 3..2 and the chip selects are 0. Words narrower than 18
-        bits are zero-extended and read back truncated.
+        bits are zero-extended and read back truncated. With several blocks, the write
+        enable is decoded by block and the output picked by the block number, registered
+        twice beside the data.
         """
-        width = DP16KD_WIDTH
-        di = Signal(width, name="di")
-        do = Signal(width, name="do")
-        do_a = Signal(width, name="do_a")             # port A's read: unused
-        ports = {"CLKA": ClockSignal("sync"), "CEA": Const(1, 1), "OCEA": Const(1, 1),
-                 "WEA": self.write_en, "RSTA": Const(0, 1),
-                 "CLKB": ClockSignal("sync"), "CEB": Const(1, 1), "OCEB": Const(1, 1),
-                 "WEB": Const(0, 1), "RSTB": Const(0, 1)}
-        for side, addr, enables in (("A", self.write_addr, 1), ("B", self.read_addr, 0)):
-            for k in range(3):
-                ports[f"CS{side}{k}"] = Const(0, 1)
-            for k in range(14):
-                if k < 2:
-                    ports[f"AD{side}{k}"] = Const(enables, 1)
-                elif k < 4 or k - 4 >= len(addr):
-                    ports[f"AD{side}{k}"] = Const(0, 1)
-                else:
-                    ports[f"AD{side}{k}"] = addr[k - 4]
-        for k in range(width):
-            ports[f"DIA{k}"] = di[k]
-            ports[f"DIB{k}"] = Const(0, 1)
-        kwargs = {f"i_{k}": v for k, v in ports.items()}
-        kwargs.update({f"o_DOB{k}": do[k] for k in range(width)})
-        kwargs.update({f"o_DOA{k}": do_a[k] for k in range(width)})
-        inst = Instance(
-            "DP16KD",
-            p_DATA_WIDTH_A=width, p_DATA_WIDTH_B=width,
-            p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
-            p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
-            p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
-            p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="AUTO",
-            **kwargs)
         m = Module()
-        m.submodules.ram = inst
-        m.d.comb += [di.eq(self.write_data.as_unsigned()),
-                     self.read_data.eq(do[:self.shape.width])]
+        width, lb = DP16KD_WIDTH, _addr_bits(DP16KD_DEPTH)
+        outs = []
+        for k in range(self.blocks):
+            di = Signal(width, name=f"di{k}")
+            do = Signal(width, name=f"do{k}")
+            do_a = Signal(width, name=f"do_a{k}")          # port A's read: unused
+            we = Signal(name=f"we{k}")
+            m.d.comb += [di.eq(self.write_data.as_unsigned()),
+                         we.eq(self.write_en & (self.write_addr[lb:] == k) if self.blocks > 1
+                               else self.write_en)]
+            ports = {"CLKA": ClockSignal("sync"), "CEA": Const(1, 1), "OCEA": Const(1, 1),
+                     "WEA": we, "RSTA": Const(0, 1),
+                     "CLKB": ClockSignal("sync"), "CEB": self.read_en, "OCEB": self.out_en,
+                     "WEB": Const(0, 1), "RSTB": Const(0, 1)}
+            for side, addr, enables in (("A", self.write_addr[:lb], 1),
+                                        ("B", self.read_addr[:lb], 0)):
+                for j in range(3):
+                    ports[f"CS{side}{j}"] = Const(0, 1)
+                for j in range(14):
+                    if j < 2:
+                        ports[f"AD{side}{j}"] = Const(enables, 1)
+                    elif j < 4 or j - 4 >= len(addr):
+                        ports[f"AD{side}{j}"] = Const(0, 1)
+                    else:
+                        ports[f"AD{side}{j}"] = addr[j - 4]
+            for j in range(width):
+                ports[f"DIA{j}"] = di[j]
+                ports[f"DIB{j}"] = Const(0, 1)
+            kwargs = {f"i_{name}": v for name, v in ports.items()}
+            kwargs.update({f"o_DOB{j}": do[j] for j in range(width)})
+            kwargs.update({f"o_DOA{j}": do_a[j] for j in range(width)})
+            m.submodules[f"ram{k}" if self.blocks > 1 else "ram"] = Instance(
+                "DP16KD",
+                p_DATA_WIDTH_A=width, p_DATA_WIDTH_B=width,
+                p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
+                p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
+                p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+                p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="AUTO",
+                **kwargs)
+            outs.append(do[:self.shape.width])
+        if self.blocks == 1:
+            m.d.comb += self.read_data.eq(outs[0])
+            return m
+        sel_read = Signal(len(self.read_addr) - lb, name="sel_read", reset_less=True)
+        sel_out = Signal(len(self.read_addr) - lb, name="sel_out", reset_less=True)
+        with m.If(self.read_en):
+            m.d.sync += sel_read.eq(self.read_addr[lb:])
+        with m.If(self.out_en):
+            m.d.sync += sel_out.eq(sel_read)
+        m.d.comb += self.read_data.eq(Array(outs)[sel_out])
         return m

@@ -157,7 +157,8 @@ def _golden_and_rtl(sizes, rng_seed: int, *, seed: int, batch: int, **rtl_kw):
 
 def test_ecp5_netlist_with_mult18x18d_trains_bit_exact():
     """The engine as synthesised for ECP5 (every product in a MULT18X18D instance with its
-    registers), simulated with the cell model, trains
+    registers, the weights in a DP16KD with its output register), simulated with the cell
+    models, trains
     to golden's digest and events: the instances are wired as the generic form computes."""
     from fxbp.sw.rtl import engine_verilog
     sizes, batch = (5, 7, 3), 4
@@ -167,6 +168,8 @@ def test_ecp5_netlist_with_mult18x18d_trains_bit_exact():
     # (one for weights and biases: their stages are equal in fx16)
     assert rtl.config.profile.weight == rtl.config.profile.bias
     assert text.count('.REG_OUTPUT_CLK("CLK0")') == 2 + 3
+    # the weights in one DP16KD, read through its output register
+    assert text.count('.REGMODE_B("OUTREG")') == 1
     x, t = rng.uniform(0, 1, (2 * batch + 1, sizes[0])), rng.uniform(0, 1, (2 * batch + 1, sizes[-1]))
     xg, tg = gold.prepare(x, t)
     xr, tr = rtl.prepare(x, t)
@@ -242,8 +245,8 @@ def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch, banking, family, mon
                                      dataset_buffer=n, batches_per_call=3, family=family)
     if family:
         from fxbp.sw.rtl import engine_verilog
-        # 120 sample words and 90 target words in banks of 16: 8 + 6 DP16KD.
-        assert engine_verilog(rtl.config, family).count('.REGMODE_B("OUTREG")') == 8 + 6
+        # 120 sample words and 90 target words in banks of 16: 8 + 6 DP16KD; the weights 1.
+        assert engine_verilog(rtl.config, family).count('.REGMODE_B("OUTREG")') == 8 + 6 + 1
     x, t = rng.uniform(0, 1, (n, sizes[0])), rng.uniform(0, 1, (n, sizes[-1]))
     xg, tg = gold.prepare(x, t)
     xr, tr = rtl.prepare(x, t)

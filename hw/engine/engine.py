@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from ..arith import HASH_STAGES, hash_rounds
 from ..generate import build_unit
 from ..mac import MAC
-from ..registered_block_ram import NO_RW_CHECK, RegisteredReadPort, read_data
+from ..registered_block_ram import NO_RW_CHECK, RegisteredBlockRam, RegisteredReadPort, read_data
 from .banked_memory import BankedMemory
 from .counter_bank import CounterBank
 from .config import (COUNTERS, EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
@@ -63,27 +63,38 @@ class _Fetch:
     function of the first register's payload giving it (a choice between ports).
 
     With ``data_register``, a second register follows, holding the payload and the word:
-    the memory's output then reaches only that register (latency 2, not 1).
+    the memory's output then reaches only that register (latency 2, not 1). With
+    ``registered_port`` as well, that register is the memory's own output register
+    (:class:`RegisteredBlockRam`'s, loaded under ``advance``): ``port_data`` is then a
+    function of the second register's payload, and no data register is built here.
     """
 
     def __init__(self, m: Module, name: str, shape, addr, port_data, i_valid, i_payload, *,
-                 data_register: bool = False):
+                 data_register: bool = False, registered_port: bool = False):
         self.ready = Signal(name=f"{name}_ready")          # from downstream
         self.i_ready = Signal(name=f"{name}_i_ready")
         self.addr = Signal(32, name=f"{name}_addr")
         self.en = Signal(name=f"{name}_en")
         valid = Signal(name=f"{name}_valid")
         payload = Signal(shape, name=f"{name}_payload", reset_less=True)
-        word = port_data(payload) if callable(port_data) else port_data
+        word = None if registered_port else (port_data(payload) if callable(port_data)
+                                              else port_data)
         if data_register:
             self.valid = Signal(name=f"{name}_valid2")
             self.payload = Signal(shape, name=f"{name}_payload2", reset_less=True)
-            self.data = Signal.like(word, name=f"{name}_data2", reset_less=True)
+            self.advance = Signal(name=f"{name}_advance")    # the second register loads
             ready = ~self.valid | self.ready
-            with m.If(valid & ready):
-                m.d.sync += [self.valid.eq(1), self.payload.eq(payload), self.data.eq(word)]
+            m.d.comb += self.advance.eq(valid & ready)
+            with m.If(self.advance):
+                m.d.sync += [self.valid.eq(1), self.payload.eq(payload)]
             with m.Elif(self.ready):
                 m.d.sync += self.valid.eq(0)
+            if registered_port:
+                self.data = port_data(self.payload)
+            else:
+                self.data = Signal.like(word, name=f"{name}_data2", reset_less=True)
+                with m.If(self.advance):
+                    m.d.sync += self.data.eq(word)
         else:
             self.valid, self.payload, self.data, ready = valid, payload, word, self.ready
         m.d.comb += [self.i_ready.eq(~valid | ready),
@@ -261,15 +272,22 @@ class Engine(wiring.Component):
             m.submodules[f"mem_{name}"] = mm
             return mm
 
-        mw = mem("w", self.w_width, c.weight_bases[1])
+        # The weights: read through the block RAM's output register (on ECP5 the
+        # DP16KD's own: its unregistered output through the blocks' multiplexer into the
+        # gradient cast's input was ulx3s-85f's and ulx3s-12f's critical path, 10.1-11.8
+        # ns). The second register is w_q, which the sequencer's operand and the host's
+        # reads took from the first; the gradient fetch loads it as its data register.
+        mw = RegisteredBlockRam(shape=signed(self.w_width), depth=max(2, c.weight_bases[1]),
+                                poison_collisions=self.poison_collisions)
+        m.submodules["mem_w"] = mw
         mb = mem("b", self.bias_width, c.bias_bases[1])
         mt = mem("t", self.t_width, c.target_depth)
         md = mem("d", self.d_width, c.derivative_bases[1])
         ma = [mem(f"a{q}", self.act_width, c.activation_bases[1]) for q in range(P)]
         mdl = [mem(f"delta{q}", self.delta_width, c.delta_bases[1]) for q in range(P)]
         rd = {k: RegisteredReadPort(m, v, f"mem_{k}") for k, v in
-              (("w", mw), ("b", mb), ("t", mt), ("d", md))}
-        wr = {k: v.write_port() for k, v in (("w", mw), ("b", mb), ("t", mt), ("d", md))}
+              (("b", mb), ("t", mt), ("d", md))}
+        wr = {k: v.write_port() for k, v in (("b", mb), ("t", mt), ("d", md))}
         rd_a = [RegisteredReadPort(m, b, f"mem_a{q}") for q, b in enumerate(ma)]
         wr_a = [b.write_port() for b in ma]
         rd_dl = [RegisteredReadPort(m, b, f"mem_delta{q}") for q, b in enumerate(mdl)]
@@ -383,7 +401,8 @@ class Engine(wiring.Component):
                 for q in range(P)]
         t_q = Signal(signed(self.t_width), name="t_q", reset_less=True)
         d_q = Signal(signed(self.d_width), name="d_q", reset_less=True)
-        m.d.sync += [w_q.eq(rdd["w"]), b_q.eq(rdd["b"]), t_q.eq(rdd["t"]), d_q.eq(rdd["d"])]
+        m.d.comb += w_q.eq(mw.read_data)
+        m.d.sync += [b_q.eq(rdd["b"]), t_q.eq(rdd["t"]), d_q.eq(rdd["d"])]
         m.d.sync += [a_q[q].eq(rdd_a[q]) for q in range(P)]
         m.d.sync += [dl_q[q].eq(rdd_dl[q]) for q in range(P)]
         s3 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}), name="s3")
@@ -567,9 +586,16 @@ class Engine(wiring.Component):
         g_valid = coll_valid & (cv.el.kind == G)
         g_b_addr = Signal(32, name="fetch_g_b_addr")
         m.d.comb += g_b_addr.eq(bbase[cv.el.layer - 1] + cv.el.row)
+        # The weight's second register is the weight memory's output register, loaded as
+        # the fetch advances (outside G passes it loads every cycle: w_q); the bias's is
+        # fetch_g_bias. The fetch's data picks between them.
+        b_g = Signal(signed(self.bias_width), name="fetch_g_bias", reset_less=True)
         fg = _Fetch(m, "fetch_g", coll_layout, wbase[cv.el.layer - 1] + cv.el.idx,
-                    lambda pl: Mux(pl.el.bias, rdd["b"], rdd["w"]), g_valid, coll,
-                    data_register=True)
+                    lambda pl: Mux(pl.el.bias, b_g, mw.read_data), g_valid, coll,
+                    data_register=True, registered_port=True)
+        with m.If(fg.advance):
+            m.d.sync += b_g.eq(rdd["b"])
+        m.d.comb += mw.out_en.eq(Mux(running & is_g, fg.advance, 1))
         gcast = u_["grad"]
         connect(fg.valid, fg.ready, gcast, fg.payload.sum,
                 pack(self.tag_g, "tag_grad", el=fg.payload.el, w=fg.data))
@@ -666,9 +692,9 @@ class Engine(wiring.Component):
                          port.data.eq(w_data)]
         f_el = dt.el
         m.d.comb += [
-            wr["w"].en.eq(Mux(running, w_end, host_we(Mem.W))),
-            wr["w"].addr.eq(Mux(running, wbase[w_el.layer - 1] + w_el.idx, w_addr)),
-            wr["w"].data.eq(Mux(running, w_upd.o.payload.value, w_data)),
+            mw.write_en.eq(Mux(running, w_end, host_we(Mem.W))),
+            mw.write_addr.eq(Mux(running, wbase[w_el.layer - 1] + w_el.idx, w_addr)),
+            mw.write_data.eq(Mux(running, w_upd.o.payload.value, w_data)),
             wr["b"].en.eq(Mux(running, b_end, host_we(Mem.B))),
             wr["b"].addr.eq(Mux(running, bbase[b_el.layer - 1] + b_el.row, w_addr)),
             wr["b"].data.eq(Mux(running, b_upd.o.payload.value, w_data)),
@@ -692,8 +718,8 @@ class Engine(wiring.Component):
                 rd_dl[q].addr.eq(Mux(running, Mux(is_g, bc_row, lane_k), hword)),
             ]
         m.d.comb += [
-            rd["w"].addr.eq(Mux(running, Mux(is_g, fg.addr, seq_w_addr), h["raddr"])),
-            rd["w"].en.eq(Mux(running & is_g, fg.en, 1)),
+            mw.read_addr.eq(Mux(running, Mux(is_g, fg.addr, seq_w_addr), h["raddr"])),
+            mw.read_en.eq(Mux(running & is_g, fg.en, 1)),
             rd["b"].addr.eq(Mux(running, Mux(is_g, g_b_addr, b_addr), h["raddr"])),
             rd["b"].en.eq(Mux(running & is_g, fg.en, 1)),
             rd["t"].addr.eq(Mux(running, ft.addr, h["raddr"])),
