@@ -264,8 +264,9 @@ def cli():
 @click.option("--primitives", type=click.Choice(["generic", "ecp5"]), default="generic",
               show_default=True,
               help="--backend rtl: simulate the engine as synthesised for a family: ecp5 "
-              "puts its products in MULT18X18D instances with their registers, simulated by "
-              "the cell model sim/mult18x18d.v.")
+              "puts its products in MULT18X18D instances with their registers and its "
+              "dataset-buffer banks in DP16KD instances with their output registers, "
+              "simulated by the cell models sim/mult18x18d.v and sim/dp16kd.v.")
 @click.option("--trace", "trace_file", type=click.Path(path_type=Path), default=None,
               help="--backend rtl: write the waves of a window of cycles here (FST, or VCD).")
 @click.option("--trace-from", type=click.IntRange(min=0), default=0, show_default=True,

@@ -168,8 +168,9 @@ def test_ecp5_netlist_with_mult18x18d_trains_bit_exact():
     # (one for weights and biases: their stages are equal in fx16)
     assert rtl.config.profile.weight == rtl.config.profile.bias
     assert text.count('.REG_OUTPUT_CLK("CLK0")') == 2 + 3
-    # the weights in one DP16KD, read through its output register
-    assert text.count('.REGMODE_B("OUTREG")') == 1
+    # the weights and each of the 2 activation and 2 delta banks in one DP16KD, read
+    # through its output register
+    assert text.count('.REGMODE_B("OUTREG")') == 1 + 2 + 2
     x, t = rng.uniform(0, 1, (2 * batch + 1, sizes[0])), rng.uniform(0, 1, (2 * batch + 1, sizes[-1]))
     xg, tg = gold.prepare(x, t)
     xr, tr = rtl.prepare(x, t)
@@ -245,8 +246,9 @@ def test_dataset_buffer_runs_epochs_bit_exact(lanes, batch, banking, family, mon
                                      dataset_buffer=n, batches_per_call=3, family=family)
     if family:
         from fxbp.sw.rtl import engine_verilog
-        # 120 sample words and 90 target words in banks of 16: 8 + 6 DP16KD; the weights 1.
-        assert engine_verilog(rtl.config, family).count('.REGMODE_B("OUTREG")') == 8 + 6 + 1
+        # 120 sample words and 90 target words in banks of 16: 8 + 6 DP16KD; the weights
+        # 1, the activation and delta banks 2 + 2.
+        assert engine_verilog(rtl.config, family).count('.REGMODE_B("OUTREG")') == 8 + 6 + 5
     x, t = rng.uniform(0, 1, (n, sizes[0])), rng.uniform(0, 1, (n, sizes[-1]))
     xg, tg = gold.prepare(x, t)
     xr, tr = rtl.prepare(x, t)

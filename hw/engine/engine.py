@@ -272,32 +272,30 @@ class Engine(wiring.Component):
             m.submodules[f"mem_{name}"] = mm
             return mm
 
-        # The weights: read through the block RAM's output register (on ECP5 the
-        # DP16KD's own: its unregistered output through the blocks' multiplexer into the
-        # gradient cast's input was ulx3s-85f's and ulx3s-12f's critical path, 10.1-11.8
-        # ns). The second register is w_q, which the sequencer's operand and the host's
-        # reads took from the first; the gradient fetch loads it as its data register.
-        mw = RegisteredBlockRam(shape=signed(self.w_width), depth=max(2, c.weight_bases[1]),
-                                poison_collisions=self.poison_collisions)
-        m.submodules["mem_w"] = mw
+        def ram(name, width, depth):
+            r = RegisteredBlockRam(shape=signed(width), depth=max(2, depth),
+                                   poison_collisions=self.poison_collisions)
+            m.submodules[f"mem_{name}"] = r
+            return r
+
+        # The weights, the activation banks and the delta banks are read through the
+        # block RAM's output register (on ECP5 the DP16KD's own: a weight block's
+        # unregistered output through the blocks' multiplexer into the gradient cast's
+        # input was ulx3s-85f's and ulx3s-12f's critical path, 10.1-11.8 ns). Their output
+        # registers are w_q, a_q and dl_q, which the sequencer's operands and the host's
+        # reads took one cycle after the read; the gradient fetch loads w_q as its weight
+        # register.
+        mw = ram("w", self.w_width, c.weight_bases[1])
         mb = mem("b", self.bias_width, c.bias_bases[1])
         mt = mem("t", self.t_width, c.target_depth)
         md = mem("d", self.d_width, c.derivative_bases[1])
-        ma = [mem(f"a{q}", self.act_width, c.activation_bases[1]) for q in range(P)]
-        mdl = [mem(f"delta{q}", self.delta_width, c.delta_bases[1]) for q in range(P)]
+        ma = [ram(f"a{q}", self.act_width, c.activation_bases[1]) for q in range(P)]
+        mdl = [ram(f"delta{q}", self.delta_width, c.delta_bases[1]) for q in range(P)]
         rd = {k: RegisteredReadPort(m, v, f"mem_{k}") for k, v in
               (("b", mb), ("t", mt), ("d", md))}
         wr = {k: v.write_port() for k, v in (("b", mb), ("t", mt), ("d", md))}
-        rd_a = [RegisteredReadPort(m, b, f"mem_a{q}") for q, b in enumerate(ma)]
-        wr_a = [b.write_port() for b in ma]
-        rd_dl = [RegisteredReadPort(m, b, f"mem_delta{q}") for q, b in enumerate(mdl)]
-        wr_dl = [b.write_port() for b in mdl]
         # Every use of a read port's data goes through read_data (collision poisoning).
         rdd = {k: read_data(m, rd[k], wr[k], f"mem_{k}", self.poison_collisions) for k in rd}
-        rdd_a = [read_data(m, r, w, f"mem_a{q}", self.poison_collisions)
-                 for q, (r, w) in enumerate(zip(rd_a, wr_a))]
-        rdd_dl = [read_data(m, r, w, f"mem_delta{q}", self.poison_collisions)
-                  for q, (r, w) in enumerate(zip(rd_dl, wr_dl))]
         depths = {Mem.W: c.weight_bases[1], Mem.B: c.bias_bases[1],
                   Mem.A: P * c.activation_bases[1], Mem.T: c.target_depth,
                   Mem.DELTA: P * c.delta_bases[1], Mem.D: c.derivative_bases[1]}
@@ -403,8 +401,8 @@ class Engine(wiring.Component):
         d_q = Signal(signed(self.d_width), name="d_q", reset_less=True)
         m.d.comb += w_q.eq(mw.read_data)
         m.d.sync += [b_q.eq(rdd["b"]), t_q.eq(rdd["t"]), d_q.eq(rdd["d"])]
-        m.d.sync += [a_q[q].eq(rdd_a[q]) for q in range(P)]
-        m.d.sync += [dl_q[q].eq(rdd_dl[q]) for q in range(P)]
+        m.d.comb += [a_q[q].eq(ma[q].read_data) for q in range(P)]
+        m.d.comb += [dl_q[q].eq(mdl[q].read_data) for q in range(P)]
         s3 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}), name="s3")
         s3_frame = Signal(self.frame_tag, name="s3_frame", reset_less=True)
         s3_a = Signal(signed(self.lane_a), name="s3_a", reset_less=True)
@@ -706,16 +704,16 @@ class Engine(wiring.Component):
         ]
         for q in range(P):
             m.d.comb += [
-                wr_a[q].en.eq(Mux(running, f_end & ((f_el.bank == q) if lg else 1),
+                ma[q].write_en.eq(Mux(running, f_end & ((f_el.bank == q) if lg else 1),
                                   host_we(Mem.A, q))),
-                wr_a[q].addr.eq(Mux(running, abase[f_el.layer] + f_el.off, w_word)),
-                wr_a[q].data.eq(Mux(running, dt.a, w_data)),
-                wr_dl[q].en.eq(Mux(running, delta_valid & ((delta_el.bank == q) if lg else 1),
+                ma[q].write_addr.eq(Mux(running, abase[f_el.layer] + f_el.off, w_word)),
+                ma[q].write_data.eq(Mux(running, dt.a, w_data)),
+                mdl[q].write_en.eq(Mux(running, delta_valid & ((delta_el.bank == q) if lg else 1),
                                    host_we(Mem.DELTA, q))),
-                wr_dl[q].addr.eq(Mux(running, dlbase[delta_el.layer - 1] + delta_el.off, w_word)),
-                wr_dl[q].data.eq(Mux(running, delta_val, w_data)),
-                rd_a[q].addr.eq(Mux(running, bank_addrs[q], hword)),
-                rd_dl[q].addr.eq(Mux(running, Mux(is_g, bc_row, lane_k), hword)),
+                mdl[q].write_addr.eq(Mux(running, dlbase[delta_el.layer - 1] + delta_el.off, w_word)),
+                mdl[q].write_data.eq(Mux(running, delta_val, w_data)),
+                ma[q].read_addr.eq(Mux(running, bank_addrs[q], hword)),
+                mdl[q].read_addr.eq(Mux(running, Mux(is_g, bc_row, lane_k), hword)),
             ]
         m.d.comb += [
             mw.read_addr.eq(Mux(running, Mux(is_g, fg.addr, seq_w_addr), h["raddr"])),
