@@ -180,12 +180,17 @@ class HostLinkBridge(wiring.Component):
         # byte multiplexers and the CRC are not one path
         txw = Signal(32)
         phase = Signal(2)                        # of txw: 0 header, 1 payload word, 2 CRC
-        rep_addr = Signal(range(n + 1))
-        m.d.comb += rep_r.addr.eq(rep_addr)
+        # The reply buffer is read a word ahead, from a register, in states that a decode
+        # of the state alone enables (TX_SYNC: word 0; TX_WORD: the next word): the UART's
+        # ready never reaches the block RAM's address or enable (ulx3s-85f: the
+        # transmitter's bit count -> ready -> the next address -> the reply buffer's
+        # address pins, 8 levels, 10.43 ns).
+        rep_next = Signal(range(n + 1))
+        m.d.comb += rep_r.addr.eq(rep_next)
 
         def answer(kind_, length_, src, why=0):
             m.d.sync += [tx_kind.eq(kind_), tx_len.eq(length_), tx_src.eq(src), reason.eq(why),
-                         k.eq(0)]
+                         k.eq(0), rep_next.eq(0)]
             m.next = "TX_SYNC"
 
         def nak(why):
@@ -323,17 +328,16 @@ class HostLinkBridge(wiring.Component):
                                 m.d.sync += phase.eq(2)
                             with m.Else():
                                 m.d.sync += phase.eq(1)
-                                m.d.comb += [rep_r.en.eq(1), rep_addr.eq(0)]
                         with m.Elif(phase == 1):
                             m.d.sync += index.eq(index + 1)
                             with m.If(index == last):
                                 m.d.sync += phase.eq(2)
-                            with m.Else():
-                                m.d.comb += [rep_r.en.eq(1), rep_addr.eq(index + 1)]
                         with m.Else():
                             m.next = "HUNT"
 
             with m.State("TX_LOAD"):               # rep_r.data -> rep_q
+                with m.If(phase == 1):
+                    m.d.sync += rep_next.eq(rep_next + 1)   # TX_WORD reads the next word
                 m.next = "TX_WORD"
 
             with m.State("TX_WORD"):
@@ -342,6 +346,7 @@ class HostLinkBridge(wiring.Component):
 
         m.d.comb += crc_init.eq(fsm.ongoing("HUNT") | fsm.ongoing("SYNC1")
                                 | fsm.ongoing("TX_SYNC"))
+        m.d.comb += rep_r.en.eq(fsm.ongoing("TX_SYNC") | fsm.ongoing("TX_WORD"))
         m.d.comb += in_frame.eq(fsm.ongoing("SYNC1") | fsm.ongoing("HDR")
                                 | fsm.ongoing("PAYLOAD") | fsm.ongoing("CRC"))
         return m
