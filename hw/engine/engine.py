@@ -821,6 +821,10 @@ class Engine(wiring.Component):
         m.d.sync += [inflight.eq(inflight_n), pending.eq(pending_n),
                      inflight_zero.eq(inflight_n == 0), pending_zero.eq(pending_n == 0)]
 
+        # run_done: high in the DONE state, from a register set on the way in (the host's
+        # state machine waits on it: ulx3s-85f, the run state's decode into the host
+        # state's enable, 6 levels, 9.99 ns).
+        m.d.sync += run_done.eq(0)
         with m.FSM(name="run"):
             # The first pass's setup is loaded in every cycle of IDLE and KEYS, whatever
             # happens: a decode of the state alone enables it, not start_run, start_train
@@ -871,10 +875,10 @@ class Engine(wiring.Component):
                             with m.Else():
                                 m.d.comb += last_pass.eq(1)
                     with m.If(last_pass):
+                        m.d.sync += run_done.eq(1)
                         m.next = "DONE"
             with m.State("DONE"):
                 m.d.sync += running.eq(0)
-                m.d.comb += run_done.eq(1)
                 with m.If(training):
                     m.d.sync += step.eq(step + 1)
                 m.next = "IDLE"
