@@ -48,10 +48,7 @@ def engine_verilog(config, family: str | None = None, *, poison_collisions: bool
     ``poison_collisions`` (default on): a read of an address written in the same cycle
     returns its word inverted (:class:`~fxbp.hw.engine.Engine`): block RAM leaves it
     undefined, and every simulated run then checks that no result depends on one."""
-    from importlib import resources
     from ..hw.engine import Engine
-    from ..hw.generate import verilog
-    from ..hw.registered_product import SynthTarget
     if family is not None and family not in CELL_MODELS:
         raise FxbpError(f"no cell models for family {family!r}: choose "
                         f"{', '.join(CELL_MODELS)} (or none: the generic engine)")
@@ -59,11 +56,20 @@ def engine_verilog(config, family: str | None = None, *, poison_collisions: bool
         engine = Engine(config, poison_collisions=poison_collisions)
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
+    return netlist_verilog(engine, "fxbp_engine", family)
+
+
+def netlist_verilog(component, name: str, family: str | None = None) -> str:
+    """``component``'s Verilog: generic, or as synthesised for ``family`` (its primitive
+    instances) followed by that family's cell models (``CELL_MODELS``)."""
+    from importlib import resources
+    from ..hw.generate import verilog
+    from ..hw.registered_product import SynthTarget
     if family is None:
-        return verilog(engine, "fxbp_engine")
-    text = verilog(engine, "fxbp_engine", platform=SynthTarget(family))
+        return verilog(component, name)
+    text = verilog(component, name, platform=SynthTarget(family))
     models = resources.files("fxbp.sim")
-    return text + "".join((models / name).read_text() for name in CELL_MODELS[family])
+    return text + "".join((models / model).read_text() for model in CELL_MODELS[family])
 
 
 def build_engine(config, progress=None, trace: bool = False, family: str | None = None,
