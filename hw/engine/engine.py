@@ -705,11 +705,11 @@ class Engine(wiring.Component):
         for q in range(P):
             m.d.comb += [
                 ma[q].write_en.eq(Mux(running, f_end & ((f_el.bank == q) if lg else 1),
-                                  host_we(Mem.A, q))),
+                                      host_we(Mem.A, q))),
                 ma[q].write_addr.eq(Mux(running, abase[f_el.layer] + f_el.off, w_word)),
                 ma[q].write_data.eq(Mux(running, dt.a, w_data)),
                 mdl[q].write_en.eq(Mux(running, delta_valid & ((delta_el.bank == q) if lg else 1),
-                                   host_we(Mem.DELTA, q))),
+                                       host_we(Mem.DELTA, q))),
                 mdl[q].write_addr.eq(Mux(running, dlbase[delta_el.layer - 1] + delta_el.off, w_word)),
                 mdl[q].write_data.eq(Mux(running, delta_val, w_data)),
                 ma[q].read_addr.eq(Mux(running, bank_addrs[q], hword)),
