@@ -36,10 +36,10 @@ class BankedMemory(wiring.Component):
     mux_ways : int
         The widest multiplexer of a level, a power of two, at least 2.
     bank_registers : int
-        Registers in series after each bank's block RAM, before the multiplexers (at
-        least 1). With 2, the first has the block RAM as its only source and the second
-        as its only load, so place and route can put it beside the block RAM: the
-        unregistered DP16KD output (5.8 ns) then never crosses the die in the same cycle.
+        Registers in series after each bank's block RAM read, before the multiplexers (at
+        least 1). The first is the bank's output register (:class:`RegisteredBlockRam`:
+        on ECP5 the DP16KD's own, so the unregistered DP16KD output, 5.8 ns after the
+        clock, never leaves the block); a second sits between it and the multiplexers.
     latency : int or None
         The read latency wanted; at least :attr:`natural_latency`, which ``None`` gives.
         More pads the output with registers, so memories read side by side line up.
