@@ -403,21 +403,34 @@ class Engine(wiring.Component):
         m.d.sync += [b_q.eq(rdd["b"]), t_q.eq(rdd["t"]), d_q.eq(rdd["d"])]
         m.d.comb += [a_q[q].eq(ma[q].read_data) for q in range(P)]
         m.d.comb += [dl_q[q].eq(mdl[q].read_data) for q in range(P)]
+        # s2r: the memories' words registered once more in the fabric, beside their
+        # block RAMs, before the lanes' operand multiplexers. A block RAM's output
+        # register drives only this register, so the route from a block to the lanes (up
+        # to 6.45 ns on ulx3s-85f: a delta bank's output register through the rotation
+        # into lane 1's operand, 10.89 ns) no longer shares a cycle with the rotation.
+        s2r = Signal(ctl, name="s2r")
+        w_r = Signal.like(w_q, name="w_r", reset_less=True)
+        b_r = Signal.like(b_q, name="b_r", reset_less=True)
+        a_r = [Signal.like(a_q[q], name=f"a_r{q}", reset_less=True) for q in range(P)]
+        dl_r = [Signal.like(dl_q[q], name=f"dl_r{q}", reset_less=True) for q in range(P)]
+        m.d.sync += [s2r.eq(s2), w_r.eq(w_q), b_r.eq(b_q)]
+        m.d.sync += [a_r[q].eq(a_q[q]) for q in range(P)]
+        m.d.sync += [dl_r[q].eq(dl_q[q]) for q in range(P)]
         s3 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}), name="s3")
         s3_frame = Signal(self.frame_tag, name="s3_frame", reset_less=True)
         s3_a = Signal(signed(self.lane_a), name="s3_a", reset_less=True)
         s3_bias = Signal(signed(self.bias_width), name="s3_bias", reset_less=True)
         s3_b = [Signal(signed(self.lane_b), name=f"s3_b{q}", reset_less=True) for q in range(P)]
-        a_arr, dl_arr = Array(a_q), Array(dl_q)
-        m.d.sync += [s3.valid.eq(s2.valid), s3.first.eq(s2.first), s3.last.eq(s2.last),
-                     s3_frame.eq(s2.frame),
-                     s3_a.eq(Mux(s2.kind == G, dl_arr[s2.bsel] if lg else dl_q[0], w_q)),
-                     s3_bias.eq(Mux((s2.kind == F) & s2.first, b_q, 0))]
+        a_arr, dl_arr = Array(a_r), Array(dl_r)
+        m.d.sync += [s3.valid.eq(s2r.valid), s3.first.eq(s2r.first), s3.last.eq(s2r.last),
+                     s3_frame.eq(s2r.frame),
+                     s3_a.eq(Mux(s2r.kind == G, dl_arr[s2r.bsel] if lg else dl_r[0], w_r)),
+                     s3_bias.eq(Mux((s2r.kind == F) & s2r.first, b_r, 0))]
         for q in range(P):
-            src = ((q + s2.rot) & (P - 1)) if lg else 0
-            lane_val = Mux(s2.kind == E, dl_arr[src] if lg else dl_q[0],
-                           a_arr[src] if lg else a_q[0])
-            m.d.sync += s3_b[q].eq(Mux(s2.one[q], self.one_a, lane_val))
+            src = ((q + s2r.rot) & (P - 1)) if lg else 0
+            lane_val = Mux(s2r.kind == E, dl_arr[src] if lg else dl_r[0],
+                           a_arr[src] if lg else a_r[0])
+            m.d.sync += s3_b[q].eq(Mux(s2r.one[q], self.one_a, lane_val))
         for q, lane in enumerate(self.lanes):
             pl = lane.i.payload
             m.d.comb += [lane.i.valid.eq(s3.valid), pl.a.eq(s3_a), pl.b.eq(s3_b[q]),
@@ -647,10 +660,14 @@ class Engine(wiring.Component):
             + w_end.as_unsigned() + b_end.as_unsigned())
 
         # ---------------------------------------------------------- host interface
+        # The host reads a weight from w_r, the lanes' fabric copy (loaded every cycle;
+        # RDATA comes a cycle after the output register holds the word), not from the
+        # block RAM's output register (ulx3s-85f: mem_w's output register through the
+        # host's multiplexer into the response register, 10.71 ns).
         h = self._host(m, running=running, start_run=start_run, start_train=start_train,
                        run_done=run_done, cfg_batch=cfg_batch, widths=widths, eta=eta,
                        seed=seed, step=step, timeout=timeout, ctr=ctr, depths=depths,
-                       registered={Mem.W: w_q, Mem.B: b_q, Mem.T: t_q, Mem.D: d_q},
+                       registered={Mem.W: w_r, Mem.B: b_q, Mem.T: t_q, Mem.D: d_q},
                        cur_batch=batch,
                        banks={Mem.A: a_q, Mem.DELTA: dl_q})
 
@@ -852,7 +869,8 @@ class Engine(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += in_pass.eq(1)
-                with m.If(inflight_zero & pending_zero & ~s1.valid & ~s2.valid & ~s3.valid):
+                with m.If(inflight_zero & pending_zero & ~s1.valid & ~s2.valid & ~s2r.valid
+                          & ~s3.valid):
                     last_pass = Signal(name="last_pass")
                     with m.Switch(kind):
                         with m.Case(F):
