@@ -134,9 +134,10 @@ def synth_command(unit: str, profile, *, stage=None, family="both", device=None,
                       + (" (nextpnr-ice40 does not time it at all)" if r["family"] == "ice40" else ""))
     result = {"unit": unit, "stage": stage, "precision": profile.name, "results": rows}
     if unit == "engine":
-        from ..sw.engine_fmax import record_fmax
+        from ..sw.engine_fmax import netlist_hash, record_fmax
         result["engine"] = component.config.describe()
         result["engine"]["gen_hash"] = f"{component.config.gen_hash:08x}"
+        result["engine"]["netlist_hash"] = netlist_hash(component.config)
         for r in rows:
             if r["fmax_worst_mhz"] is not None:
                 record_fmax(component.config, r["family"], r["device"], r["fmax_worst_mhz"],

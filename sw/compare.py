@@ -286,13 +286,17 @@ def measure_throughput(name: str, config, batches, *, eta: float, n_train: int, 
     return rows
 
 
-def _fmax_records(gen_hash: str) -> dict:
-    from .engine_fmax import fmax_file
+def _fmax_records(engine: dict) -> dict:
+    """The Fmax recorded for the netlist of ``engine`` (an RTL run's ``hardware.engine``)."""
+    from .engine_fmax import fmax_file, record_key
+    if not engine.get("netlist_hash"):
+        return {}                 # a record from before netlists were hashed: no match
     try:
         data = json.loads(fmax_file().read_text())
     except (OSError, ValueError):
         return {}
-    found = data.get(gen_hash, {}) if isinstance(data, dict) else {}
+    key = record_key(engine["gen_hash"], engine["netlist_hash"])
+    found = data.get(key, {}) if isinstance(data, dict) else {}
     return found if isinstance(found, dict) else {}
 
 
@@ -318,8 +322,9 @@ def fpga_rows(targets, rtl: dict | None, board: dict | None, *, settings: dict) 
             eng = hw["engine"]
             row["cycles_per_sample"] = hw["cycles_per_sample"]
             row["macs_per_sample"] = hw["macs_per_sample"]
-            row["engine"] = {"gen_hash": eng["gen_hash"], "lanes": hw["lanes"]}
-            rec = _fmax_records(eng["gen_hash"]).get(f"{family} {device}")
+            row["engine"] = {"gen_hash": eng["gen_hash"],
+                             "netlist_hash": eng.get("netlist_hash"), "lanes": hw["lanes"]}
+            rec = _fmax_records(eng).get(f"{family} {device}")
             if rec is None:
                 net = "-".join(map(str, rtl["network"]))
                 cmd = (f"fxbp synth engine --precision {settings['precision']} --rounding "
@@ -330,8 +335,9 @@ def fpga_rows(targets, rtl: dict | None, board: dict | None, *, settings: dict) 
             else:
                 fmax = float(rec["fmax_mhz"])
                 row["fmax_mhz"] = fmax
-                row["fmax_source"] = (f"fxbp synth engine --pnr on {family} {device}, worst of "
-                                      f"seeds {rec.get('seeds')} ({rec.get('date')})")
+                row["fmax_source"] = (f"fxbp synth engine --pnr on {family} {device} (netlist "
+                                      f"{eng['netlist_hash']}), worst of seeds "
+                                      f"{rec.get('seeds')} ({rec.get('date')})")
                 cps = hw["cycles_per_sample"]
                 if cps:
                     sps = fmax * 1e6 / cps

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from ..hw.engine.config import REG, Mem
+from .engine_fmax import known_fmax, netlist_hash
 from .engine_host import Layout, Program
 from .errors import FxbpError
 from .golden import EVENT_SITES, GoldenMLP, learning_rate_raw
@@ -77,8 +78,10 @@ def build_engine(config, progress=None, trace: bool = False, family: str | None 
     """The native library of the engine for ``config`` (built once, then cached);
     ``family`` and ``poison_collisions``: :func:`engine_verilog`."""
     from ..sim.native import NativeLibrary
-    return NativeLibrary.build(engine_verilog(config, family, poison_collisions=poison_collisions),
-                               "fxbp_engine", progress=progress, trace=trace)
+    text = engine_verilog(config, family, poison_collisions=poison_collisions)
+    if family is None and poison_collisions:
+        netlist_hash(config, text)        # the default form: its hash keys recorded Fmax
+    return NativeLibrary.build(text, "fxbp_engine", progress=progress, trace=trace)
 
 
 class RtlRuntime(Runtime):
@@ -363,7 +366,8 @@ class RtlRuntime(Runtime):
         busy = c.get("lane_busy", 0)
         return {
             "engine": {**self.config.describe(), "profile": self.profile.name,
-                       "gen_hash": f"{self.config.gen_hash:08x}"},
+                       "gen_hash": f"{self.config.gen_hash:08x}",
+                       "netlist_hash": netlist_hash(self.config)},
             "lanes": self.lanes,
             "primitives": self.family or "generic",
             "steps": steps,
@@ -396,7 +400,6 @@ class RtlRuntime(Runtime):
     def _clock(self) -> tuple[float | None, str]:
         if self.clock_mhz is not None:
             return float(self.clock_mhz), "--clock-mhz"
-        from .engine_fmax import known_fmax
         found = known_fmax(self.config)
         if found is None:
             return None, ("unknown: run fxbp synth engine --pnr for this engine, or give "

@@ -254,9 +254,14 @@ def test_layer_underflow_series_is_per_epoch_shares():
 def test_fpga_rows_from_recorded_fmax(tmp_path, monkeypatch):
     monkeypatch.setattr(engine_fmax, "fmax_file", lambda: tmp_path / "engine-fmax.json")
     (tmp_path / "engine-fmax.json").write_text(json.dumps(
-        {"0badcafe": {"ecp5 25f": {"fmax_mhz": 100.0, "seeds": [1, 2], "date": "2026-01-01"}}}))
+        {"0badcafe-12345678": {"ecp5 25f": {"fmax_mhz": 100.0, "seeds": [1, 2],
+                                            "date": "2026-01-01"}},
+         # the same configuration, another netlist (an older RTL): never used
+         "0badcafe-87654321": {"ecp5 85f": {"fmax_mhz": 90.0, "seeds": [1],
+                                            "date": "2026-01-01"}}}))
     rtl = {"backend": "rtl", "ran": True, "network": [64, 32, 10], "rounding": "stochastic",
-           "batch": 32, "hardware": {"engine": {"gen_hash": "0badcafe"}, "lanes": 8,
+           "batch": 32, "hardware": {"engine": {"gen_hash": "0badcafe",
+                                                "netlist_hash": "12345678"}, "lanes": 8,
                                      "cycles_per_sample": 500.0, "macs_per_sample": 5056}}
     board = {"backend": "board", "ran": True, "hardware": {
         "board": {"family": "ecp5", "device": "LFE5U-85F", "title": "ULX3S 85F"},
@@ -270,7 +275,7 @@ def test_fpga_rows_from_recorded_fmax(tmp_path, monkeypatch):
     assert r["macs_per_second"] == 200_000 * 5056
     assert r["peak_macs_per_second"] == 28 * 100e6
     assert r["fraction_of_peak"] == pytest.approx(200_000 * 5056 / 2.8e9)
-    assert "worst of seeds [1, 2]" in r["fmax_source"]
+    assert "worst of seeds [1, 2]" in r["fmax_source"] and "netlist 12345678" in r["fmax_source"]
     assert r["link_bound_samples_per_second"] is None
     assert rows["ecp5-85f"]["link_bound_samples_per_second"] == 1234.5
     assert rows["ecp5-85f"]["fmax_mhz"] is None
