@@ -863,16 +863,13 @@ class Engine(wiring.Component):
                             m.d.comb += kg_start.eq(1)
                             m.next = "KEYS"
                         with m.Else():
-                            m.d.sync += issuing.eq(1)
-                            m.next = "ISSUE"
+                            self._go_issue(m)
                     else:
-                        m.d.sync += issuing.eq(1)
-                        m.next = "ISSUE"
+                        self._go_issue(m)
             with m.State("KEYS"):
                 m.d.sync += setup(F, 1)
                 with m.If(~kg_busy):
-                    m.d.sync += issuing.eq(1)
-                    m.next = "ISSUE"
+                    self._go_issue(m)
             with m.State("ISSUE"):
                 m.d.comb += in_pass.eq(1)
                 with m.If(fire & last_op & last_frame):
@@ -889,8 +886,7 @@ class Engine(wiring.Component):
                                 self._next_pass(m, setup, F, L)
                             with m.Elif(training):
                                 m.d.sync += setup(E, L - 1) if L > 1 else setup(G, L)
-                                m.d.sync += issuing.eq(1)
-                                m.next = "ISSUE"
+                                self._go_issue(m)
                             with m.Else():
                                 m.d.comb += last_pass.eq(1)
                         with m.Case(E):
@@ -898,8 +894,7 @@ class Engine(wiring.Component):
                                 self._next_pass(m, setup, E, L)
                             with m.Else():
                                 m.d.sync += setup(G, L)
-                                m.d.sync += issuing.eq(1)
-                                m.next = "ISSUE"
+                                self._go_issue(m)
                         with m.Case(G):
                             with m.If(layer != 1):
                                 self._next_pass(m, setup, G, L)
@@ -953,6 +948,11 @@ class Engine(wiring.Component):
         return m
 
     # ------------------------------------------------------------------ pass order
+    def _go_issue(self, m):
+        """Enter ISSUE: every way in sets the ``seq_issuing`` register with the state."""
+        m.d.sync += self._issuing.eq(1)
+        m.next = "ISSUE"
+
     def _next_pass(self, m, setup, kind_, L):
         """Forward passes go up a layer; backward and gradient passes go down."""
         with m.Switch(self._layer):
@@ -961,8 +961,7 @@ class Engine(wiring.Component):
                 if 1 <= nxt <= L and not (kind_ == E and nxt > L - 1):
                     with m.Case(l):
                         m.d.sync += setup(kind_, nxt)
-        m.d.sync += self._issuing.eq(1)
-        m.next = "ISSUE"
+        self._go_issue(m)
 
     # ------------------------------------------------------------------ keys
     def _keygen(self, m, seed, step, start, busy) -> dict:
