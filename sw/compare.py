@@ -288,16 +288,10 @@ def measure_throughput(name: str, config, batches, *, eta: float, n_train: int, 
 
 def _fmax_records(engine: dict) -> dict:
     """The Fmax recorded for the netlist of ``engine`` (an RTL run's ``hardware.engine``)."""
-    from .engine_fmax import fmax_file, record_key
+    from .engine_fmax import recorded
     if not engine.get("netlist_hash"):
         return {}                 # a record from before netlists were hashed: no match
-    try:
-        data = json.loads(fmax_file().read_text())
-    except (OSError, ValueError):
-        return {}
-    key = record_key(engine["gen_hash"], engine["netlist_hash"])
-    found = data.get(key, {}) if isinstance(data, dict) else {}
-    return found if isinstance(found, dict) else {}
+    return recorded(engine["gen_hash"], engine["netlist_hash"])
 
 
 def fpga_rows(targets, rtl: dict | None, board: dict | None, *, settings: dict) -> list[dict]:

@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["fmax_file", "record_fmax", "known_fmax", "netlist_hash", "verilog_hash",
-           "record_key"]
+__all__ = ["fmax_file", "record_fmax", "known_fmax", "recorded", "netlist_hash",
+           "verilog_hash", "record_key"]
 
 #: Preferred device when several were measured.
 _PREFERENCE = ("ecp5 25f", "ecp5 45f", "ecp5 85f", "ice40 up5k")
@@ -59,6 +59,13 @@ def _load() -> dict:
         return {}
 
 
+def recorded(gen_hash: str, netlist: str) -> dict:
+    """``{"FAMILY DEVICE": {"fmax_mhz", "seeds", "date"}}`` recorded for this netlist."""
+    data = _load()
+    found = data.get(record_key(gen_hash, netlist), {}) if isinstance(data, dict) else {}
+    return found if isinstance(found, dict) else {}
+
+
 def record_fmax(config, family: str, device: str, fmax_mhz: float, seeds) -> None:
     data = _load()
     key = record_key(f"{config.gen_hash:08x}", netlist_hash(config))
@@ -77,7 +84,7 @@ def record_fmax(config, family: str, device: str, fmax_mhz: float, seeds) -> Non
 def known_fmax(config) -> tuple[float, str] | None:
     """``(MHz, where it comes from)`` for this engine, or None."""
     netlist = netlist_hash(config)
-    found = _load().get(record_key(f"{config.gen_hash:08x}", netlist), {})
+    found = recorded(f"{config.gen_hash:08x}", netlist)
     for dev in (*_PREFERENCE, *found):
         if dev in found:
             r = found[dev]
