@@ -428,6 +428,13 @@ class Engine(wiring.Component):
         s3_bias = Signal(signed(self.bias_width), name="s3_bias", reset_less=True)
         s3_b = [Signal(signed(self.lane_b), name=f"s3_b{q}", reset_less=True) for q in range(P)]
         a_arr, dl_arr = Array(a_r), Array(dl_r)
+        # pipe_idle: none of s1, s2, s2r, s3 holds an element. Each stage's valid is the
+        # one before it a cycle late (s1.valid <= fire), so ~(fire | s1 | s2 | s2r) now is
+        # exactly ~(s1 | s2 | s2r | s3) in the next cycle: the drain test reads one
+        # register, not a 6-input AND in front of the next pass's setup (ulx3s-45f:
+        # the drain test -> setup -> seq_k, 10.40 ns).
+        pipe_idle = Signal(name="pipe_idle", init=1)
+        m.d.sync += pipe_idle.eq(~(fire | s1.valid | s2.valid | s2r.valid))
         m.d.sync += [s3.valid.eq(s2r.valid), s3.first.eq(s2r.first), s3.last.eq(s2r.last),
                      s3_frame.eq(s2r.frame),
                      s3_a.eq(Mux(s2r.kind == G, dl_arr[s2r.bsel] if lg else dl_r[0], w_r)),
@@ -877,8 +884,7 @@ class Engine(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += in_pass.eq(1)
-                with m.If(inflight_zero & pending_zero & ~s1.valid & ~s2.valid & ~s2r.valid
-                          & ~s3.valid):
+                with m.If(inflight_zero & pending_zero & pipe_idle):
                     last_pass = Signal(name="last_pass")
                     with m.Switch(kind):
                         with m.Case(F):
