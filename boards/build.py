@@ -42,7 +42,7 @@ from .pll import PllSettings, pll_for, pll_instance
 from .targets import TARGETS, BoardTarget
 
 __all__ = ["BuildSpec", "resolve", "build", "PlatformTop", "REPORT_FILE", "TOP_NAME",
-           "FALLBACK_MARGIN", "cell_totals", "toolchain"]
+           "FALLBACK_MARGIN", "cell_totals", "packed_overuse", "toolchain"]
 
 #: The report every build directory holds.
 REPORT_FILE = "report.json"
@@ -412,6 +412,25 @@ def _pnr_utilisation(report: dict, spec: BuildSpec, totals: dict) -> dict:
     return out
 
 
+def packed_overuse(log: str) -> str:
+    """The resources nextpnr's log (its "Device utilisation" after packing) shows over
+    the part, as "8,537 ICESTORM_LC of 5,280 (162 %)"; empty when none is (or the log
+    has no such table). yosys's LUT4 and FF counts can each be under the part while the
+    packed logic cells are not (an iCE40 cell holds one LUT4 and the flip-flop it feeds)."""
+    table = log.split("Device utilisation:", 1)
+    if len(table) < 2:
+        return ""
+    over = []
+    for line in table[1].splitlines()[1:]:          # the table's rows, up to its end
+        row = re.fullmatch(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*", line)
+        if row is None:
+            break
+        name, used, cap = row[1], int(row[2]), int(row[3])
+        if used > cap:
+            over.append(f"{used:,} {name} of {cap:,} ({100 * used / cap:.0f} %)")
+    return ", ".join(over)
+
+
 def _fmax(report: dict, pll: PllSettings) -> list:
     target = float(pll.f_out_hz) / 1e6
     out = []
@@ -583,8 +602,13 @@ def _place_and_route(spec: BuildSpec, pll: PllSettings, cmds: dict, stage, workd
         text = exc.first
         if any(k in text for k in ("Unable to place", "Failed to place", "too many", "only has",
                                    "Unable to find a placement", "Failed to route")):
-            raise FxbpError(f"the design does not fit the {spec.target.title}: {text}: lower "
-                            f"--lanes, --net or --dataset-buffer") from None
+            tim = workdir / f"{TOP_NAME}.tim"
+            over = packed_overuse(tim.read_text(errors="replace") if tim.exists() else "")
+            need = (f"nextpnr packs it into {over}" if over else text)
+            hint = (" (docs/engine.md section 6: the engine's fixed part alone exceeds this "
+                    "part)" if spec.target.family == "ice40" else "")
+            raise FxbpError(f"the design does not fit the {spec.target.title}: {need}: lower "
+                            f"--lanes, --net or --dataset-buffer{hint}") from None
         raise FxbpError(f"nextpnr-{spec.target.family} failed: {text}") from None
     cpu = stage.cpu.pop("nextpnr")
     if several:

@@ -8,6 +8,7 @@ of every board are ``slow``.
 """
 
 import json
+import re
 import stat
 import sys
 from pathlib import Path
@@ -364,6 +365,45 @@ def test_missed_clock_is_an_error_when_asked_for_and_lowered_once_otherwise(tmp_
     assert report["clock"]["engine_mhz"] == second["pll_mhz"]
     assert {"yosys.try1.log", "nextpnr.try1.log", "fxbp_top.try1.tim"} <= \
         {p.name for p in out.iterdir()}
+
+
+# nextpnr's table after packing, as in its log (nextpnr-ice40 0.9, the iCEBreaker at
+# nearest-even, B_max 8): one row over the part, one at it, the rest under.
+PACKED_LOG = """Info: Packing constants..
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:    8537/   5280   161%
+Info: \t        ICESTORM_RAM:      26/     30    86%
+Info: \t        ICESTORM_PLL:       1/      1   100%
+Info: \t      ICESTORM_SPRAM:       0/      4     0%
+
+Info: Placed 6 cells based on constraints.
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:    9999/   5280   189%
+ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'
+"""
+
+
+def test_packed_overuse_names_only_what_is_over_the_part():
+    assert flow.packed_overuse(PACKED_LOG) == "8,537 ICESTORM_LC of 5,280 (162 %)"
+    # A table at the part's size exactly, a log without a table: nothing to report.
+    assert flow.packed_overuse(PACKED_LOG.replace("8537/", "5280/")) == ""
+    assert flow.packed_overuse("ERROR: Unable to place cell 'x'") == ""
+    ecp5 = PACKED_LOG.replace("ICESTORM_LC:    8537/   5280", "TRELLIS_COMB: 24289/ 24288")
+    assert flow.packed_overuse(ecp5) == "24,289 TRELLIS_COMB of 24,288 (100 %)"
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_a_design_over_the_up5k_after_packing_says_how_many_cells(tmp_path):
+    # yosys's LUT4, FF and BRAM counts are each under the part here; the packed cells are not.
+    r = CliRunner().invoke(build_cmd, ["--board", "icebreaker", "--rounding", "nearest-even",
+                                       "--max-batch", "8", "--out", str(tmp_path / "b"),
+                                       "--quiet"])
+    assert isinstance(r.exception, FxbpError)
+    assert re.fullmatch(r"the design does not fit the iCEBreaker: nextpnr packs it into "
+                        r"[\d,]+ ICESTORM_LC of 5,280 \(\d+ %\): lower --lanes, --net or "
+                        r"--dataset-buffer \(docs/engine.md section 6: .*\)", str(r.exception))
+    assert not (tmp_path / "b").exists() and (tmp_path / "b.failed" / "fxbp_top.tim").exists()
 
 
 @pytest.mark.synth
