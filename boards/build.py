@@ -373,7 +373,9 @@ def _stat_cells(path: Path) -> dict:
     return {k: int(v) for k, v in cells.items()}
 
 
-def _fit_check(spec: BuildSpec, totals: dict, when: str = "") -> None:
+def _fit_check(spec: BuildSpec, totals: dict, when: str = "", packed=None) -> None:
+    """Exit 2 when ``totals`` exceed the part. ``packed``, a function called only then,
+    gives nextpnr's count after packing ("" when none is over), added to the message."""
     part, c = spec.target.part, spec.config
     over = [(k, totals[k], getattr(part, k)) for k in ("lut", "ff", "dsp", "bram")
             if totals[k] > getattr(part, k)]
@@ -381,8 +383,12 @@ def _fit_check(spec: BuildSpec, totals: dict, when: str = "") -> None:
         return
     need = ", ".join(f"{used:,} {RESOURCE_NAMES[k]} of {cap:,} ({100 * used / cap:.0f} %)"
                      for k, used, cap in over)
-    lower = []
     kinds = {k for k, _, _ in over}
+    cells = packed() if packed is not None else ""
+    if cells:
+        need += f", and nextpnr packs it into {cells}"
+        kinds.add("lut")
+    lower = []
     if kinds & {"lut", "ff", "dsp"}:
         lower.append(f"--lanes (now {c.lanes})")
     lower.append(f"--net (now {'-'.join(map(str, c.sizes))})")
@@ -412,11 +418,12 @@ def _pnr_utilisation(report: dict, spec: BuildSpec, totals: dict) -> dict:
     return out
 
 
-def packed_overuse(log: str) -> str:
+def packed_overuse(log: str, names=None) -> str:
     """The resources nextpnr's log (its "Device utilisation" after packing) shows over
     the part, as "8,537 ICESTORM_LC of 5,280 (162 %)"; empty when none is (or the log
-    has no such table). yosys's LUT4 and FF counts can each be under the part while the
-    packed logic cells are not (an iCE40 cell holds one LUT4 and the flip-flop it feeds)."""
+    has no such table); ``names``, when given, limits it to those resources. yosys's LUT4
+    and FF counts can each be under the part while the packed logic cells are not (an
+    iCE40 cell holds one LUT4 and the flip-flop it feeds)."""
     table = log.split("Device utilisation:", 1)
     if len(table) < 2:
         return ""
@@ -426,7 +433,7 @@ def packed_overuse(log: str) -> str:
         if row is None:
             break
         name, used, cap = row[1], int(row[2]), int(row[3])
-        if used > cap:
+        if used > cap and (names is None or name in names):
             over.append(f"{used:,} {name} of {cap:,} ({100 * used / cap:.0f} %)")
     return ", ".join(over)
 
@@ -518,6 +525,33 @@ def _commands(spec: BuildSpec, prepared: dict, tools: dict, report_json: str) ->
     return cmds
 
 
+def _packed_only(spec: BuildSpec, cmds: dict, stage, workdir: Path, tag: str) -> str:
+    """iCE40: what ``nextpnr --pack-only`` (seconds) shows over the part. A logic cell
+    holds one LUT4 and the flip-flop it feeds, so a design's cells can exceed both its
+    LUT4 and its FF count: the packed figure is the one to compare with the part."""
+    if spec.target.family != "ice40":
+        return ""
+    # Nothing is placed, so no bitstream text or report (nextpnr stops on --asc).
+    cmd, args = [], iter(cmds["nextpnr"])
+    for a in args:
+        if a in ("--asc", "--report"):
+            next(args)
+        elif a != "--timing-allow-fail":
+            cmd.append(a)
+    cmd.append("--pack-only")
+    log = f"{TOP_NAME}.pack{tag}.tim"
+    if "--log" in cmd:
+        cmd[cmd.index("--log") + 1] = log
+    else:
+        cmd += ["--log", log]
+    try:
+        stage.run("nextpnr-ice40 --pack-only", cmd, workdir, workdir / f"nextpnr{tag}.pack.log",
+                  "pack_only")
+    except _ToolFailed:
+        return ""
+    return packed_overuse((workdir / log).read_text(errors="replace"), ("ICESTORM_LC",))
+
+
 def _one_try(spec: BuildSpec, pll: PllSettings, core_factory, tools, workdir: Path, say,
              tag: str) -> dict:
     """Elaborate, synthesise, check the fit, place and route at ``pll``."""
@@ -541,7 +575,7 @@ def _one_try(spec: BuildSpec, pll: PllSettings, core_factory, tools, workdir: Pa
         raise FxbpError(f"yosys failed on the {spec.target.title} design: {exc.first}") from None
     cells = _stat_cells(workdir / f"{TOP_NAME}.stat.json")
     totals = cell_totals(cells, spec.target.family)
-    _fit_check(spec, totals)
+    _fit_check(spec, totals, packed=lambda: _packed_only(spec, cmds, stage, workdir, tag))
     refuse_conflicts(driver_conflicts((workdir / f"yosys{tag}.log").read_text(errors="replace")),
                      f"the {spec.target.title} design")
     runs = [_place_and_route(spec, pll, cmds, stage, workdir, tag, totals, seed)

@@ -383,11 +383,30 @@ ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICEST
 """
 
 
+def test_fit_message_adds_the_packed_cells_only_when_over(tmp_path):
+    spec = flow.resolve("icebreaker", out=tmp_path / "b")
+    asked = []
+
+    def packed():
+        asked.append(1)
+        return "8,756 ICESTORM_LC of 5,280 (166 %)"
+    flow._fit_check(spec, {"lut": 4000, "ff": 4000, "dsp": 4, "bram": 30}, packed=packed)
+    assert not asked            # within the part: nextpnr is not run for the message
+    with pytest.raises(FxbpError) as exc:
+        flow._fit_check(spec, {"lut": 5058, "ff": 4730, "dsp": 4, "bram": 31}, packed=packed)
+    assert str(exc.value).startswith(
+        "the design does not fit the iCEBreaker (iCE40UP5K-SG48): needs 31 BRAM of 30 (103 %), "
+        "and nextpnr packs it into 8,756 ICESTORM_LC of 5,280 (166 %): lower --lanes (now 1), "
+        "--net (now 64-32-10), --max-batch (now 32)")
+
+
 def test_packed_overuse_names_only_what_is_over_the_part():
     assert flow.packed_overuse(PACKED_LOG) == "8,537 ICESTORM_LC of 5,280 (162 %)"
     # A table at the part's size exactly, a log without a table: nothing to report.
     assert flow.packed_overuse(PACKED_LOG.replace("8537/", "5280/")) == ""
     assert flow.packed_overuse("ERROR: Unable to place cell 'x'") == ""
+    assert flow.packed_overuse(PACKED_LOG.replace("RAM:      26/", "RAM:      31/"),
+                               ("ICESTORM_LC",)) == "8,537 ICESTORM_LC of 5,280 (162 %)"
     ecp5 = PACKED_LOG.replace("ICESTORM_LC:    8537/   5280", "TRELLIS_COMB: 24289/ 24288")
     assert flow.packed_overuse(ecp5) == "24,289 TRELLIS_COMB of 24,288 (100 %)"
 
@@ -413,7 +432,11 @@ def test_the_engine_does_not_fit_the_up5k(tmp_path):
                                        "--quiet"])
     assert isinstance(r.exception, FxbpError)
     assert str(r.exception).startswith("the design does not fit the iCEBreaker (iCE40UP5K-SG48): needs ")
+    # yosys's counts, then the logic cells nextpnr packs them into (more than either).
+    assert re.search(r", and nextpnr packs it into [\d,]+ ICESTORM_LC of 5,280 \(\d+ %\): lower ",
+                     str(r.exception))
     assert not (tmp_path / "b").exists() and (tmp_path / "b.failed" / "yosys.log").exists()
+    assert (tmp_path / "b.failed" / "fxbp_top.pack.tim").exists()
 
 
 @pytest.mark.synth
