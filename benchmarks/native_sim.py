@@ -2,8 +2,8 @@
 
 One run prints every figure:
   - build time of the shared library, cold (an empty cache) and cached, for the fx16
-    weight-update unit (``fxbp gen weight-update``) and the bank of its 10 rounding x
-    overflow configurations (the cocotb case ``update-16bit-designed``);
+    weight-update unit (``fxbp gen weight-update``) and the bank of its 8 deterministic
+    rounding x overflow configurations (the cocotb case ``update-16bit-designed``);
   - the bank on the designed 100,000-vector set under four traffic patterns, every output
     and event flag compared with the reference models (golden's code): bit-exact or not,
     and cycles/s inside the C++ loop, against the cocotb bench's figure for the same case
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
                          "with_pack_unpack_share": (call - loop + conv) / (call + conv)})
         fig["overhead"] = over
 
-        # ---- the 10-configuration bank on the designed set
+        # ---- the 8-configuration bank on the designed set
         case = CASES["update-16bit-designed"]
         bank, statics, _, _, units, inputs, expected, n_out, _ = case.make()
         blib, cold, hot = _build(verilog(bank, "fxbp_bench_bank"), "fxbp_bench_bank", cache)
@@ -137,12 +137,12 @@ def main(argv=None) -> int:
     print(f"native harness, {fig['machine']} ({len(units)} configurations in the bank)")
     print(f"build, fx16 weight-update unit: cold {fig['build_unit_cold_s']:.1f} s, "
           f"cached {fig['build_unit_cached_s'] * 1e3:.0f} ms")
-    print(f"build, 10-configuration bank:   cold {fig['build_bank_cold_s']:.1f} s, "
+    print(f"build, {len(units)}-configuration bank:    cold {fig['build_bank_cold_s']:.1f} s, "
           f"cached {fig['build_bank_cached_s'] * 1e3:.0f} ms")
     print(f"unit, {u['vectors']:,} random vectors: bit-exact {u['bit_exact']}, "
           f"{u['cycles_per_s']:,.0f} cycles/s in the stream loop; step(): "
           f"{fig['unit_step_cycles_per_s']:,.0f} cycles/s")
-    print(f"bank, update-16bit-designed ({n_out:,} vectors x 10 configurations; cocotb "
+    print(f"bank, update-16bit-designed ({n_out:,} vectors x {len(units)} configurations; cocotb "
           f"{COCOTB[0]:,}-{COCOTB[1]:,} cycles/s):")
     for name, b in fig["bank"].items():
         print(f"  {name:14s} bit-exact {b['bit_exact']}  {b['cycles']:>8,} cycles  "

@@ -42,14 +42,19 @@ class SigmoidDerivative(StreamUnit):
 
     Latency
     -------
-    7 cycles: operand register and square register (both inside the hard multiplier on
-    iCE40), the square registered again (a register beside the multiplier on ECP5, whose
-    hard multiplier runs without its registers), the subtraction, the rounding add (after
-    the four hash stages when stochastic), saturation and flags. Initiation interval 1; back-pressure stalls the
-    pipeline.
+    ``RANDOM_LATENCY`` (7) cycles when the cast draws random words: operand register and
+    square register (both inside the hard multiplier on iCE40), the square registered
+    again (a register beside the multiplier on ECP5, whose hard multiplier runs without
+    its registers), the subtraction, the rounding add after the hash's last stages, then
+    saturation and flags. ``PLAIN_LATENCY`` (6) otherwise: the rounding add follows the
+    subtraction at once. ``LATENCY`` is the instance's. Initiation interval 1;
+    back-pressure stalls the pipeline.
     """
 
-    LATENCY = 7
+    #: Cycles when the cast draws random words (the hash word is ready in stage 5).
+    RANDOM_LATENCY = 7
+    #: Cycles otherwise: no register holds the value (or its tag) waiting for a hash.
+    PLAIN_LATENCY = 6
 
     class Signature(UnitSignature):
         """Ports of a :class:`SigmoidDerivative` (see its Members), without building one."""
@@ -67,6 +72,7 @@ class SigmoidDerivative(StreamUnit):
         self.overflow = check_overflow(overflow)
         self.shift = 2 * self.a_fmt.frac_bits - self.d_fmt.frac_bits
         self.stochastic = self.rounding is Rounding.STOCHASTIC and self.shift > 0
+        self.LATENCY = self.RANDOM_LATENCY if self.stochastic else self.PLAIN_LATENCY
         super().__init__(self.Signature(a_fmt=self.a_fmt, d_fmt=self.d_fmt,
                                         stochastic=self.stochastic, tag_width=tag_width),
                          registered_ready=registered_ready)
@@ -89,8 +95,8 @@ class SigmoidDerivative(StreamUnit):
                         "q")                                          # stage 6
             nonzero = ctl.delay(p != 0, 2, "nonzero")
         else:
-            q = ctl.delay(round_expr(p, 2 * fa, self.d_fmt, self.rounding), 2, "q")
-            nonzero = ctl.delay(p != 0, 2, "nonzero")
+            q = ctl.reg(round_expr(p, 2 * fa, self.d_fmt, self.rounding), "q")  # stage 5
+            nonzero = ctl.reg(p != 0, "nonzero")
         value, over, under, _ = saturate_expr(q, self.d_fmt, self.overflow,
                                               nonzero if self.shift > 0 else None)
         with m.If(ctl.enable):                                        # stage 7

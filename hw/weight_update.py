@@ -52,14 +52,19 @@ class WeightUpdate(StreamUnit):
 
     Latency
     -------
-    7 cycles: operand registers and product register (inside the hard multiplier on
-    iCE40; delay registers in shift mode), the product registered again (beside an ECP5
-    multiplier, which runs without its registers), the exact subtraction, the rounding add (after
-    the four hash stages when stochastic), saturation with the flags. Initiation interval
-    1; back-pressure stalls the pipeline.
+    ``RANDOM_LATENCY`` (7) cycles when the cast draws random words: operand registers and
+    product register (inside the hard multiplier on iCE40; delay registers in shift
+    mode), the product registered again (beside an ECP5 multiplier, which runs without
+    its registers), the exact subtraction, the rounding add after the hash's last stages,
+    saturation with the flags. ``PLAIN_LATENCY`` (6) otherwise: the rounding add follows
+    the subtraction at once. ``LATENCY`` is the instance's. Initiation interval 1;
+    back-pressure stalls the pipeline.
     """
 
-    LATENCY = 7
+    #: Cycles when the cast draws random words (the hash word is ready in stage 5).
+    RANDOM_LATENCY = 7
+    #: Cycles otherwise: no register holds the value (or its tag) waiting for a hash.
+    PLAIN_LATENCY = 6
 
     class Signature(UnitSignature):
         """Ports of a :class:`WeightUpdate` (see its Members), without building one."""
@@ -95,6 +100,7 @@ class WeightUpdate(StreamUnit):
         self.u_shift = self.frac - u_frac
         self.shift = self.frac - self.w_fmt.frac_bits
         self.stochastic = self.rounding is Rounding.STOCHASTIC and self.shift > 0
+        self.LATENCY = self.RANDOM_LATENCY if self.stochastic else self.PLAIN_LATENCY
         super().__init__(self.Signature(w_fmt=self.w_fmt, g_fmt=self.g_fmt, lr_fmt=self.lr_fmt,
                                         stochastic=self.stochastic, tag_width=tag_width),
                          registered_ready=registered_ready)
@@ -137,9 +143,9 @@ class WeightUpdate(StreamUnit):
             q = ctl.reg(round_expr(ctl.reg(exact, "exact1"), self.frac, self.w_fmt,
                                    self.rounding, word), "q")           # stage 6
         else:
-            q = ctl.delay(round_expr(exact, self.frac, self.w_fmt, self.rounding), 2, "q")
-        w = ctl.delay(w, 2, "w3")
-        u_nonzero = ctl.delay(u_nonzero, 2, "u_nonzero3")
+            q = ctl.reg(round_expr(exact, self.frac, self.w_fmt, self.rounding), "q")  # stage 5
+        w = ctl.delay(w, self.LATENCY - 5, "w3")
+        u_nonzero = ctl.delay(u_nonzero, self.LATENCY - 5, "u_nonzero3")
         value, over, _, equal = saturate_expr(q, self.w_fmt, self.overflow, equal_to=w)
         with m.If(ctl.enable):                                          # stage 7
             m.d.sync += [out.value.eq(value), out.overflow.eq(over),

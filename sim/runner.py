@@ -86,25 +86,31 @@ def _cast_case(in_width, from_frac, fmt, values, *, random: bool):
     return make
 
 
-def _derivative_case(a_fmt, d_fmt, values):
+def _derivative_case(a_fmt, d_fmt, values, *, random: bool):
+    """As :func:`_cast_case`: the derivative's latency depends on its rounding too."""
+    modes = [(r, o) for r, o in MODES if (r is Rounding.STOCHASTIC) == random]
+
     def make():
-        units = [SigmoidDerivative(a_fmt=a_fmt, d_fmt=d_fmt, rounding=r, overflow=o) for r, o in MODES]
+        units = [SigmoidDerivative(a_fmt=a_fmt, d_fmt=d_fmt, rounding=r, overflow=o) for r, o in modes]
         index = np.arange(len(values))
-        expected = [models.derivative_model(values, a_fmt, d_fmt, r, o, KEY, index) for r, o in MODES]
-        return _bank(units, {"key": KEY}, [f"{r.value}/{o.value}" for r, o in MODES],
-                     {"value": values, "index": index}, expected, SigmoidDerivative.LATENCY)
+        expected = [models.derivative_model(values, a_fmt, d_fmt, r, o, KEY, index) for r, o in modes]
+        return _bank(units, {"key": KEY}, [f"{r.value}/{o.value}" for r, o in modes],
+                     {"value": values, "index": index}, expected, units[0].LATENCY)
     return make
 
 
-def _update_case(w_fmt, g_fmt, lr_fmt, eta, w, g):
+def _update_case(w_fmt, g_fmt, lr_fmt, eta, w, g, *, random: bool):
+    """As :func:`_cast_case`: the update's latency depends on its rounding too."""
+    modes = [(r, o) for r, o in MODES if (r is Rounding.STOCHASTIC) == random]
+
     def make():
         units = [WeightUpdate(w_fmt=w_fmt, g_fmt=g_fmt, lr_fmt=lr_fmt, rounding=r, overflow=o)
-                 for r, o in MODES]
+                 for r, o in modes]
         index = np.arange(len(w))
         expected = [models.weight_update_model(w, g, eta, w_fmt, g_fmt, lr_fmt, r, o, KEY, index)
-                    for r, o in MODES]
-        return _bank(units, {"key": KEY, "eta": eta}, [f"{r.value}/{o.value}" for r, o in MODES],
-                     {"w": w, "g": g, "index": index}, expected, WeightUpdate.LATENCY)
+                    for r, o in modes]
+        return _bank(units, {"key": KEY, "eta": eta}, [f"{r.value}/{o.value}" for r, o in modes],
+                     {"w": w, "g": g, "index": index}, expected, units[0].LATENCY)
     return make
 
 
@@ -185,20 +191,28 @@ def _cases() -> dict[str, Case]:
              "every Q6.10 input"),
         Case("sigmoid-plan-16bit", _sigmoid_case(QFormat(6, 10), QFormat(2, 14), SigmoidSpec("plan")),
              "every Q6.10 input, activation overflow wrap and saturate"),
-        Case("derivative-8bit-exhaustive", _derivative_case(QFormat(1, 7), QFormat(1, 7), np.arange(-128, 128)),
-             "every Q1.7 activation, 10 modes"),
-        Case("derivative-16bit-exhaustive", _derivative_case(QFormat(2, 14), QFormat(1, 15),
-                                                             np.arange(-32768, 32768)),
-             "every Q2.14 activation, 10 modes"),
-        Case("update-8bit-exhaustive", _update_case(QFormat(3, 5), QFormat(4, 4),
-                                                    QFormat(0, 8, signed=False), 4,
-                                                    *[c - 128 for c in np.divmod(np.arange(65536), 256)]),
-             "every (Q3.5 weight, Q4.4 gradient) pair, eta 4/256, 10 modes"),
-        Case("update-16bit-designed", _update_case(q16, QFormat(6, 10), QFormat(0, 16, signed=False),
-                                                   1024, w16, g16),
-             "designed Q4.12 weights and Q6.10 gradients, eta 1024/65536, 10 modes: "
-             + describe_mix(upd16_mix)),
     ]
+    pairs = [c - 128 for c in np.divmod(np.arange(65536), 256)]
+    for random in (False, True):
+        suffix, modes = ("-stochastic", "stochastic x 2 overflows") if random else ("", "8 modes")
+        cases += [
+            Case("derivative-8bit-exhaustive" + suffix,
+                 _derivative_case(QFormat(1, 7), QFormat(1, 7), np.arange(-128, 128), random=random),
+                 f"every Q1.7 activation, {modes}"),
+            Case("derivative-16bit-exhaustive" + suffix,
+                 _derivative_case(QFormat(2, 14), QFormat(1, 15), np.arange(-32768, 32768),
+                                  random=random),
+                 f"every Q2.14 activation, {modes}"),
+            Case("update-8bit-exhaustive" + suffix,
+                 _update_case(QFormat(3, 5), QFormat(4, 4), QFormat(0, 8, signed=False), 4, *pairs,
+                              random=random),
+                 f"every (Q3.5 weight, Q4.4 gradient) pair, eta 4/256, {modes}"),
+            Case("update-16bit-designed" + suffix,
+                 _update_case(q16, QFormat(6, 10), QFormat(0, 16, signed=False), 1024, w16, g16,
+                              random=random),
+                 f"designed Q4.12 weights and Q6.10 gradients, eta 1024/65536, {modes}: "
+                 + describe_mix(upd16_mix)),
+        ]
     return {c.name: c for c in cases}
 
 

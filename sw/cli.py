@@ -498,11 +498,12 @@ def sim(cases, list_cases, waves, build_dir, json_out):
     from rich.table import Table
     from .train import write_json
     if list_cases:
-        click.echo(f"{'engine':30s} the training engine through its host interface: protocol, "
-                   f"every error, timeouts, xor/iris training and EVAL against golden, four "
-                   f"traffic patterns")
+        width = max(map(len, CASES))
+        click.echo(f"{'engine':{width}s} the training engine through its host interface: "
+                   f"protocol, every error, timeouts, xor/iris training and EVAL against "
+                   f"golden, four traffic patterns")
         for name, case in CASES.items():
-            click.echo(f"{name:30s} {case.note}")
+            click.echo(f"{name:{width}s} {case.note}")
         return
     engine = "engine" in cases
     cases = tuple(c for c in cases if c != "engine")

@@ -58,9 +58,11 @@ def test_shift_mode_builds_no_multiplier():
     assert "$mul" not in rtlil.convert(shift) and "$mul" in rtlil.convert(multiply)
 
 
-def test_latency():
-    dut = WeightUpdate(**FX16)
-    assert run(dut, [5], [7], 100)[1] == WeightUpdate.LATENCY == 7
+@pytest.mark.parametrize("rounding, latency", [(Rounding.NEAREST_EVEN, 6), (Rounding.STOCHASTIC, 7)])
+def test_latency(rounding, latency):
+    dut = WeightUpdate(**FX16, rounding=rounding)
+    assert dut.LATENCY == latency
+    assert run(dut, [5], [7], 100)[1] == latency
 
 
 def test_parameter_checks():
