@@ -331,11 +331,13 @@ class Engine(wiring.Component):
         issuing = self._issuing = Signal(name="seq_issuing")
         pending = Signal(2, name="pending")    # collector banks reserved (0..2)
         inflight = Signal(_bits(c.batch * max(c.sizes) * 2 + 4 * P), name="inflight")
-        # inflight == 0 and pending == 0, kept in registers with the counts (a pass's
-        # drain test then has no wide compare in front of the next pass's setup, which
-        # loads every loop register: ECP5-25F, inflight -> seq_k, 7 levels, 97.1 MHz).
-        inflight_zero = Signal(name="inflight_zero", init=1)
-        pending_zero = Signal(name="pending_zero", init=1)
+        # drained: the pass's drain test (inflight == 0, pending == 0, and no element in
+        # s1, s2, s2r or s3), one register computed from the counts' and the stages'
+        # next values, so the next pass's setup, which loads every loop register, starts
+        # at a register (ECP5-25F: inflight -> seq_k, 7 levels, 97.1 MHz; ulx3s-45f: the
+        # stages' valid bits ANDed -> seq_k, 10.40 ns; ulx3s-85f: inflight_zero &
+        # pending_zero & pipe_idle -> b_addr, 10.12 ns, 2.65 of it the AND's fan-out).
+        drained = Signal(name="drained", init=1)
         pending_two = Signal(name="pending_two")           # pending == 2, likewise
         release = Signal(name="release")
 
@@ -428,13 +430,10 @@ class Engine(wiring.Component):
         s3_bias = Signal(signed(self.bias_width), name="s3_bias", reset_less=True)
         s3_b = [Signal(signed(self.lane_b), name=f"s3_b{q}", reset_less=True) for q in range(P)]
         a_arr, dl_arr = Array(a_r), Array(dl_r)
-        # pipe_idle: none of s1, s2, s2r, s3 holds an element. Each stage's valid is the
-        # one before it a cycle late (s1.valid <= fire), so ~(fire | s1 | s2 | s2r) now is
-        # exactly ~(s1 | s2 | s2r | s3) in the next cycle: the drain test reads one
-        # register, not a 6-input AND in front of the next pass's setup (ulx3s-45f:
-        # the drain test -> setup -> seq_k, 10.40 ns).
-        pipe_idle = Signal(name="pipe_idle", init=1)
-        m.d.sync += pipe_idle.eq(~(fire | s1.valid | s2.valid | s2r.valid))
+        # No element in s1, s2, s2r or s3 next cycle: each stage's valid is the one before
+        # it a cycle late (s1.valid <= fire), so ~(fire | s1 | s2 | s2r) now is exactly
+        # ~(s1 | s2 | s2r | s3) in the next cycle (for `drained`).
+        pipe_idle_n = ~(fire | s1.valid | s2.valid | s2r.valid)
         m.d.sync += [s3.valid.eq(s2r.valid), s3.first.eq(s2r.first), s3.last.eq(s2r.last),
                      s3_frame.eq(s2r.frame),
                      s3_a.eq(Mux(s2r.kind == G, dl_arr[s2r.bsel] if lg else dl_r[0], w_r)),
@@ -849,7 +848,7 @@ class Engine(wiring.Component):
         inflight_n = Value.cast(inflight + issued - done)[:len(inflight)]
         pending_n = Value.cast(pending + (fire & last_op) - release)[:len(pending)]
         m.d.sync += [inflight.eq(inflight_n), pending.eq(pending_n),
-                     inflight_zero.eq(inflight_n == 0), pending_zero.eq(pending_n == 0),
+                     drained.eq((inflight_n == 0) & (pending_n == 0) & pipe_idle_n),
                      pending_two.eq(pending_n == 2)]
 
         # run_done: high in the DONE state, from a register set on the way in (the host's
@@ -884,7 +883,7 @@ class Engine(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += in_pass.eq(1)
-                with m.If(inflight_zero & pending_zero & pipe_idle):
+                with m.If(drained):
                     last_pass = Signal(name="last_pass")
                     with m.Switch(kind):
                         with m.Case(F):
