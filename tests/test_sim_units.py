@@ -51,3 +51,16 @@ def test_fxbp_sim_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["sim", "no-such-case"])
     assert exc.value.code == 2
+
+
+def test_fxbp_sim_list_names_every_case_in_one_column(capsys):
+    from fxbp.sw.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["sim", "--list"])
+    assert exc.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["engine", *CASES]
+    width = max(map(len, CASES))
+    for line, name in zip(lines[1:], CASES):
+        assert line[:width + 1] == f"{name:{width}s} " and line[width + 1] != " "
+        assert line[width + 1:] == CASES[name].note
