@@ -37,12 +37,12 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..sw.errors import FxbpError
-from ..hw.synth import clock_critical_path, driver_conflicts, refuse_conflicts
+from ..hw.synth import clock_critical_path, driver_conflicts, packed_overuse, refuse_conflicts
 from .pll import PllSettings, pll_for, pll_instance
 from .targets import TARGETS, BoardTarget
 
 __all__ = ["BuildSpec", "resolve", "build", "PlatformTop", "REPORT_FILE", "TOP_NAME",
-           "FALLBACK_MARGIN", "cell_totals", "packed_overuse", "toolchain"]
+           "FALLBACK_MARGIN", "cell_totals", "toolchain"]
 
 #: The report every build directory holds.
 REPORT_FILE = "report.json"
@@ -416,26 +416,6 @@ def _pnr_utilisation(report: dict, spec: BuildSpec, totals: dict) -> dict:
         out[k] = {"used": used, "available": cap, "pct": round(100 * used / cap, 2),
                   "source": source}
     return out
-
-
-def packed_overuse(log: str, names=None) -> str:
-    """The resources nextpnr's log (its "Device utilisation" after packing) shows over
-    the part, as "8,537 ICESTORM_LC of 5,280 (162 %)"; empty when none is (or the log
-    has no such table); ``names``, when given, limits it to those resources. yosys's LUT4
-    and FF counts can each be under the part while the packed logic cells are not (an
-    iCE40 cell holds one LUT4 and the flip-flop it feeds)."""
-    table = log.split("Device utilisation:", 1)
-    if len(table) < 2:
-        return ""
-    over = []
-    for line in table[1].splitlines()[1:]:          # the table's rows, up to its end
-        row = re.fullmatch(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*", line)
-        if row is None:
-            break
-        name, used, cap = row[1], int(row[2]), int(row[3])
-        if used > cap and (names is None or name in names):
-            over.append(f"{used:,} {name} of {cap:,} ({100 * used / cap:.0f} %)")
-    return ", ".join(over)
 
 
 def _fmax(report: dict, pll: PllSettings) -> list:

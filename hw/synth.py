@@ -21,7 +21,7 @@ from ..sw.errors import FxbpError
 
 __all__ = ["synthesize", "place_and_route", "FAMILIES", "DEVICES", "yosys_command",
            "PnrWrapper", "dsp_registers", "driver_conflicts", "refuse_conflicts",
-           "clock_critical_path"]
+           "clock_critical_path", "packed_overuse"]
 
 #: family -> (yosys synthesis command, the cell types reported as LUT, FF, DSP and block RAM)
 FAMILIES = {
@@ -286,8 +286,10 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
             if proc.returncode != 0 or not report.exists():
                 text = proc.stderr + proc.stdout
                 if any(k in text for k in ("Unable to place", "Failed to place", "too many", "only has")):
+                    over = packed_overuse(text)
                     raise FxbpError(f"design does not fit {family} {device}: "
-                                    f"{_first_error(text)}")
+                                    + (f"nextpnr packs it into {over}" if over
+                                       else _first_error(text)))
                 raise FxbpError(f"nextpnr-{family} failed: {_first_error(text)}")
             runs.append((seed, json.loads(report.read_text())))
     fmax = {}
@@ -319,6 +321,26 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
         result["freq_mhz"] = freq
         result["meets_freq"] = worst is not None and worst >= freq
     return result
+
+
+def packed_overuse(log: str, names=None) -> str:
+    """The resources nextpnr's log (its "Device utilisation" after packing) shows over
+    the part, as "8,537 ICESTORM_LC of 5,280 (162 %)"; empty when none is (or the log
+    has no such table); ``names``, when given, limits it to those resources. yosys's LUT4
+    and FF counts can each be under the part while the packed logic cells are not (an
+    iCE40 cell holds one LUT4 and the flip-flop it feeds)."""
+    table = log.split("Device utilisation:", 1)
+    if len(table) < 2:
+        return ""
+    over = []
+    for line in table[1].splitlines()[1:]:          # the table's rows, up to its end
+        row = re.fullmatch(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*", line)
+        if row is None:
+            break
+        name, used, cap = row[1], int(row[2]), int(row[3])
+        if used > cap and (names is None or name in names):
+            over.append(f"{used:,} {name} of {cap:,} ({100 * used / cap:.0f} %)")
+    return ", ".join(over)
 
 
 def _first_error(text: str) -> str:

@@ -367,22 +367,6 @@ def test_missed_clock_is_an_error_when_asked_for_and_lowered_once_otherwise(tmp_
         {p.name for p in out.iterdir()}
 
 
-# nextpnr's table after packing, as in its log (nextpnr-ice40 0.9, the iCEBreaker at
-# nearest-even, B_max 8): one row over the part, one at it, the rest under.
-PACKED_LOG = """Info: Packing constants..
-Info: Device utilisation:
-Info: \t         ICESTORM_LC:    8537/   5280   161%
-Info: \t        ICESTORM_RAM:      26/     30    86%
-Info: \t        ICESTORM_PLL:       1/      1   100%
-Info: \t      ICESTORM_SPRAM:       0/      4     0%
-
-Info: Placed 6 cells based on constraints.
-Info: Device utilisation:
-Info: \t         ICESTORM_LC:    9999/   5280   189%
-ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'
-"""
-
-
 def test_fit_message_adds_the_packed_cells_only_when_over(tmp_path):
     spec = flow.resolve("icebreaker", out=tmp_path / "b")
     asked = []
@@ -398,17 +382,6 @@ def test_fit_message_adds_the_packed_cells_only_when_over(tmp_path):
         "the design does not fit the iCEBreaker (iCE40UP5K-SG48): needs 31 BRAM of 30 (103 %), "
         "and nextpnr packs it into 8,756 ICESTORM_LC of 5,280 (166 %): lower --lanes (now 1), "
         "--net (now 64-32-10), --max-batch (now 32)")
-
-
-def test_packed_overuse_names_only_what_is_over_the_part():
-    assert flow.packed_overuse(PACKED_LOG) == "8,537 ICESTORM_LC of 5,280 (162 %)"
-    # A table at the part's size exactly, a log without a table: nothing to report.
-    assert flow.packed_overuse(PACKED_LOG.replace("8537/", "5280/")) == ""
-    assert flow.packed_overuse("ERROR: Unable to place cell 'x'") == ""
-    assert flow.packed_overuse(PACKED_LOG.replace("RAM:      26/", "RAM:      31/"),
-                               ("ICESTORM_LC",)) == "8,537 ICESTORM_LC of 5,280 (162 %)"
-    ecp5 = PACKED_LOG.replace("ICESTORM_LC:    8537/   5280", "TRELLIS_COMB: 24289/ 24288")
-    assert flow.packed_overuse(ecp5) == "24,289 TRELLIS_COMB of 24,288 (100 %)"
 
 
 @pytest.mark.synth

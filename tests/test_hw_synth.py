@@ -6,11 +6,13 @@ table (every unit, fx16/fx12/fx8, both roundings, both families, three seeds) is
 ``slow`` (``benchmarks/rtl_fmax.py`` writes the same records for docs/rtl.md)."""
 
 import json
+import re
 
 import pytest
 
 from fxbp.hw.generate import UNITS, build_unit, verilog
-from fxbp.hw.synth import DEVICES, clock_critical_path, place_and_route, synthesize
+from fxbp.hw.synth import (DEVICES, clock_critical_path, packed_overuse, place_and_route,
+                            synthesize)
 from fxbp.sw.cli import main
 from fxbp.sw.profile import load_profile
 
@@ -216,3 +218,41 @@ def test_the_engine_netlist_for_ice40_has_every_multiplier_and_no_conflict():
     assert res["conflicts"] == []
     # the lane, e.d, the derivative and the update (weights and biases share it in fx16)
     assert res["dsp"] == 4
+
+
+# nextpnr's table after packing, as in its log (nextpnr-ice40 0.9, the iCEBreaker at
+# nearest-even, B_max 8): one row over the part, one at it, the rest under.
+PACKED_LOG = """Info: Packing constants..
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:    8537/   5280   161%
+Info: \t        ICESTORM_RAM:      26/     30    86%
+Info: \t        ICESTORM_PLL:       1/      1   100%
+Info: \t      ICESTORM_SPRAM:       0/      4     0%
+
+Info: Placed 6 cells based on constraints.
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:    9999/   5280   189%
+ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'
+"""
+
+
+def test_packed_overuse_names_only_what_is_over_the_part():
+    assert packed_overuse(PACKED_LOG) == "8,537 ICESTORM_LC of 5,280 (162 %)"
+    # A table at the part's size exactly, a log without a table: nothing to report.
+    assert packed_overuse(PACKED_LOG.replace("8537/", "5280/")) == ""
+    assert packed_overuse("ERROR: Unable to place cell 'x'") == ""
+    assert packed_overuse(PACKED_LOG.replace("RAM:      26/", "RAM:      31/"),
+                               ("ICESTORM_LC",)) == "8,537 ICESTORM_LC of 5,280 (162 %)"
+    ecp5 = PACKED_LOG.replace("ICESTORM_LC:    8537/   5280", "TRELLIS_COMB: 24289/ 24288")
+    assert packed_overuse(ecp5) == "24,289 TRELLIS_COMB of 24,288 (100 %)"
+
+
+@pytest.mark.slow
+def test_an_engine_over_the_up5k_says_how_many_cells(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "engine", "--rounding", "nearest-even", "--family", "ice40", "--lanes",
+              "1", "--max-batch", "16", "--pnr", "--freq", "30"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(r"design does not fit ice40 up5k: nextpnr packs it into [\d,]+ "
+                     r"ICESTORM_LC of 5,280 \(\d+ %\)", err), err
