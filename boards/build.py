@@ -373,6 +373,12 @@ def _stat_cells(path: Path) -> dict:
     return {k: int(v) for k, v in cells.items()}
 
 
+def _ice40_hint(spec: BuildSpec) -> str:
+    """Where a design over an iCE40 part is explained (the engine's fixed part)."""
+    return (" (docs/engine.md section 6: the engine's fixed part alone exceeds this part)"
+            if spec.target.family == "ice40" else "")
+
+
 def _fit_check(spec: BuildSpec, totals: dict, when: str = "", packed=None) -> None:
     """Exit 2 when ``totals`` exceed the part. ``packed``, a function called only then,
     gives nextpnr's count after packing ("" when none is over), added to the message."""
@@ -396,8 +402,7 @@ def _fit_check(spec: BuildSpec, totals: dict, when: str = "", packed=None) -> No
         if c.dataset_buffer:
             lower.insert(0, f"--dataset-buffer (now {c.dataset_buffer})")
         lower.append(f"--max-batch (now {c.batch})")
-    hint = (" (docs/engine.md section 6: the engine's fixed part alone exceeds this part)"
-            if spec.target.family == "ice40" else "")
+    hint = _ice40_hint(spec)
     when = f" {when.strip()}" if when else ""
     raise FxbpError(f"the design does not fit the {spec.target.title} ({part.name}){when}: "
                     f"needs {need}: lower {', '.join(lower)}{hint}")
@@ -619,10 +624,8 @@ def _place_and_route(spec: BuildSpec, pll: PllSettings, cmds: dict, stage, workd
             tim = workdir / f"{TOP_NAME}.tim"
             over = packed_overuse(tim.read_text(errors="replace") if tim.exists() else "")
             need = (f"nextpnr packs it into {over}" if over else text)
-            hint = (" (docs/engine.md section 6: the engine's fixed part alone exceeds this "
-                    "part)" if spec.target.family == "ice40" else "")
             raise FxbpError(f"the design does not fit the {spec.target.title}: {need}: lower "
-                            f"--lanes, --net or --dataset-buffer{hint}") from None
+                            f"--lanes, --net or --dataset-buffer{_ice40_hint(spec)}") from None
         raise FxbpError(f"nextpnr-{spec.target.family} failed: {text}") from None
     cpu = stage.cpu.pop("nextpnr")
     if several:

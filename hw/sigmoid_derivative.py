@@ -99,5 +99,5 @@ class SigmoidDerivative(StreamUnit):
             nonzero = ctl.reg(p != 0, "nonzero")
         value, over, under, _ = saturate_expr(q, self.d_fmt, self.overflow,
                                               nonzero if self.shift > 0 else None)
-        with m.If(ctl.enable):                                        # stage 7
+        with m.If(ctl.enable):                                        # the last stage
             m.d.sync += [out.value.eq(value), out.overflow.eq(over), out.underflow.eq(under)]

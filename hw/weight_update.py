@@ -147,6 +147,6 @@ class WeightUpdate(StreamUnit):
         w = ctl.delay(w, self.LATENCY - 5, "w3")
         u_nonzero = ctl.delay(u_nonzero, self.LATENCY - 5, "u_nonzero3")
         value, over, _, equal = saturate_expr(q, self.w_fmt, self.overflow, equal_to=w)
-        with m.If(ctl.enable):                                          # stage 7
+        with m.If(ctl.enable):                                          # the last stage
             m.d.sync += [out.value.eq(value), out.overflow.eq(over),
                          out.stalled.eq(u_nonzero & equal)]

@@ -71,10 +71,15 @@ def _bank(units, statics, descs, inputs, expected, latency):
             len(next(iter(inputs.values()))), latency)
 
 
-def _cast_case(in_width, from_frac, fmt, values, *, random: bool):
+def _modes(random: bool) -> list:
     """The stochastic modes (``random``) or the other eight: a bank's units share one
-    latency, and a cast's depends on whether it draws random words."""
-    modes = [(r, o) for r, o in MODES if (r is Rounding.STOCHASTIC) == random]
+    latency, and a unit that rounds takes longer when it draws random words."""
+    return [(r, o) for r, o in MODES if (r is Rounding.STOCHASTIC) == random]
+
+
+def _cast_case(in_width, from_frac, fmt, values, *, random: bool):
+    """A bank of casts in :func:`_modes`."""
+    modes = _modes(random)
 
     def make():
         units = [Cast(in_width=in_width, from_frac=from_frac, fmt=fmt, rounding=r, overflow=o)
@@ -87,8 +92,8 @@ def _cast_case(in_width, from_frac, fmt, values, *, random: bool):
 
 
 def _derivative_case(a_fmt, d_fmt, values, *, random: bool):
-    """As :func:`_cast_case`: the derivative's latency depends on its rounding too."""
-    modes = [(r, o) for r, o in MODES if (r is Rounding.STOCHASTIC) == random]
+    """A bank of derivatives in :func:`_modes`."""
+    modes = _modes(random)
 
     def make():
         units = [SigmoidDerivative(a_fmt=a_fmt, d_fmt=d_fmt, rounding=r, overflow=o) for r, o in modes]
@@ -100,8 +105,8 @@ def _derivative_case(a_fmt, d_fmt, values, *, random: bool):
 
 
 def _update_case(w_fmt, g_fmt, lr_fmt, eta, w, g, *, random: bool):
-    """As :func:`_cast_case`: the update's latency depends on its rounding too."""
-    modes = [(r, o) for r, o in MODES if (r is Rounding.STOCHASTIC) == random]
+    """A bank of updates in :func:`_modes`."""
+    modes = _modes(random)
 
     def make():
         units = [WeightUpdate(w_fmt=w_fmt, g_fmt=g_fmt, lr_fmt=lr_fmt, rounding=r, overflow=o)
