@@ -111,7 +111,7 @@ class BuildSpec:
         return {"board": self.target.name, "precision": self.precision,
                 "rounding": self.rounding, "lanes": c.lanes,
                 "net": "-".join(map(str, c.sizes)), "max_batch": c.batch,
-                "dataset_buffer": c.dataset_buffer,
+                "dataset_buffer": c.dataset_buffer, "shallow": c.shallow,
                 "clock_mhz": float(self.pll.requested_hz) / 1e6, "baud": self.baud,
                 "seed": self.seed, "seeds": self.seeds, "out": str(self.out)}
 
@@ -126,11 +126,12 @@ def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
             lanes: int | None = None, net: str | None = None, max_batch: int | None = None,
             dataset_buffer: int | None = None, clock_mhz: float | None = None,
             baud: int | None = None, seed: int = 1, seeds: int = 1,
-            out: Path | None = None, argv=()) -> BuildSpec:
+            out: Path | None = None, shallow: bool | None = None, argv=()) -> BuildSpec:
     """Check the options of ``fxbp build`` against the board; ``FxbpError`` otherwise.
 
-    Unset options take the target's defaults; the rounding defaults to the digits
-    recipe's (stochastic).
+    Unset options take the target's defaults: the rounding the digits recipe's
+    (stochastic) except where the target names another (the iCEBreaker: nearest-even),
+    ``shallow`` the target's choice when that rounding allows it.
     """
     from ..hw.commands import parse_net
     from ..hw.engine import EngineConfig
@@ -150,7 +151,7 @@ def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
             or seed + seeds - 1 > 2**31 - 1):
         raise FxbpError(f"--seeds {seeds!r} must be an integer from 1 to {MAX_SEEDS} (seeds "
                         f"--seed .. --seed + --seeds - 1, each at most 2147483647)")
-    rounding = rounding or "stochastic"
+    rounding = rounding or t.rounding
     try:
         profile = load_profile(precision).with_rounding(rounding)
     except (ValueError, KeyError, TypeError) as exc:
@@ -160,7 +161,8 @@ def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
         config = EngineConfig(profile=profile, sizes=sizes, batch=max_batch or t.max_batch,
                               lanes=lanes if lanes is not None else t.lanes,
                               dataset_buffer=(dataset_buffer if dataset_buffer is not None
-                                              else t.dataset_buffer))
+                                              else t.dataset_buffer),
+                              shallow=t.shallow_for(profile, shallow))
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
     explicit = clock_mhz is not None

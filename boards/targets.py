@@ -99,6 +99,11 @@ class BoardTarget:
         ``--dataset-buffer``).
     clock_mhz : float
         The engine clock to aim for (``--clock-mhz``).
+    rounding : str
+        The training rounding a build takes by default (``--rounding``).
+    shallow : bool
+        Whether a build leaves out the units' registers that only a fast clock needs
+        (``--shallow``), when its rounding is deterministic (:meth:`shallow_for`).
     loader_board : str
         openFPGALoader's ``-b`` name.
     loader_cable : str or None
@@ -128,6 +133,8 @@ class BoardTarget:
     loader_board: str
     bitstream: str
     pll_pad: bool = False
+    rounding: str = "stochastic"
+    shallow: bool = False
     uart_pins: tuple | None = None
     loader_cable: str | None = None
     notes: str = ""
@@ -135,6 +142,15 @@ class BoardTarget:
     @property
     def family(self) -> str:
         return self.part.family
+
+    def shallow_for(self, profile, shallow: bool | None = None) -> bool:
+        """``shallow`` when given, else the target's choice where ``profile``'s training
+        rounding allows it (shallow units are for deterministic rounding)."""
+        if shallow is not None:
+            return shallow
+        stochastic = any(profile.stage(s).rounding.value == "stochastic"
+                         for s in ("derivative", "error", "delta", "gradient", "weight", "bias"))
+        return self.shallow and not stochastic
 
     def platform_class(self):
         """The amaranth-boards platform class (imports amaranth-boards)."""
@@ -186,8 +202,8 @@ TARGETS: dict[str, BoardTarget] = {t.name: t for t in (
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", part=UP5K_SG48,
         clock_resource="clk12", clock_hz=12_000_000, pll_pad=True, uart=("uart", 0),
         usb_uart="FTDI FT2232H channel B on the board", max_baud=12_000_000, baud=3_000_000,
-        lanes=1, net="64-32-10", max_batch=32, dataset_buffer=0, clock_mhz=30.0,
-        loader_board="icebreaker", bitstream="bin",
+        lanes=1, net="64-32-10", max_batch=8, dataset_buffer=0, clock_mhz=30.0,
+        rounding="nearest-even", shallow=True, loader_board="icebreaker", bitstream="bin",
         notes=("The training engine does not fit the UP5K (docs/engine.md section 6): "
                "the build stops after synthesis with what it needs against the part.")),
     _ulx3s("12F", lanes=1, dataset_buffer=0),

@@ -7,7 +7,7 @@ from amaranth.hdl import signed
 from ..sw.fixed import Overflow, Rounding
 from .arith import (HASH_STAGES, check_format, check_overflow, check_rounding, fmt_shape,
                     round_expr, saturate_expr)
-from .pipeline import StreamUnit, UnitSignature, check_int
+from .pipeline import StreamUnit, UnitSignature, check_int, check_shallow
 
 __all__ = ["Cast"]
 
@@ -31,6 +31,9 @@ class Cast(StreamUnit):
         Width of the sideband ``tag`` carried with each value (0: none).
     registered_ready : bool
         Put a skid buffer on ``o`` so that ``i.ready`` comes from registers only.
+    shallow : bool
+        Round and saturate in one cycle (``SHALLOW_LATENCY``), for a slow clock (an iCE40
+        at 30 MHz). Not for a cast that draws random words.
 
     Members
     -------
@@ -49,6 +52,7 @@ class Cast(StreamUnit):
     ``RANDOM_LATENCY`` (6) cycles from an accepted input to its output when the cast draws
     random words: four stages of the hash, the rounding add, then saturation and the
     flags. ``PLAIN_LATENCY`` (2) for every other cast: the rounding add, then saturation.
+    ``SHALLOW_LATENCY`` (1) with ``shallow``: both in the output register's cycle.
     ``LATENCY`` is the instance's. Initiation interval 1. Back-pressure on ``o`` stalls the
     whole pipeline.
     """
@@ -57,6 +61,8 @@ class Cast(StreamUnit):
     RANDOM_LATENCY = 6
     #: Cycles of any other cast: no register carries a value (or its tag) waiting.
     PLAIN_LATENCY = 2
+    #: Cycles of a ``shallow`` cast: the rounding add and the saturation in one.
+    SHALLOW_LATENCY = 1
 
     class Signature(UnitSignature):
         """Ports of a :class:`Cast` (see its Members), without building one."""
@@ -67,7 +73,7 @@ class Cast(StreamUnit):
                              stochastic=stochastic, tag_width=tag_width)
 
     def __init__(self, *, in_width, from_frac, fmt, rounding=Rounding.NEAREST_EVEN,
-                 overflow=Overflow.SATURATE, tag_width=0, registered_ready=False):
+                 overflow=Overflow.SATURATE, tag_width=0, registered_ready=False, shallow=False):
         check_int("Cast input width", in_width, low=1, high=64)
         check_int("Cast input fraction bits", from_frac)
         self.fmt = check_format("Cast format", fmt)
@@ -76,7 +82,9 @@ class Cast(StreamUnit):
         self.in_width, self.from_frac = in_width, from_frac
         self.shift = from_frac - self.fmt.frac_bits
         self.stochastic = self.rounding is Rounding.STOCHASTIC and self.shift > 0
-        self.LATENCY = self.RANDOM_LATENCY if self.stochastic else self.PLAIN_LATENCY
+        self.shallow = check_shallow("Cast", shallow, self.stochastic)
+        self.LATENCY = (self.RANDOM_LATENCY if self.stochastic else
+                        self.SHALLOW_LATENCY if shallow else self.PLAIN_LATENCY)
         super().__init__(self.Signature(in_width=in_width, fmt=self.fmt, stochastic=self.stochastic,
                                         tag_width=tag_width), registered_ready=registered_ready)
 
@@ -89,6 +97,9 @@ class Cast(StreamUnit):
             x = ctl.delay(x, h, "x")
             q = ctl.reg(round_expr(x, self.from_frac, self.fmt, self.rounding, word), "q")
             nonzero = ctl.reg(x != 0, "nonzero")
+        elif self.shallow:
+            q = round_expr(x, self.from_frac, self.fmt, self.rounding)
+            nonzero = x != 0
         else:
             q = ctl.reg(round_expr(x, self.from_frac, self.fmt, self.rounding), "q")
             nonzero = ctl.reg(x != 0, "nonzero")

@@ -43,29 +43,31 @@ def parse_net(text: str) -> tuple[int, ...]:
 
 
 def engine_config(profile, *, net: str = "64-32-10", max_batch: int = 32, lanes: int = 8,
-                  loss: str = "mse", lr_shift=None):
+                  loss: str = "mse", lr_shift=None, shallow: bool = False):
     """The :class:`EngineConfig` of ``fxbp gen/synth engine`` options; FxbpError when it
     cannot be generated."""
     from .engine import EngineConfig
     sizes = parse_net(net)
     try:
         return EngineConfig(profile=profile, sizes=sizes, batch=max_batch, lanes=lanes,
-                            loss=loss, lr_shift=lr_shift)
+                            loss=loss, lr_shift=lr_shift, shallow=shallow)
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
 
 
-def build_component(unit: str, profile, *, stage=None, lr_shift=None, layer=None, engine=None):
-    """The unit, or the engine for ``unit == "engine"`` (``engine``: engine_config options)."""
+def build_component(unit: str, profile, *, stage=None, lr_shift=None, layer=None, engine=None,
+                    shallow: bool = False):
+    """The unit, or the engine for ``unit == "engine"`` (``engine``: engine_config options);
+    ``shallow``: without the registers only a fast clock needs (:func:`build_unit`)."""
     if unit != "engine":
         if engine:
             raise FxbpError(f"--net, --max-batch, --lanes and --loss describe the engine, not "
                             f"the unit {unit}: drop them")
-        return build_unit(unit, profile, stage, lr_shift=lr_shift, layer=layer)
+        return build_unit(unit, profile, stage, lr_shift=lr_shift, layer=layer, shallow=shallow)
     if stage is not None or layer is not None:
         raise FxbpError("--stage and --layer pick a unit's variant; the engine has every site")
     from .engine import Engine
-    config = engine_config(profile, lr_shift=lr_shift, **(engine or {}))
+    config = engine_config(profile, lr_shift=lr_shift, shallow=shallow, **(engine or {}))
     try:
         return Engine(config)
     except (TypeError, ValueError) as exc:
@@ -73,7 +75,8 @@ def build_component(unit: str, profile, *, stage=None, lr_shift=None, layer=None
 
 
 def synth_command(unit: str, profile, *, stage=None, family="both", device=None, pnr=False,
-                  freq=None, seeds=1, lr_shift=None, layer=None, engine=None, out, err) -> dict:
+                  freq=None, seeds=1, lr_shift=None, layer=None, engine=None, shallow=False,
+                  out, err) -> dict:
     """Synthesise (and with ``pnr`` place and route) one unit; print the table on ``out``.
 
     Returns the JSON-ready result. Raises ``FxbpError`` (after printing) when the design
@@ -87,7 +90,7 @@ def synth_command(unit: str, profile, *, stage=None, family="both", device=None,
         raise FxbpError("--freq and --seeds apply to place and route: add --pnr")
     parts = _families(family, device)
     component = build_component(unit, profile, stage=stage, lr_shift=lr_shift, layer=layer,
-                                engine=engine)
+                                engine=engine, shallow=shallow)
     rows = []
     if not pnr:
         top = f"fxbp_{unit.replace('-', '_')}"

@@ -82,8 +82,12 @@ def cast_source(p: PrecisionProfile, stage: str, layer: str | None = None) -> tu
 
 
 def _common(kw):
-    """The options every unit takes."""
-    return {"tag_width": kw.get("tag_width", 0), "registered_ready": kw.get("registered_ready", False)}
+    """The options every unit takes (``shallow``: every one but the MAC)."""
+    out = {"tag_width": kw.get("tag_width", 0),
+           "registered_ready": kw.get("registered_ready", False)}
+    if kw.get("shallow"):
+        out["shallow"] = True
+    return out
 
 
 def _mac(p, stage, **kw):
@@ -155,8 +159,11 @@ UNITS = {
 
 def build_unit(name: str, profile: PrecisionProfile, stage: str | None = None, *,
                tag_width: int = 0, registered_ready: bool = False, lr_shift: int | None = None,
-               layer: str | None = None):
+               layer: str | None = None, shallow: bool = False):
     """The Amaranth component ``name`` for ``profile``.
+
+    ``shallow`` leaves out the registers that only a fast clock needs (every unit but the
+    MAC, whose registers are the hard multiplier's; deterministic rounding only).
 
     ``layer`` (``"first"`` or ``"hidden"``) picks the layer whose inputs a MAC or a
     pre-activation/gradient cast takes; it must be given when the input and activation
@@ -168,12 +175,16 @@ def build_unit(name: str, profile: PrecisionProfile, stage: str | None = None, *
         raise FxbpError("--stage applies to the cast unit only")
     if lr_shift is not None and name not in ("weight-update", "bias-update"):
         raise FxbpError("--lr-shift applies to weight-update and bias-update only")
+    if shallow and name == "mac":
+        raise FxbpError("--shallow applies to every unit but the MAC, whose registers are the "
+                        "hard multiplier's own")
     site = (name, (stage or "preactivation") if name == "cast" else None)
     if layer is not None and site not in LAYER_DEPENDENT:
         raise FxbpError("--layer applies to mac and to the preactivation and gradient casts only")
     try:
         return UNITS[name][0](profile, stage, tag_width=tag_width,
-                              registered_ready=registered_ready, lr_shift=lr_shift, layer=layer)
+                              registered_ready=registered_ready, lr_shift=lr_shift, layer=layer,
+                              shallow=shallow)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, FxbpError):
             raise

@@ -9,7 +9,8 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import HASH_STAGES, hash_rounds
 
-__all__ = ["PipelineControl", "UnitSignature", "StreamUnit", "check_int", "check_bool"]
+__all__ = ["PipelineControl", "UnitSignature", "StreamUnit", "check_int", "check_bool",
+           "check_shallow"]
 
 
 def check_int(what: str, value, *, low: int = 0, high: int | None = None) -> int:
@@ -26,6 +27,16 @@ def check_bool(what: str, value) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{what} must be a bool, not {value!r}")
     return value
+
+
+def check_shallow(unit: str, shallow, draws_random_words: bool) -> bool:
+    """``shallow`` if it is a bool that the unit can honour: a unit that draws random
+    words keeps every stage (the hash's stages set its depth)."""
+    check_bool(f"{unit} shallow", shallow)
+    if shallow and draws_random_words:
+        raise ValueError(f"{unit} shallow=True is for deterministic rounding: a unit that draws "
+                         f"random words keeps its hash's stages; build it with shallow=False")
+    return shallow
 
 
 class UnitSignature(wiring.Signature):

@@ -7,7 +7,7 @@ from amaranth.hdl import Mux
 from ..sw.fixed import Overflow, Rounding
 from .arith import (check_format, check_overflow, check_rounding, fmt_shape,
                     round_expr, saturate_expr)
-from .pipeline import StreamUnit, UnitSignature, check_int
+from .pipeline import StreamUnit, UnitSignature, check_int, check_shallow
 
 __all__ = ["WeightUpdate"]
 
@@ -37,6 +37,10 @@ class WeightUpdate(StreamUnit):
         Width of the sideband ``tag`` (0: none).
     registered_ready : bool
         Put a skid buffer on ``o`` so that ``i.ready`` comes from registers only.
+    shallow : bool
+        ``SHALLOW_LATENCY``: no register between the product and the subtraction, and the
+        rounding and saturation in one cycle, for a slow clock (an iCE40 at 30 MHz). Not
+        when the cast draws random words.
 
     Members
     -------
@@ -57,7 +61,9 @@ class WeightUpdate(StreamUnit):
     mode), the product registered again (beside an ECP5 multiplier, which runs without
     its registers), the exact subtraction, the rounding add after the hash's last stages,
     saturation with the flags. ``PLAIN_LATENCY`` (6) otherwise: the rounding add follows
-    the subtraction at once. ``LATENCY`` is the instance's. Initiation interval 1;
+    the subtraction at once. ``SHALLOW_LATENCY`` (4) with ``shallow``: operands, product,
+    the exact subtraction, then the rounding add, saturation and flags.
+    ``LATENCY`` is the instance's. Initiation interval 1;
     back-pressure stalls the pipeline.
     """
 
@@ -65,6 +71,8 @@ class WeightUpdate(StreamUnit):
     RANDOM_LATENCY = 7
     #: Cycles otherwise: no register holds the value (or its tag) waiting for a hash.
     PLAIN_LATENCY = 6
+    #: Cycles of a ``shallow`` unit.
+    SHALLOW_LATENCY = 4
 
     class Signature(UnitSignature):
         """Ports of a :class:`WeightUpdate` (see its Members), without building one."""
@@ -76,7 +84,8 @@ class WeightUpdate(StreamUnit):
                              statics={} if lr_fmt is None else {"eta": fmt_shape(lr_fmt)})
 
     def __init__(self, *, w_fmt, g_fmt, lr_fmt=None, lr_shift=None, rounding=Rounding.NEAREST_EVEN,
-                 overflow=Overflow.SATURATE, tag_width=0, registered_ready=False):
+                 overflow=Overflow.SATURATE, tag_width=0, registered_ready=False,
+                 shallow=False):
         self.w_fmt = check_format("WeightUpdate weight format", w_fmt)
         self.g_fmt = check_format("WeightUpdate gradient format", g_fmt)
         if (lr_fmt is None) == (lr_shift is None):
@@ -100,7 +109,9 @@ class WeightUpdate(StreamUnit):
         self.u_shift = self.frac - u_frac
         self.shift = self.frac - self.w_fmt.frac_bits
         self.stochastic = self.rounding is Rounding.STOCHASTIC and self.shift > 0
-        self.LATENCY = self.RANDOM_LATENCY if self.stochastic else self.PLAIN_LATENCY
+        self.shallow = check_shallow("WeightUpdate", shallow, self.stochastic)
+        self.LATENCY = (self.RANDOM_LATENCY if self.stochastic else
+                        self.SHALLOW_LATENCY if shallow else self.PLAIN_LATENCY)
         super().__init__(self.Signature(w_fmt=self.w_fmt, g_fmt=self.g_fmt, lr_fmt=self.lr_fmt,
                                         stochastic=self.stochastic, tag_width=tag_width),
                          registered_ready=registered_ready)
@@ -109,6 +120,7 @@ class WeightUpdate(StreamUnit):
         i = self.i.payload
         w = ctl.reg(i.w, "w")                                           # stage 1
         gb = self.g_fmt.total_bits
+        extra = 1 if self.shallow else 2        # registers from stage 1 to the subtraction
         if self.lr_fmt is not None:
             g = i.g.as_signed() if self.g_fmt.signed else i.g
             g_neg = ctl.reg(g < 0, "g_neg")
@@ -117,35 +129,41 @@ class WeightUpdate(StreamUnit):
             # |g| and eta registered (stage 1), their product registered (stage 2): on
             # ECP5 all three are the MULT18X18D's own registers.
             u_mag = ctl.product(Mux(g < 0, -g, g)[:gb].as_unsigned(), self.eta, "u_mag")
-            # One more register, fed by the product only: the route from the DSP block
-            # to the adder gets a cycle of its own.
-            u_mag = ctl.reg(u_mag, "u_mag_q")                              # stage 3
-            g_neg = ctl.delay(g_neg, 2, "g_neg1")
-            u_nonzero = ctl.reg(u_nonzero, "u_nonzero_q")
+            if not self.shallow:
+                # One more register, fed by the product only: the route from the DSP block
+                # to the adder gets a cycle of its own.
+                u_mag = ctl.reg(u_mag, "u_mag_q")                          # stage 3
+                g_neg = ctl.delay(g_neg, 2, "g_neg1")
+                u_nonzero = ctl.reg(u_nonzero, "u_nonzero_q")
+            else:
+                g_neg = ctl.delay(g_neg, 1, "g_neg1")
         else:
             g = ctl.reg(i.g, "g")
-            u_nonzero = ctl.delay(g != 0, 2, "u_nonzero")
-            u_mag = ctl.delay(g, 2, "u")
+            u_nonzero = ctl.delay(g != 0, extra, "u_nonzero")
+            u_mag = ctl.delay(g, extra, "u")
             g_neg = None
-        w = ctl.delay(w, 2, "w1")                                       # stage 3
+        w = ctl.delay(w, extra, "w1")                                   # stage 3 (shallow 2)
         w_wide = w.as_signed() << self.w_shift if self.w_fmt.signed else w << self.w_shift
         u_wide = u_mag << self.u_shift
         if g_neg is None:
             exact = w_wide - u_wide
         else:
             exact = Mux(g_neg, w_wide + u_wide, w_wide - u_wide)
-        exact = ctl.reg(exact, "exact")                                 # stage 4
+        exact = ctl.reg(exact, "exact")                                 # stage 4 (shallow 3)
         w = ctl.reg(w, "w2")
         u_nonzero = ctl.reg(u_nonzero, "u_nonzero2")
-        if self.stochastic:
+        if self.shallow:
+            q = round_expr(exact, self.frac, self.w_fmt, self.rounding)  # stage 4, saturated
+        elif self.stochastic:
             word = ctl.delay(ctl.hashed(self.key ^ i.index), 1,
                              "word")                                    # ready in stage 5
             q = ctl.reg(round_expr(ctl.reg(exact, "exact1"), self.frac, self.w_fmt,
                                    self.rounding, word), "q")           # stage 6
         else:
             q = ctl.reg(round_expr(exact, self.frac, self.w_fmt, self.rounding), "q")  # stage 5
-        w = ctl.delay(w, self.LATENCY - 5, "w3")
-        u_nonzero = ctl.delay(u_nonzero, self.LATENCY - 5, "u_nonzero3")
+        if not self.shallow:
+            w = ctl.delay(w, self.LATENCY - 5, "w3")
+            u_nonzero = ctl.delay(u_nonzero, self.LATENCY - 5, "u_nonzero3")
         value, over, _, equal = saturate_expr(q, self.w_fmt, self.overflow, equal_to=w)
         with m.If(ctl.enable):                                          # the last stage
             m.d.sync += [out.value.eq(value), out.overflow.eq(over),

@@ -77,13 +77,14 @@ def _modes(random: bool) -> list:
     return [(r, o) for r, o in MODES if (r is Rounding.STOCHASTIC) == random]
 
 
-def _cast_case(in_width, from_frac, fmt, values, *, random: bool):
-    """A bank of casts in :func:`_modes`."""
+def _cast_case(in_width, from_frac, fmt, values, *, random: bool, shallow: bool = False):
+    """A bank of casts in :func:`_modes` (``shallow``: the units without their
+    fast-clock registers)."""
     modes = _modes(random)
 
     def make():
-        units = [Cast(in_width=in_width, from_frac=from_frac, fmt=fmt, rounding=r, overflow=o)
-                 for r, o in modes]
+        units = [Cast(in_width=in_width, from_frac=from_frac, fmt=fmt, rounding=r, overflow=o,
+                      shallow=shallow) for r, o in modes]
         index = np.arange(len(values))
         expected = [models.cast_with_flags(values, from_frac, fmt, r, o, KEY, index) for r, o in modes]
         return _bank(units, {"key": KEY}, [f"{r.value}/{o.value}" for r, o in modes],
@@ -91,12 +92,13 @@ def _cast_case(in_width, from_frac, fmt, values, *, random: bool):
     return make
 
 
-def _derivative_case(a_fmt, d_fmt, values, *, random: bool):
+def _derivative_case(a_fmt, d_fmt, values, *, random: bool, shallow: bool = False):
     """A bank of derivatives in :func:`_modes`."""
     modes = _modes(random)
 
     def make():
-        units = [SigmoidDerivative(a_fmt=a_fmt, d_fmt=d_fmt, rounding=r, overflow=o) for r, o in modes]
+        units = [SigmoidDerivative(a_fmt=a_fmt, d_fmt=d_fmt, rounding=r, overflow=o,
+                                   shallow=shallow) for r, o in modes]
         index = np.arange(len(values))
         expected = [models.derivative_model(values, a_fmt, d_fmt, r, o, KEY, index) for r, o in modes]
         return _bank(units, {"key": KEY}, [f"{r.value}/{o.value}" for r, o in modes],
@@ -104,13 +106,13 @@ def _derivative_case(a_fmt, d_fmt, values, *, random: bool):
     return make
 
 
-def _update_case(w_fmt, g_fmt, lr_fmt, eta, w, g, *, random: bool):
+def _update_case(w_fmt, g_fmt, lr_fmt, eta, w, g, *, random: bool, shallow: bool = False):
     """A bank of updates in :func:`_modes`."""
     modes = _modes(random)
 
     def make():
-        units = [WeightUpdate(w_fmt=w_fmt, g_fmt=g_fmt, lr_fmt=lr_fmt, rounding=r, overflow=o)
-                 for r, o in modes]
+        units = [WeightUpdate(w_fmt=w_fmt, g_fmt=g_fmt, lr_fmt=lr_fmt, rounding=r, overflow=o,
+                              shallow=shallow) for r, o in modes]
         index = np.arange(len(w))
         expected = [models.weight_update_model(w, g, eta, w_fmt, g_fmt, lr_fmt, r, o, KEY, index)
                     for r, o in modes]
@@ -119,15 +121,16 @@ def _update_case(w_fmt, g_fmt, lr_fmt, eta, w, g, *, random: bool):
     return make
 
 
-def _sigmoid_case(z_fmt, a_fmt, spec):
+def _sigmoid_case(z_fmt, a_fmt, spec, shallow: bool = False):
     def make():
         overflows = list(Overflow) if spec.kind == "plan" else [Overflow.SATURATE]
-        units = [Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=spec, overflow=o) for o in overflows]
+        units = [Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=spec, overflow=o, shallow=shallow)
+                 for o in overflows]
         z = np.arange(z_fmt.min_raw, z_fmt.max_raw + 1)
         expected = [models.sigmoid_model(z, z_fmt, a_fmt, spec, Rounding.NEAREST_EVEN, o)
                     for o in overflows]
         return _bank(units, {}, [f"{spec.kind}/{o.value}" for o in overflows], {"value": z},
-                     expected, Sigmoid.LATENCY)
+                     expected, units[0].LATENCY)
     return make
 
 
@@ -218,6 +221,27 @@ def _cases() -> dict[str, Case]:
                  f"designed Q4.12 weights and Q6.10 gradients, eta 1024/65536, {modes}: "
                  + describe_mix(upd16_mix)),
         ]
+    # The shallow units (the iCEBreaker's engine): the 16-bit sets, 8 modes each.
+    shallow = "shallow: the units without their fast-clock registers; "
+    cases += [
+        Case("cast-40bit-designed-shallow",
+             _cast_case(40, 26, QFormat(6, 10), cast40, random=False, shallow=True),
+             shallow + "designed 40-bit accumulator values -> Q6.10, 8 modes"),
+        Case("sigmoid-lut-16bit-shallow",
+             _sigmoid_case(QFormat(6, 10), QFormat(2, 14), SigmoidSpec("lut"), shallow=True),
+             shallow + "every Q6.10 input"),
+        Case("sigmoid-plan-16bit-shallow",
+             _sigmoid_case(QFormat(6, 10), QFormat(2, 14), SigmoidSpec("plan"), shallow=True),
+             shallow + "every Q6.10 input, wrap and saturate"),
+        Case("derivative-16bit-exhaustive-shallow",
+             _derivative_case(QFormat(2, 14), QFormat(1, 15), np.arange(-32768, 32768),
+                              random=False, shallow=True),
+             shallow + "every Q2.14 activation, 8 modes"),
+        Case("update-16bit-designed-shallow",
+             _update_case(q16, QFormat(6, 10), QFormat(0, 16, signed=False), 1024, w16, g16,
+                          random=False, shallow=True),
+             shallow + "designed Q4.12 weights and Q6.10 gradients, eta 1024/65536, 8 modes"),
+    ]
     return {c.name: c for c in cases}
 
 

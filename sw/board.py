@@ -92,7 +92,7 @@ class BoardRuntime(RtlRuntime):
 
     ``port``: a serial device, or ``sim://BOARD[?option=value&...]`` (options:
     :data:`SIM_OPTIONS`). ``board``: the target the bitstream was built for (taken from
-    a ``sim://`` port). ``lanes``, ``dataset_buffer``, ``baud``, ``clock_mhz``: the build's
+    a ``sim://`` port). ``lanes``, ``dataset_buffer``, ``shallow``, ``baud``, ``clock_mhz``: the build's
     options where they differ from the target's defaults; the engine is checked against
     the board's ID (its generation hash) before anything is written.
     """
@@ -102,7 +102,8 @@ class BoardRuntime(RtlRuntime):
     def __init__(self, sizes, profile, init_weights, init_biases, *, loss, seed, lr, batch,
                  port: str | None = None, board: str | None = None, lanes: int | None = None,
                  baud: int | None = None, clock_mhz: float | None = None,
-                 dataset_buffer: int | None = None, progress=None, retries: int = 8):
+                 dataset_buffer: int | None = None, shallow: bool | None = None,
+                 progress=None, retries: int = 8):
         if not port:
             raise FxbpError("--backend board needs --port: the board's serial port "
                             "(/dev/ttyUSB1), or sim://BOARD to simulate it")
@@ -156,7 +157,8 @@ class BoardRuntime(RtlRuntime):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed, lr=lr,
                          batch=batch, lanes=self.board_lanes, progress=progress,
                          clock_mhz=self.board_clock_mhz, max_sizes=max_sizes,
-                         max_batch=t.max_batch, dataset_buffer=dataset_buffer)
+                         max_batch=t.max_batch, dataset_buffer=dataset_buffer,
+                         shallow=t.shallow_for(profile, shallow))
 
     # ---------------------------------------------------------------- transport
     def _open(self, progress, trace) -> None:

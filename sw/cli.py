@@ -132,7 +132,7 @@ def _engine_options(unit, net, max_batch, lanes, loss) -> dict:
 
 
 def _engine_generation_options(command):
-    """--net, --max-batch, --lanes, --loss and --sigmoid of ``gen`` and ``synth``."""
+    """--net, --max-batch, --lanes, --loss, --sigmoid and --shallow of ``gen`` and ``synth``."""
     options = [
         click.option("--net", default=None, help="engine: the largest layer widths, input "
                      "first (default 64-32-10)."),
@@ -144,6 +144,10 @@ def _engine_generation_options(command):
                      help="engine: the loss (default mse)."),
         click.option("--sigmoid", type=click.Choice(["lut", "plan"]), default=None,
                      help="Override the profile's sigmoid approximation."),
+        click.option("--shallow", is_flag=True,
+                     help="Units without the registers only a fast clock needs (an iCE40 at "
+                     "30 MHz; deterministic rounding): the same numbers in fewer cycles and "
+                     "flip-flops. Every unit but mac."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -261,6 +265,10 @@ def cli():
               help="--backend rtl/board: samples the engine holds on chip (default 0 on rtl, "
               "the target's on a board: the host loads each batch); a training set that fits "
               "is loaded once and each epoch runs from its order.")
+@click.option("--shallow/--no-shallow", default=None,
+              help="--backend rtl/board: units without the registers only a fast clock needs "
+              "(deterministic rounding; the same numbers in fewer cycles). Default: off on "
+              "rtl, the target's choice on a board (the iCEBreaker's).")
 @click.option("--primitives", type=click.Choice(["generic", "ecp5"]), default="generic",
               show_default=True,
               help="--backend rtl: simulate the engine as synthesised for a family: ecp5 "
@@ -277,8 +285,8 @@ def cli():
 def train(dataset, data, target, backend, device, precision, rounding, sigmoid, hidden, epochs, batch,
           lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, port,
           board_name, baud, lanes,
-          verify_every_step, clock_mhz, dataset_buffer, primitives, trace_file, trace_from,
-          trace_cycles, quiet):
+          verify_every_step, clock_mhz, dataset_buffer, shallow, primitives, trace_file,
+          trace_from, trace_cycles, quiet):
     """Train an MLP; report accuracy, speed and digest.
 
     Prints accuracy, speed, cast events and the weights digest; writes the result
@@ -299,7 +307,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                 raise FxbpError(f"{name} applies to an FPGA board: add --backend board (or "
                                 f"auto) or drop {name}")
     engine_only = ("verify_every_step", "primitives", "trace_file", "trace_from", "trace_cycles")
-    for option in ("lanes", "clock_mhz", "dataset_buffer", *engine_only):
+    for option in ("lanes", "clock_mhz", "dataset_buffer", "shallow", *engine_only):
         rtl_only = option in engine_only
         if (backend != "rtl" if rtl_only else backend not in ENGINE_BACKENDS) and _given(option):
             name = "--" + option.removesuffix("_file").replace("_", "-")
@@ -335,7 +343,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                          seed=seed, test_fraction=test_fraction, scale=scale,
                          lanes=lanes, verify_every_step=verify_every_step,
                          clock_mhz=clock_mhz, dataset_buffer=dataset_buffer,
-                         primitives=primitives, port=port, board=board_name, baud=baud,
+                         shallow=shallow, primitives=primitives, port=port, board=board_name, baud=baud,
                          trace=(str(trace_file), trace_from, trace_cycles) if trace_file else None,
                          **{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(config)
@@ -388,7 +396,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
 @click.option("--out", type=click.Path(path_type=Path), help="Write the Verilog here (default: stdout).")
 @click.option("--list", "list_units", is_flag=True, help="List the units and their parameters.")
 def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift, layer, net,
-        max_batch, lanes, loss, sigmoid, out, list_units):
+        max_batch, lanes, loss, sigmoid, shallow, out, list_units):
     """Emit Verilog for an RTL unit or the training engine.
 
     Units: mac, cast, sigmoid, sigmoid-derivative, weight-update, bias-update (--list shows
@@ -418,10 +426,11 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
                             "engine's ports are its host interface")
         from ..hw.commands import build_component
         component = build_component("engine", profile, stage=stage, lr_shift=lr_shift,
-                                    layer=layer, engine=engine)
+                                    layer=layer, engine=engine, shallow=shallow)
     else:
         component = build_unit(unit, profile, stage, tag_width=tag_width,
-                               registered_ready=registered_ready, lr_shift=lr_shift, layer=layer)
+                               registered_ready=registered_ready, lr_shift=lr_shift, layer=layer,
+                               shallow=shallow)
     text = verilog(component, f"fxbp_{unit.replace('-', '_')}")
     if out is None:
         click.echo(text, nl=False)
@@ -453,7 +462,7 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
 @_engine_generation_options
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the results here.")
 def synth(unit, precision, rounding, stage, lr_shift, layer, family, device, pnr, freq, seeds,
-          net, max_batch, lanes, loss, sigmoid, json_out):
+          net, max_batch, lanes, loss, sigmoid, shallow, json_out):
     """Synthesise an RTL unit or the engine; count LUT/FF/DSP/BRAM.
 
     Runs YoWASP yosys for iCE40 and/or ECP5; with --pnr also nextpnr, reporting Fmax (the
@@ -470,7 +479,7 @@ def synth(unit, precision, rounding, stage, lr_shift, layer, family, device, pnr
     engine = _engine_options(unit, net, max_batch, lanes, loss)
     result = synth_command(unit, profile, stage=stage, family=family, device=device, pnr=pnr,
                            freq=freq, seeds=seeds, lr_shift=lr_shift, layer=layer, engine=engine,
-                           out=_console(), err=_console(stderr=True))
+                           shallow=shallow, out=_console(), err=_console(stderr=True))
     if json_out:
         write_json(json_out, result)
     if "error" in result:

@@ -28,12 +28,13 @@ class VerifyMismatch(FxbpError):
 
 
 def engine_config(sizes, profile, *, batch: int, loss: str, lanes: int, eta,
-                  dataset_buffer: int = 0):
+                  dataset_buffer: int = 0, shallow: bool = False):
     from ..hw.engine import EngineConfig
     lr_shift = eta[1] if profile.lr_mode == "shift" else None
     try:
         return EngineConfig(profile=profile, sizes=tuple(sizes), batch=batch, lanes=lanes,
-                            loss=loss, lr_shift=lr_shift, dataset_buffer=dataset_buffer)
+                            loss=loss, lr_shift=lr_shift, dataset_buffer=dataset_buffer,
+                            shallow=shallow)
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
 
@@ -105,7 +106,8 @@ class RtlRuntime(Runtime):
                  lanes: int = 8, verify: bool = False, progress=None, batches_per_call: int = 4,
                  trace: tuple | None = None, clock_mhz: float | None = None,
                  max_sizes=None, max_batch: int | None = None, dataset_buffer: int = 0,
-                 family: str | None = None, poison_collisions: bool = True):
+                 family: str | None = None, poison_collisions: bool = True,
+                 shallow: bool = False):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch)
         self.family = family
@@ -117,7 +119,7 @@ class RtlRuntime(Runtime):
         # widths and the batch are run-time registers (one build trains many networks).
         self.config = engine_config(max_sizes or sizes, profile, batch=max_batch or batch,
                                     loss=loss, lanes=lanes, eta=self.eta,
-                                    dataset_buffer=dataset_buffer)
+                                    dataset_buffer=dataset_buffer, shallow=shallow)
         self._resident = None         # (id, length) of the training set in the buffer
         self.layout = Layout(self.config, sizes)
         self.lanes = lanes

@@ -62,6 +62,9 @@ class TrainConfig:
     verify_every_step: bool = False
     clock_mhz: float | None = None
     dataset_buffer: int | None = None
+    #: --backend rtl and board: units without the registers only a fast clock needs
+    #: (None: off on rtl, the target's choice on a board).
+    shallow: bool | None = None
     #: --backend rtl: "generic", or the family whose primitive instances are simulated.
     primitives: str = "generic"
     trace: tuple | None = None
@@ -77,7 +80,8 @@ class TrainConfig:
         content, not by the options that named them)."""
         d = dataclasses.asdict(self)
         for k in ("epochs", "device", "precision", "data", "backend", "rounding", "sigmoid",
-                  "lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "primitives",
+                  "lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "shallow",
+                  "primitives",
                   "trace",
                   "port", "board", "baud"):
             d.pop(k)
@@ -293,10 +297,12 @@ class Trainer:
         if cfg.backend == "rtl":
             extra = {"lanes": cfg.lanes or 8, "verify": cfg.verify_every_step, "trace": cfg.trace,
                      "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer or 0,
-                     "family": None if cfg.primitives == "generic" else cfg.primitives}
+                     "family": None if cfg.primitives == "generic" else cfg.primitives,
+                     "shallow": bool(cfg.shallow)}
         elif cfg.backend in ("board", "auto"):
             board = {"port": cfg.port, "board": cfg.board, "baud": cfg.baud, "lanes": cfg.lanes,
-                     "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer}
+                     "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer,
+                     "shallow": cfg.shallow}
             extra = board if cfg.backend == "board" else {"board": board}
         self.runtime = make_runtime(cfg.backend, self.sizes, profile, w0, b0, loss=loss,
                                     seed=cfg.seed, lr=float(lr), batch=batch, device=cfg.device,

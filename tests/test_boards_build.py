@@ -127,7 +127,7 @@ def test_fit_message_names_resource_need_have_and_options(tmp_path):
     assert text.startswith("the design does not fit the iCEBreaker (iCE40UP5K-SG48): "
                            "needs 5,822 LUT4 of 5,280 (110 %), 6,486 FF of 5,280 (123 %), "
                            "38 BRAM of 30 (127 %): lower --lanes (now 1), --net (now 64-32-10), "
-                           "--max-batch (now 32)")
+                           "--max-batch (now 8)")
     spec = flow.resolve("ulx3s-12f", out=tmp_path / "b", dataset_buffer=512)
     with pytest.raises(FxbpError, match=r"needs 70 BRAM of 32 \(219 %\): lower --dataset-buffer "
                                         r"\(now 512\), --net \(now 64-32-10\), --max-batch"):
@@ -381,15 +381,15 @@ def test_fit_message_adds_the_packed_cells_only_when_over(tmp_path):
     assert str(exc.value).startswith(
         "the design does not fit the iCEBreaker (iCE40UP5K-SG48): needs 31 BRAM of 30 (103 %), "
         "and nextpnr packs it into 8,756 ICESTORM_LC of 5,280 (166 %): lower --lanes (now 1), "
-        "--net (now 64-32-10), --max-batch (now 32)")
+        "--net (now 64-32-10), --max-batch (now 8)")
 
 
 @pytest.mark.synth
 @pytest.mark.slow
 def test_a_design_over_the_up5k_after_packing_says_how_many_cells(tmp_path):
-    # yosys's LUT4, FF and BRAM counts are each under the part here; the packed cells are not.
-    r = CliRunner().invoke(build_cmd, ["--board", "icebreaker", "--rounding", "nearest-even",
-                                       "--max-batch", "8", "--out", str(tmp_path / "b"),
+    # The target's own engine (nearest-even, batch 8, shallow units): yosys's LUT4, FF and
+    # BRAM counts are each under the part here; the packed cells are not.
+    r = CliRunner().invoke(build_cmd, ["--board", "icebreaker", "--out", str(tmp_path / "b"),
                                        "--quiet"])
     assert isinstance(r.exception, FxbpError)
     assert re.fullmatch(r"the design does not fit the iCEBreaker: nextpnr packs it into "
@@ -400,8 +400,9 @@ def test_a_design_over_the_up5k_after_packing_says_how_many_cells(tmp_path):
 
 @pytest.mark.synth
 @pytest.mark.slow
-def test_the_engine_does_not_fit_the_up5k(tmp_path):
-    r = CliRunner().invoke(build_cmd, ["--board", "icebreaker", "--out", str(tmp_path / "b"),
+def test_the_stochastic_engine_does_not_fit_the_up5k(tmp_path):
+    r = CliRunner().invoke(build_cmd, ["--board", "icebreaker", "--rounding", "stochastic",
+                                       "--max-batch", "32", "--out", str(tmp_path / "b"),
                                        "--quiet"])
     assert isinstance(r.exception, FxbpError)
     assert str(r.exception).startswith("the design does not fit the iCEBreaker (iCE40UP5K-SG48): needs ")

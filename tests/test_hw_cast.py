@@ -99,3 +99,29 @@ def test_parameter_checks(kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         Cast(**args)
+
+
+@pytest.mark.parametrize("rounding", [r for r in Rounding if r.deterministic])
+@pytest.mark.parametrize("overflow", list(Overflow))
+def test_shallow_every_12_bit_input(rounding, overflow):
+    # One stage: the same values and flags as the two-stage cast, a cycle earlier.
+    fmt = QFormat(3, 2)
+    dut = Cast(in_width=12, from_frac=6, fmt=fmt, rounding=rounding, overflow=overflow,
+               shallow=True)
+    xs = np.arange(-2048, 2048)
+    out, latency = run_stream(dut, feed(dut, xs), valid_prob=0.8, ready_prob=0.6)
+    want = models.cast_with_flags(xs, 6, fmt, rounding, overflow)
+    for field in ("value", "overflow", "underflow"):
+        assert [o[field] for o in out] == want[field].tolist()
+    assert run_stream(dut, feed(dut, xs[:1]))[1] == dut.LATENCY == Cast.SHALLOW_LATENCY == 1
+
+
+def test_shallow_is_refused_for_a_cast_that_draws_random_words():
+    with pytest.raises(ValueError, match=r"Cast shallow=True is for deterministic rounding"):
+        Cast(in_width=12, from_frac=6, fmt=QFormat(3, 2), rounding=Rounding.STOCHASTIC,
+             shallow=True)
+    # No fraction bit is dropped: nothing random is drawn, so shallow is allowed.
+    assert Cast(in_width=8, from_frac=4, fmt=QFormat(4, 4), rounding=Rounding.STOCHASTIC,
+                shallow=True).LATENCY == 1
+    with pytest.raises(TypeError, match="Cast shallow must be a bool, not 1"):
+        Cast(in_width=12, from_frac=6, fmt=QFormat(3, 2), shallow=1)

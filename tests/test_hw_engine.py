@@ -62,6 +62,9 @@ CI_CASES = {
     "iris-fx8-batch-1": dict(dataset="iris", epochs=1, precision="fx8", batch=1, lr=0.5, lanes=2),
     "iris-fx12-stochastic-batch-7": dict(dataset="iris", epochs=2, precision="fx12",
                                          rounding="stochastic", batch=7, lanes=4),
+    # The iCEBreaker's engine: one lane, batch 8, shallow units (nearest-even).
+    "digits-shallow-p1-batch-8": dict(dataset="digits", epochs=1, rounding="nearest-even",
+                                      batch=8, lanes=1, shallow=True),
 }
 
 SLOW_CASES = {
@@ -484,6 +487,9 @@ def test_decode_refuses_a_failed_status():
     ({"loss": "hinge"}, ValueError, "engine loss must be 'mse' or 'xent', not 'hinge'"),
     ({"dataset_buffer": 70000}, ValueError, "engine dataset buffer must be 0 to 65536, not 70000"),
     ({"lr_shift": 3}, ValueError, "lr_shift applies to lr_mode"),
+    ({"shallow": 1}, TypeError, "engine shallow must be a bool, not 1"),
+    ({"shallow": True, "profile": load_profile("fx16").with_rounding("stochastic")}, ValueError,
+     "shallow units are for deterministic training rounding"),
 ])
 def test_engine_config_is_checked(kw, exc, text):
     base = dict(profile=load_profile("fx16"), sizes=(4, 3), batch=4, lanes=2)
@@ -499,6 +505,16 @@ def test_shape_outside_the_build_is_refused():
         cfg.check_shape((4, 2), 4)
     with pytest.raises(FxbpError, match="batch 5 is outside"):
         cfg.check_shape((4, 3, 2), 5)
+
+
+def test_shallow_is_named_in_the_hash_only_when_set():
+    """The default engine's generation hash (and so its Verilog) is the one measured before
+    the option existed; a shallow engine's differs, so a host cannot drive one as the other."""
+    base = EngineConfig(profile=load_profile("fx16").with_rounding("nearest-even"),
+                        sizes=(4, 3), batch=4, lanes=2)
+    shallow = dataclasses.replace(base, shallow=True)
+    assert "shallow" not in base.describe() and shallow.describe()["shallow"] is True
+    assert base.gen_hash != shallow.gen_hash
 
 
 def test_engine_verilog_is_deterministic():

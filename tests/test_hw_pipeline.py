@@ -82,7 +82,7 @@ def test_full_rate_with_the_skid_buffer():
 
 
 def test_latencies_are_fixed_when_a_unit_is_built():
-    assert (MAC.LATENCY, Sigmoid.LATENCY) == (3, 5)
+    assert (MAC.LATENCY, Sigmoid.DEEP_LATENCY, Sigmoid.SHALLOW_LATENCY) == (3, 5, 3)
     # The cast's, the derivative's and the update's depend on their rounding (the hash's
     # stages), fixed when each is built.
     assert (Cast.RANDOM_LATENCY, Cast.PLAIN_LATENCY) == (6, 2)

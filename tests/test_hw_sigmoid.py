@@ -17,27 +17,29 @@ def run_all(dut, z_fmt, **kw):
     return z, out
 
 
+@pytest.mark.parametrize("shallow", [False, True])
 @pytest.mark.parametrize("kind", ["lut", "plan"])
 @pytest.mark.parametrize("z_fmt, a_fmt, entries", [(QFormat(4, 4), QFormat(1, 7), 64),
                                                     (QFormat(5, 7), QFormat(2, 10), 256)])
-def test_every_input(kind, z_fmt, a_fmt, entries):
+def test_every_input(kind, z_fmt, a_fmt, entries, shallow):
     spec = SigmoidSpec(kind, entries, 8)
-    dut = Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=spec)
+    dut = Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=spec, shallow=shallow)
     z, out = run_all(dut, z_fmt, valid_prob=0.8, ready_prob=0.7)
     want = models.sigmoid_model(z, z_fmt, a_fmt, spec)
     for field in ("value", "overflow", "underflow"):
         assert [o[field] for o in out] == want[field].tolist()
-    assert run_stream(dut, [{"value": 0}, {"value": 1}])[1] == Sigmoid.LATENCY == 5
+    assert run_stream(dut, [{"value": 0}, {"value": 1}])[1] == dut.LATENCY == (3 if shallow else 5)
 
 
 @pytest.mark.parametrize("rounding", [r for r in Rounding if r.deterministic])
 @pytest.mark.parametrize("overflow", list(Overflow))
-def test_plan_honours_the_activation_overflow_and_flags_its_events(rounding, overflow):
+@pytest.mark.parametrize("shallow", [False, True])
+def test_plan_honours_the_activation_overflow_and_flags_its_events(rounding, overflow, shallow):
     # fx8: PLAN reaches 1.0, which Q1.7 lacks. Golden wraps it to -1.0 under "wrap" and
     # counts an overflow; the unit used to saturate always and flag nothing.
     z_fmt, a_fmt = QFormat(4, 4), QFormat(1, 7)
     dut = Sigmoid(z_fmt=z_fmt, a_fmt=a_fmt, spec=SigmoidSpec("plan"), rounding=rounding,
-                  overflow=overflow)
+                  overflow=overflow, shallow=shallow)
     z, out = run_all(dut, z_fmt)
     want = models.sigmoid_model(z, z_fmt, a_fmt, SigmoidSpec("plan"), rounding, overflow)
     assert want["overflow"].sum() > 0

@@ -38,6 +38,40 @@ def test_updates(rounding, overflow, fmts, eta):
         assert [o[field] for o in out] == want[field].tolist()
 
 
+@pytest.mark.parametrize("rounding", [r for r in Rounding if r.deterministic])
+@pytest.mark.parametrize("overflow", list(Overflow))
+@pytest.mark.parametrize("fmts, eta", [(FX16, 1024), (FX8, 4)])
+def test_shallow_updates(rounding, overflow, fmts, eta):
+    dut = WeightUpdate(rounding=rounding, overflow=overflow, shallow=True, **fmts)
+    w, g, _ = update_vectors(fmts["w_fmt"], fmts["g_fmt"], 1500, np.random.default_rng(eta))
+    out, _ = run(dut, w, g, eta, valid_prob=0.85, ready_prob=0.6)
+    want = models.weight_update_model(w, g, eta, rounding=rounding, overflow=overflow, key=11,
+                                      **fmts)
+    assert want["overflow"].sum() > 0 and want["stalled"].sum() > 0
+    for field in ("value", "overflow", "stalled"):
+        assert [o[field] for o in out] == want[field].tolist()
+    assert run(dut, [5], [7], eta)[1] == dut.LATENCY == WeightUpdate.SHALLOW_LATENCY == 4
+
+
+@pytest.mark.parametrize("lr_shift", [0, 3, 9])
+def test_shallow_shift_mode(lr_shift):
+    w_fmt, g_fmt = FX16["w_fmt"], FX16["g_fmt"]
+    dut = WeightUpdate(w_fmt=w_fmt, g_fmt=g_fmt, lr_shift=lr_shift, shallow=True)
+    w, g, _ = update_vectors(w_fmt, g_fmt, 800, np.random.default_rng(lr_shift))
+    out, _ = run(dut, w, g, ready_prob=0.7)
+    want = models.weight_update_model(w, g, None, w_fmt, g_fmt, None, Rounding.NEAREST_EVEN,
+                                      Overflow.SATURATE, key=11, lr_shift=lr_shift)
+    for field in ("value", "overflow", "stalled"):
+        assert [o[field] for o in out] == want[field].tolist()
+    assert run(dut, [5], [7])[1] == 4
+    stochastic = dict(w_fmt=w_fmt, g_fmt=g_fmt, lr_shift=lr_shift, rounding=Rounding.STOCHASTIC)
+    if WeightUpdate(**stochastic).stochastic:      # eta g has fraction bits the weight lacks
+        with pytest.raises(ValueError, match="WeightUpdate shallow=True is for deterministic"):
+            WeightUpdate(**stochastic, shallow=True)
+    else:
+        assert WeightUpdate(**stochastic, shallow=True).LATENCY == 4
+
+
 @pytest.mark.parametrize("rounding", [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC])
 @pytest.mark.parametrize("lr_shift", [0, 3, 9])
 def test_shift_mode(rounding, lr_shift):

@@ -76,16 +76,22 @@ def test_iris_over_the_simulated_link_is_bit_exact(run_cli, tmp_path, golden_iri
                                                           / hw["cycles_per_sample"])
 
 
-@pytest.mark.parametrize("board", [ECP5, ICE40])
-def test_digits_over_the_simulated_link_is_bit_exact(run_cli, tmp_path, board):
-    """The demo's digits run (64-32-10, fx16 stochastic, batch 32), one epoch, the
-    whole training and test sets over the link: golden's digest and events."""
-    gold = _digest(run_cli, tmp_path, "golden-digits", "--dataset", "digits", "--epochs", "1")
-    rec = _digest(run_cli, tmp_path, board, "--dataset", "digits", "--epochs", "1",
+@pytest.mark.parametrize("board, run", [
+    (ECP5, ()),
+    # The iCEBreaker's own engine: batch 8 at most, nearest-even, so shallow units.
+    (ICE40, ("--rounding", "nearest-even", "--batch", "8"))])
+def test_digits_over_the_simulated_link_is_bit_exact(run_cli, tmp_path, board, run):
+    """The demo's digits run (64-32-10, fx16 stochastic, batch 32; on the iCEBreaker
+    nearest-even, batch 8), one epoch, the whole training and test sets over the link:
+    golden's digest and events."""
+    gold = _digest(run_cli, tmp_path, "golden-digits", "--dataset", "digits", "--epochs", "1",
+                   *run)
+    rec = _digest(run_cli, tmp_path, board, "--dataset", "digits", "--epochs", "1", *run,
                   "--backend", "board", "--port", f"sim://{board}?{CI}")
     assert rec["weights_digest"] == gold["weights_digest"]
     assert rec["cast_events"] == gold["cast_events"]
     assert rec["hardware"]["link"]["retries"] == 0
+    assert rec["hardware"]["engine"].get("shallow", False) is (board == ICE40)
 
 
 def test_line_faults_are_retried_and_change_nothing(run_cli, tmp_path, golden_iris):

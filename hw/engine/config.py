@@ -132,6 +132,10 @@ class EngineConfig:
         the samples and targets once and an order per epoch; RUN trains over it.
     counter_bits : int
         Width of every counter (the host reads and clears them often enough).
+    shallow : bool
+        Units without the registers that only a fast clock needs (``docs/engine.md``
+        section 6: an iCE40 at 30 MHz); deterministic training rounding only. The same
+        numbers, fewer cycles of latency, fewer flip-flops.
     """
 
     profile: PrecisionProfile
@@ -142,6 +146,7 @@ class EngineConfig:
     lr_shift: int | None = None
     dataset_buffer: int = 0
     counter_bits: int = 32
+    shallow: bool = False
 
     def __post_init__(self):
         if not isinstance(self.profile, PrecisionProfile):
@@ -162,6 +167,12 @@ class EngineConfig:
             raise ValueError(f"engine loss must be 'mse' or 'xent', not {self.loss!r}")
         check_int("engine dataset buffer", self.dataset_buffer, high=65536)
         check_int("engine counter width", self.counter_bits, low=16, high=64)
+        if not isinstance(self.shallow, bool):
+            raise TypeError(f"engine shallow must be a bool, not {self.shallow!r}")
+        if self.shallow and self.stochastic:
+            raise ValueError("shallow units are for deterministic training rounding: a unit "
+                             "that draws random words keeps its hash's stages; choose "
+                             "--rounding nearest-even (or another deterministic mode)")
         p = self.profile
         if p.lr_mode == "shift":
             if self.lr_shift is None:
@@ -239,7 +250,9 @@ class EngineConfig:
     def describe(self) -> dict:
         return {"profile": self.profile.as_dict(), "sizes": list(self.sizes), "batch": self.batch,
                 "lanes": self.lanes, "loss": self.loss, "lr_shift": self.lr_shift,
-                "dataset_buffer": self.dataset_buffer, "counter_bits": self.counter_bits}
+                "dataset_buffer": self.dataset_buffer, "counter_bits": self.counter_bits,
+                # Only when set: the default engine's hash (and Verilog) stay as they were.
+                **({"shallow": True} if self.shallow else {})}
 
     @property
     def gen_hash(self) -> int:

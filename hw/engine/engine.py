@@ -180,7 +180,7 @@ class Engine(wiring.Component):
         self.shared_update = p.weight == p.bias
 
         def unit(name, stage=None, layout=el, **kw):
-            return build_unit(name, p, stage, tag_width=layout.size, **kw)
+            return build_unit(name, p, stage, tag_width=layout.size, shallow=c.shallow, **kw)
 
         self.u = {
             "pre": unit("cast", "preactivation", self.tag_ft, layer=hidden),
