@@ -112,6 +112,7 @@ class BuildSpec:
                 "rounding": self.rounding, "lanes": c.lanes,
                 "net": "-".join(map(str, c.sizes)), "max_batch": c.batch,
                 "dataset_buffer": c.dataset_buffer, "shallow": c.shallow,
+                "event_counters": c.event_counters,
                 "clock_mhz": float(self.pll.requested_hz) / 1e6, "baud": self.baud,
                 "seed": self.seed, "seeds": self.seeds, "out": str(self.out)}
 
@@ -126,7 +127,8 @@ def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
             lanes: int | None = None, net: str | None = None, max_batch: int | None = None,
             dataset_buffer: int | None = None, clock_mhz: float | None = None,
             baud: int | None = None, seed: int = 1, seeds: int = 1,
-            out: Path | None = None, shallow: bool | None = None, argv=()) -> BuildSpec:
+            out: Path | None = None, shallow: bool | None = None,
+            event_counters: bool | None = None, argv=()) -> BuildSpec:
     """Check the options of ``fxbp build`` against the board; ``FxbpError`` otherwise.
 
     Unset options take the target's defaults: the rounding the digits recipe's
@@ -162,7 +164,9 @@ def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
                               lanes=lanes if lanes is not None else t.lanes,
                               dataset_buffer=(dataset_buffer if dataset_buffer is not None
                                               else t.dataset_buffer),
-                              shallow=t.shallow_for(profile, shallow))
+                              shallow=t.shallow_for(profile, shallow),
+                              event_counters=(t.event_counters if event_counters is None
+                                              else event_counters))
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
     explicit = clock_mhz is not None

@@ -57,6 +57,7 @@ def build_table(report: dict) -> Table:
                                f"B_max = {e['batch']}, S = {e['dataset_buffer']}, "
                                f"{report['options']['precision']} {report['options']['rounding']}"
                                + (", shallow units" if e.get("shallow") else "")
+                               + ("" if e.get("event_counters", True) else ", no event counters")
                                + f", gen_hash {e['gen_hash']}"))
     for k, name in (("lut", "LUT4"), ("ff", "FF"), ("dsp", "DSP"), ("bram", "BRAM")):
         t.add_row(name, f"{_pct(u[k])} of {u[k]['available']:,}")
@@ -133,6 +134,9 @@ class _Progress:
 @click.option("--shallow/--no-shallow", default=None,
               help="Units without the registers only a fast clock needs (deterministic "
                    "rounding). Default: the board's choice (on for the iCEBreaker).")
+@click.option("--event-counters/--no-event-counters", default=None,
+              help="Count each site's cast events in the engine. Default: the board's choice "
+                   "(off for the iCEBreaker).")
 @click.option("--clock-mhz", type=click.FloatRange(min=0, min_open=True, max=1000), default=None,
               help="Engine clock; a requirement (default: the board's target, lowered once "
                    "to what place and route reaches).")
@@ -146,8 +150,8 @@ class _Progress:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Build directory (default build/BOARD); replaced only by a finished build.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def build(board, precision, rounding, lanes, net, max_batch, dataset_buffer, shallow, clock_mhz,
-          baud, seed, seeds, out, quiet):
+def build(board, precision, rounding, lanes, net, max_batch, dataset_buffer, shallow,
+          event_counters, clock_mhz, baud, seed, seeds, out, quiet):
     """Build the training engine for a board: a bitstream, logs and report.json.
 
     yosys, nextpnr and ecppack/icepack (YoWASP, or native tools on PATH); the engine
@@ -157,6 +161,7 @@ def build(board, precision, rounding, lanes, net, max_batch, dataset_buffer, sha
     from . import build as flow
     spec = flow.resolve(board, precision=precision, rounding=rounding, lanes=lanes, net=net,
                         max_batch=max_batch, dataset_buffer=dataset_buffer, shallow=shallow,
+                        event_counters=event_counters,
                         clock_mhz=clock_mhz,
                         baud=baud, seed=seed, seeds=seeds, out=out, argv=sys.argv[2:] if len(sys.argv) > 2
                         and sys.argv[1] == "build" else ())

@@ -104,6 +104,8 @@ class BoardTarget:
     shallow : bool
         Whether a build leaves out the units' registers that only a fast clock needs
         (``--shallow``), when its rounding is deterministic (:meth:`shallow_for`).
+    event_counters : bool
+        Whether a build counts each site's cast events (``--event-counters``).
     loader_board : str
         openFPGALoader's ``-b`` name.
     loader_cable : str or None
@@ -135,6 +137,7 @@ class BoardTarget:
     pll_pad: bool = False
     rounding: str = "stochastic"
     shallow: bool = False
+    event_counters: bool = True
     uart_pins: tuple | None = None
     loader_cable: str | None = None
     notes: str = ""
@@ -203,7 +206,8 @@ TARGETS: dict[str, BoardTarget] = {t.name: t for t in (
         clock_resource="clk12", clock_hz=12_000_000, pll_pad=True, uart=("uart", 0),
         usb_uart="FTDI FT2232H channel B on the board", max_baud=12_000_000, baud=3_000_000,
         lanes=1, net="64-32-10", max_batch=8, dataset_buffer=0, clock_mhz=30.0,
-        rounding="nearest-even", shallow=True, loader_board="icebreaker", bitstream="bin",
+        rounding="nearest-even", shallow=True, event_counters=False,
+        loader_board="icebreaker", bitstream="bin",
         notes=("The training engine does not fit the UP5K (docs/engine.md section 6): "
                "the build stops after synthesis with what it needs against the part.")),
     _ulx3s("12F", lanes=1, dataset_buffer=0),

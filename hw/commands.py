@@ -43,14 +43,16 @@ def parse_net(text: str) -> tuple[int, ...]:
 
 
 def engine_config(profile, *, net: str = "64-32-10", max_batch: int = 32, lanes: int = 8,
-                  loss: str = "mse", lr_shift=None, shallow: bool = False):
+                  loss: str = "mse", lr_shift=None, shallow: bool = False,
+                  event_counters: bool = True):
     """The :class:`EngineConfig` of ``fxbp gen/synth engine`` options; FxbpError when it
     cannot be generated."""
     from .engine import EngineConfig
     sizes = parse_net(net)
     try:
         return EngineConfig(profile=profile, sizes=sizes, batch=max_batch, lanes=lanes,
-                            loss=loss, lr_shift=lr_shift, shallow=shallow)
+                            loss=loss, lr_shift=lr_shift, shallow=shallow,
+                            event_counters=event_counters)
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
 

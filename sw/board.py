@@ -103,7 +103,7 @@ class BoardRuntime(RtlRuntime):
                  port: str | None = None, board: str | None = None, lanes: int | None = None,
                  baud: int | None = None, clock_mhz: float | None = None,
                  dataset_buffer: int | None = None, shallow: bool | None = None,
-                 progress=None, retries: int = 8):
+                 event_counters: bool | None = None, progress=None, retries: int = 8):
         if not port:
             raise FxbpError("--backend board needs --port: the board's serial port "
                             "(/dev/ttyUSB1), or sim://BOARD to simulate it")
@@ -158,7 +158,9 @@ class BoardRuntime(RtlRuntime):
                          batch=batch, lanes=self.board_lanes, progress=progress,
                          clock_mhz=self.board_clock_mhz, max_sizes=max_sizes,
                          max_batch=t.max_batch, dataset_buffer=dataset_buffer,
-                         shallow=t.shallow_for(profile, shallow))
+                         shallow=t.shallow_for(profile, shallow),
+                         event_counters=(t.event_counters if event_counters is None
+                                         else event_counters))
 
     # ---------------------------------------------------------------- transport
     def _open(self, progress, trace) -> None:

@@ -121,9 +121,11 @@ def _engine_profile(precision, rounding, sigmoid, unit):
     return profile
 
 
-def _engine_options(unit, net, max_batch, lanes, loss) -> dict:
-    """--net/--max-batch/--lanes/--loss as engine_config keywords (refused for a unit)."""
-    given = {"net": net, "max_batch": max_batch, "lanes": lanes, "loss": loss}
+def _engine_options(unit, net, max_batch, lanes, loss, event_counters=None) -> dict:
+    """--net/--max-batch/--lanes/--loss/--no-event-counters as engine_config keywords
+    (refused for a unit)."""
+    given = {"net": net, "max_batch": max_batch, "lanes": lanes, "loss": loss,
+             "event_counters": event_counters}
     given = {k: v for k, v in given.items() if v is not None}
     if given and unit != "engine":
         raise FxbpError(f"--{next(iter(given)).replace('_', '-')} describes the engine, not the "
@@ -132,7 +134,8 @@ def _engine_options(unit, net, max_batch, lanes, loss) -> dict:
 
 
 def _engine_generation_options(command):
-    """--net, --max-batch, --lanes, --loss, --sigmoid and --shallow of ``gen`` and ``synth``."""
+    """--net, --max-batch, --lanes, --loss, --sigmoid, --shallow and --event-counters of
+    ``gen`` and ``synth``."""
     options = [
         click.option("--net", default=None, help="engine: the largest layer widths, input "
                      "first (default 64-32-10)."),
@@ -148,6 +151,9 @@ def _engine_generation_options(command):
                      help="Units without the registers only a fast clock needs (an iCE40 at "
                      "30 MHz; deterministic rounding): the same numbers in fewer cycles and "
                      "flip-flops. Every unit but mac."),
+        click.option("--event-counters/--no-event-counters", default=None,
+                     help="engine: count each site's cast events (default on; off saves 27 "
+                     "of the 40 counters on a small part)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -269,6 +275,10 @@ def cli():
               help="--backend rtl/board: units without the registers only a fast clock needs "
               "(deterministic rounding; the same numbers in fewer cycles). Default: off on "
               "rtl, the target's choice on a board (the iCEBreaker's).")
+@click.option("--event-counters/--no-event-counters", default=None,
+              help="--backend rtl/board: the engine counts each site's cast events (default: "
+              "on for rtl, the target's choice on a board; off for the iCEBreaker). Without "
+              "them the record has no cast events.")
 @click.option("--primitives", type=click.Choice(["generic", "ecp5"]), default="generic",
               show_default=True,
               help="--backend rtl: simulate the engine as synthesised for a family: ecp5 "
@@ -285,7 +295,8 @@ def cli():
 def train(dataset, data, target, backend, device, precision, rounding, sigmoid, hidden, epochs, batch,
           lr, loss, seed, test_fraction, scale, json_out, plot, checkpoint, resume, port,
           board_name, baud, lanes,
-          verify_every_step, clock_mhz, dataset_buffer, shallow, primitives, trace_file,
+          verify_every_step, clock_mhz, dataset_buffer, shallow, event_counters, primitives,
+          trace_file,
           trace_from, trace_cycles, quiet):
     """Train an MLP; report accuracy, speed and digest.
 
@@ -307,7 +318,8 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                 raise FxbpError(f"{name} applies to an FPGA board: add --backend board (or "
                                 f"auto) or drop {name}")
     engine_only = ("verify_every_step", "primitives", "trace_file", "trace_from", "trace_cycles")
-    for option in ("lanes", "clock_mhz", "dataset_buffer", "shallow", *engine_only):
+    for option in ("lanes", "clock_mhz", "dataset_buffer", "shallow", "event_counters",
+                   *engine_only):
         rtl_only = option in engine_only
         if (backend != "rtl" if rtl_only else backend not in ENGINE_BACKENDS) and _given(option):
             name = "--" + option.removesuffix("_file").replace("_", "-")
@@ -343,7 +355,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
                          seed=seed, test_fraction=test_fraction, scale=scale,
                          lanes=lanes, verify_every_step=verify_every_step,
                          clock_mhz=clock_mhz, dataset_buffer=dataset_buffer,
-                         shallow=shallow, primitives=primitives, port=port, board=board_name, baud=baud,
+                         shallow=shallow, event_counters=event_counters, primitives=primitives, port=port, board=board_name, baud=baud,
                          trace=(str(trace_file), trace_from, trace_cycles) if trace_file else None,
                          **{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(config)
@@ -396,7 +408,7 @@ def train(dataset, data, target, backend, device, precision, rounding, sigmoid, 
 @click.option("--out", type=click.Path(path_type=Path), help="Write the Verilog here (default: stdout).")
 @click.option("--list", "list_units", is_flag=True, help="List the units and their parameters.")
 def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift, layer, net,
-        max_batch, lanes, loss, sigmoid, shallow, out, list_units):
+        max_batch, lanes, loss, sigmoid, shallow, event_counters, out, list_units):
     """Emit Verilog for an RTL unit or the training engine.
 
     Units: mac, cast, sigmoid, sigmoid-derivative, weight-update, bias-update (--list shows
@@ -419,7 +431,7 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
         raise FxbpError("name a unit (fxbp gen --list shows them)")
     _check_output(out, "--out", (".v",))
     profile = _engine_profile(precision, rounding, sigmoid, unit)
-    engine = _engine_options(unit, net, max_batch, lanes, loss)
+    engine = _engine_options(unit, net, max_batch, lanes, loss, event_counters)
     if unit == "engine":
         if tag_width or registered_ready:
             raise FxbpError("--tag-width and --registered-ready shape a unit's ports; the "
@@ -462,7 +474,7 @@ def gen(unit, precision, rounding, stage, tag_width, registered_ready, lr_shift,
 @_engine_generation_options
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the results here.")
 def synth(unit, precision, rounding, stage, lr_shift, layer, family, device, pnr, freq, seeds,
-          net, max_batch, lanes, loss, sigmoid, shallow, json_out):
+          net, max_batch, lanes, loss, sigmoid, shallow, event_counters, json_out):
     """Synthesise an RTL unit or the engine; count LUT/FF/DSP/BRAM.
 
     Runs YoWASP yosys for iCE40 and/or ECP5; with --pnr also nextpnr, reporting Fmax (the
@@ -476,7 +488,7 @@ def synth(unit, precision, rounding, stage, lr_shift, layer, family, device, pnr
     from .train import write_json
     _check_output(json_out, "--json")
     profile = _engine_profile(precision, rounding, sigmoid, unit)
-    engine = _engine_options(unit, net, max_batch, lanes, loss)
+    engine = _engine_options(unit, net, max_batch, lanes, loss, event_counters)
     result = synth_command(unit, profile, stage=stage, family=family, device=device, pnr=pnr,
                            freq=freq, seeds=seeds, lr_shift=lr_shift, layer=layer, engine=engine,
                            shallow=shallow, out=_console(), err=_console(stderr=True))

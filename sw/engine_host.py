@@ -82,9 +82,10 @@ class Program:
     def clear(self) -> int:
         return self._add(Op.CLEAR, 0)
 
-    def counters(self) -> list[int]:
-        """RREG of every counter (``COUNTERS`` order)."""
-        return [self.rreg(REG["counters"] + n) for n in range(len(COUNTERS))]
+    def counters(self, count: int = len(COUNTERS)) -> list[int]:
+        """RREG of the first ``count`` counters (``COUNTERS`` order; an engine's
+        ``EngineConfig.counter_names``)."""
+        return [self.rreg(REG["counters"] + n) for n in range(count)]
 
     # ---------------------------------------------------------------- wire format
     def encode(self, id_words: int = 0) -> np.ndarray:

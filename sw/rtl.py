@@ -28,13 +28,14 @@ class VerifyMismatch(FxbpError):
 
 
 def engine_config(sizes, profile, *, batch: int, loss: str, lanes: int, eta,
-                  dataset_buffer: int = 0, shallow: bool = False):
+                  dataset_buffer: int = 0, shallow: bool = False,
+                  event_counters: bool = True):
     from ..hw.engine import EngineConfig
     lr_shift = eta[1] if profile.lr_mode == "shift" else None
     try:
         return EngineConfig(profile=profile, sizes=tuple(sizes), batch=batch, lanes=lanes,
                             loss=loss, lr_shift=lr_shift, dataset_buffer=dataset_buffer,
-                            shallow=shallow)
+                            shallow=shallow, event_counters=event_counters)
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
 
@@ -107,7 +108,7 @@ class RtlRuntime(Runtime):
                  trace: tuple | None = None, clock_mhz: float | None = None,
                  max_sizes=None, max_batch: int | None = None, dataset_buffer: int = 0,
                  family: str | None = None, poison_collisions: bool = True,
-                 shallow: bool = False):
+                 shallow: bool = False, event_counters: bool = True):
         super().__init__(sizes, profile, init_weights, init_biases, loss=loss, seed=seed,
                          lr=lr, batch=batch)
         self.family = family
@@ -119,7 +120,8 @@ class RtlRuntime(Runtime):
         # widths and the batch are run-time registers (one build trains many networks).
         self.config = engine_config(max_sizes or sizes, profile, batch=max_batch or batch,
                                     loss=loss, lanes=lanes, eta=self.eta,
-                                    dataset_buffer=dataset_buffer, shallow=shallow)
+                                    dataset_buffer=dataset_buffer, shallow=shallow,
+                                    event_counters=event_counters)
         self._resident = None         # (id, length) of the training set in the buffer
         self.layout = Layout(self.config, sizes)
         self.lanes = lanes
@@ -190,13 +192,12 @@ class RtlRuntime(Runtime):
         return per * runs
 
     def _collect_counters(self, prog: Program) -> list[int]:
-        handles = prog.counters()
+        handles = prog.counters(len(self.config.counter_names))
         prog.clear()
         return handles
 
     def _add_counters(self, answers, handles) -> None:
-        from ..hw.engine.config import COUNTERS
-        for name, h in zip(COUNTERS, handles):
+        for name, h in zip(self.config.counter_names, handles):
             self.counters[name] = self.counters.get(name, 0) + (int(answers[h][0]) & 0xFFFFFFFF)
         if self.counters.get("chain_overruns"):
             raise FxbpError(f"internal engine error: {self.counters['chain_overruns']} element(s) "
@@ -331,7 +332,11 @@ class RtlRuntime(Runtime):
                                           [np.asarray(b, dtype=np.int64) for b in biases], step)
 
     def event_counts(self) -> dict:
+        """The engine's cast-event counts (and the host's input casts); empty, as for a
+        float backend, when the engine was built without event counters."""
         from ..hw.engine.config import EVENT_CODES
+        if not self.config.event_counters:
+            return {}
         out = {}
         for name, (o, un, tot) in zip(EVENT_SITES, self.model.events):
             out[name] = {"overflow": int(o), "underflow": int(un), "total": int(tot)}
@@ -344,6 +349,8 @@ class RtlRuntime(Runtime):
 
     def load_event_counts(self, counts, by_layer=None) -> None:
         from ..hw.engine.config import EVENT_CODES
+        if not self.config.event_counters:
+            return
         self.model.set_event_counts({"input": counts["input"]})
         self._event_offsets = {s: dict(counts[s]) for s in EVENT_CODES.values()}
         for s in EVENT_CODES.values():
@@ -455,7 +462,7 @@ class RtlRuntime(Runtime):
                     f"[{where}] (flat {i}): expected raw {int(exp.reshape(-1)[i])}, actual "
                     f"{int(got.reshape(-1)[i])}")
         mine, theirs = self.event_counts(), ref.event_counts()
-        for site, counts in theirs.items():
+        for site, counts in theirs.items() if mine else ():
             if site != "input" and mine[site] != counts:
                 raise VerifyMismatch(f"--verify-every-step: step {step}, cast events at site "
                                      f"{site}: expected {counts}, actual {mine[site]}")

@@ -65,6 +65,9 @@ class TrainConfig:
     #: --backend rtl and board: units without the registers only a fast clock needs
     #: (None: off on rtl, the target's choice on a board).
     shallow: bool | None = None
+    #: --backend rtl and board: cast-event counters in the engine (None: on for rtl, the
+    #: target's choice on a board).
+    event_counters: bool | None = None
     #: --backend rtl: "generic", or the family whose primitive instances are simulated.
     primitives: str = "generic"
     trace: tuple | None = None
@@ -81,7 +84,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         for k in ("epochs", "device", "precision", "data", "backend", "rounding", "sigmoid",
                   "lanes", "verify_every_step", "clock_mhz", "dataset_buffer", "shallow",
-                  "primitives",
+                  "event_counters", "primitives",
                   "trace",
                   "port", "board", "baud"):
             d.pop(k)
@@ -298,11 +301,12 @@ class Trainer:
             extra = {"lanes": cfg.lanes or 8, "verify": cfg.verify_every_step, "trace": cfg.trace,
                      "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer or 0,
                      "family": None if cfg.primitives == "generic" else cfg.primitives,
-                     "shallow": bool(cfg.shallow)}
+                     "shallow": bool(cfg.shallow),
+                     "event_counters": cfg.event_counters is not False}
         elif cfg.backend in ("board", "auto"):
             board = {"port": cfg.port, "board": cfg.board, "baud": cfg.baud, "lanes": cfg.lanes,
                      "clock_mhz": cfg.clock_mhz, "dataset_buffer": cfg.dataset_buffer,
-                     "shallow": cfg.shallow}
+                     "shallow": cfg.shallow, "event_counters": cfg.event_counters}
             extra = board if cfg.backend == "board" else {"board": board}
         self.runtime = make_runtime(cfg.backend, self.sizes, profile, w0, b0, loss=loss,
                                     seed=cfg.seed, lr=float(lr), batch=batch, device=cfg.device,
@@ -482,13 +486,20 @@ class Trainer:
                 math.isfinite(meta["train_seconds"]) and meta["train_seconds"] >= 0):
             raise FxbpError(f"{bad} (sample count or training time): {fix}")
         events, sites = meta["events"], self.runtime.event_counts()
+        if sites and events == {}:
+            raise FxbpError(f"checkpoint {path} holds no cast-event counts (a backend that "
+                            f"counts none wrote it, such as an engine built without event "
+                            f"counters): --backend {self.runtime.name} would count from zero "
+                            f"mid-run; resume it where no events are counted")
+        if not sites:
+            events = {}             # this backend counts none: the checkpoint's are not used
         if set(events) != set(sites) or not all(
                 isinstance(c, dict) and set(c) == {"overflow", "underflow", "total"} and all(
                     isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 63
                     for v in c.values())
                 for c in events.values()):
             raise FxbpError(f"{bad} (cast-event counts): {fix}")
-        by_layer = meta.get("events_by_layer")
+        by_layer = meta.get("events_by_layer") if sites else None
         layers = {str(l) for l in range(1, len(self.sizes))}
         if by_layer is not None and not (
                 isinstance(by_layer, dict) and set(by_layer) == layers and all(

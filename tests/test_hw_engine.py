@@ -62,9 +62,8 @@ CI_CASES = {
     "iris-fx8-batch-1": dict(dataset="iris", epochs=1, precision="fx8", batch=1, lr=0.5, lanes=2),
     "iris-fx12-stochastic-batch-7": dict(dataset="iris", epochs=2, precision="fx12",
                                          rounding="stochastic", batch=7, lanes=4),
-    # The iCEBreaker's engine: one lane, batch 8, shallow units (nearest-even).
-    "digits-shallow-p1-batch-8": dict(dataset="digits", epochs=1, rounding="nearest-even",
-                                      batch=8, lanes=1, shallow=True),
+    "iris-shallow-nearest-even": dict(dataset="iris", epochs=2, rounding="nearest-even",
+                                      lanes=2, shallow=True),
 }
 
 SLOW_CASES = {
@@ -117,6 +116,52 @@ def test_checkpoint_moves_between_golden_and_rtl(tmp_path, first, second):
     result = b.run()
     assert result["weights_digest"] == straight["weights_digest"]
     assert result["cast_events"] == straight["cast_events"]
+
+
+def test_the_icebreaker_engine_trains_bit_exact_without_event_counters(tmp_path):
+    """The iCEBreaker's engine (one lane, batch 8, nearest-even, shallow units, no event
+    counters): golden's digest after every epoch; no cast events in the record (as a float
+    backend has none), the cycle counters still there; an event counter's register is
+    refused; and a golden checkpoint resumes on it (its events set aside), while its own
+    checkpoint cannot resume where events are counted."""
+    kw = dict(dataset="digits", rounding="nearest-even", batch=8, lanes=1, shallow=True,
+              event_counters=False)
+    gold, _ = _epochs(TrainConfig(backend="golden", epochs=2, **kw))
+    rtl, result = _epochs(TrainConfig(backend="rtl", epochs=2, **kw))
+    assert [d for d, _ in rtl] == [d for d, _ in gold] and all(e == {} for _, e in rtl)
+    assert result["cast_events"] == {} and result["cast_events_by_layer"] is None
+    hw = result["hardware"]
+    assert hw["engine"]["shallow"] is True and hw["engine"]["event_counters"] is False
+    assert hw["samples_trained"] == 2 * 1438 and hw["steps"] == 2 * 180
+    assert hw["lane_busy_cycles"] == 2 * 1438 * hw["macs_per_sample"]
+    assert hw["training_cycles"] == sum(hw["cycles_per_phase"].values()) > 0
+
+    cfg = EngineConfig(profile=load_profile("fx16").with_rounding("nearest-even"),
+                       sizes=(64, 32, 10), batch=8, lanes=1, shallow=True, event_counters=False)
+    zeros_w, zeros_b = [np.zeros((32, 64)), np.zeros((10, 32))], [np.zeros(32), np.zeros(10)]
+    rt = RtlRuntime((64, 32, 10), cfg.profile, zeros_w, zeros_b, loss="mse", seed=0, lr=1.0,
+                    batch=8, lanes=1, shallow=True, event_counters=False, progress=False)
+    assert rt.config == cfg and len(cfg.counter_names) == 13
+    prog = Program()
+    ident = prog.ident()
+    answers = rt._run(prog)
+    assert int(answers[ident][2]) >> 26 & 1 == 1        # ID: no event counters
+    prog = Program()
+    prog.rreg(REG["counters"] + len(cfg.counter_names))
+    with pytest.raises(FxbpError, match="unknown register"):
+        rt._run(prog)
+
+    kw2 = dict(kw, epochs=2)
+    straight = Trainer(TrainConfig(backend="golden", **kw2)).run()
+    a = Trainer(TrainConfig(backend="golden", **dict(kw2, epochs=1)))
+    a.run(checkpoint_dir=tmp_path / "g")
+    b = Trainer(TrainConfig(backend="rtl", **kw2))
+    b.load_checkpoint(tmp_path / "g")
+    assert b.run()["weights_digest"] == straight["weights_digest"]
+    c = Trainer(TrainConfig(backend="rtl", **dict(kw2, epochs=1)))
+    c.run(checkpoint_dir=tmp_path / "r")
+    with pytest.raises(FxbpError, match="holds no cast-event counts"):
+        Trainer(TrainConfig(backend="golden", **kw2)).load_checkpoint(tmp_path / "r")
 
 
 def test_one_build_trains_a_smaller_network_and_batch():
@@ -488,6 +533,7 @@ def test_decode_refuses_a_failed_status():
     ({"dataset_buffer": 70000}, ValueError, "engine dataset buffer must be 0 to 65536, not 70000"),
     ({"lr_shift": 3}, ValueError, "lr_shift applies to lr_mode"),
     ({"shallow": 1}, TypeError, "engine shallow must be a bool, not 1"),
+    ({"event_counters": 0}, TypeError, "engine event_counters must be a bool, not 0"),
     ({"shallow": True, "profile": load_profile("fx16").with_rounding("stochastic")}, ValueError,
      "shallow units are for deterministic training rounding"),
 ])
@@ -507,7 +553,7 @@ def test_shape_outside_the_build_is_refused():
         cfg.check_shape((4, 3, 2), 5)
 
 
-def test_shallow_is_named_in_the_hash_only_when_set():
+def test_shallow_and_event_counters_are_named_in_the_hash_only_when_not_default():
     """The default engine's generation hash (and so its Verilog) is the one measured before
     the option existed; a shallow engine's differs, so a host cannot drive one as the other."""
     base = EngineConfig(profile=load_profile("fx16").with_rounding("nearest-even"),
@@ -515,6 +561,9 @@ def test_shallow_is_named_in_the_hash_only_when_set():
     shallow = dataclasses.replace(base, shallow=True)
     assert "shallow" not in base.describe() and shallow.describe()["shallow"] is True
     assert base.gen_hash != shallow.gen_hash
+    quiet = dataclasses.replace(base, event_counters=False)
+    assert "event_counters" not in base.describe() and quiet.describe()["event_counters"] is False
+    assert len({base.gen_hash, shallow.gen_hash, quiet.gen_hash}) == 3
 
 
 def test_engine_verilog_is_deterministic():

@@ -15,7 +15,8 @@ from ...sw.fixed import Rounding
 from ...sw.profile import PrecisionProfile
 from ..pipeline import check_int
 
-__all__ = ["EngineConfig", "Op", "Err", "Mem", "REG", "COUNTERS", "EVENT_CODES", "STATUS_MARK",
+__all__ = ["EngineConfig", "Op", "Err", "Mem", "REG", "COUNTERS", "CYCLE_COUNTERS",
+           "EVENT_COUNTERS", "EVENT_CODES", "STATUS_MARK",
            "ID_MAGIC", "status_word", "signed_width"]
 
 #: The first word the ID command returns ("FXBP").
@@ -70,17 +71,16 @@ EVENT_CODES = {1: "preactivation", 2: "activation", 3: "derivative", 4: "error",
                6: "gradient", 7: "bias_gradient", 8: "weight_update", 9: "bias_update"}
 
 
-def _counter_names() -> list[str]:
-    names = ["cycles", "cycles_forward", "cycles_backward", "cycles_gradient", "cycles_control",
-             "cycles_eval", "cycles_host", "lane_busy", "lane_busy_eval", "steps",
-             "samples_trained", "samples_evaluated", "chain_overruns"]
-    for code, site in EVENT_CODES.items():
-        names += [f"{site}.overflow", f"{site}.underflow", f"{site}.total"]
-    return names
-
-
-#: Read-only counters, in register order from ``REG["counters"]``.
-COUNTERS = tuple(_counter_names())
+#: The counters every engine has: cycles, lane-cycles, steps and samples.
+CYCLE_COUNTERS = ("cycles", "cycles_forward", "cycles_backward", "cycles_gradient",
+                  "cycles_control", "cycles_eval", "cycles_host", "lane_busy", "lane_busy_eval",
+                  "steps", "samples_trained", "samples_evaluated", "chain_overruns")
+#: The cast-event counters (an engine built with ``event_counters``).
+EVENT_COUNTERS = tuple(f"{site}.{k}" for site in EVENT_CODES.values()
+                       for k in ("overflow", "underflow", "total"))
+#: Read-only counters, in register order from ``REG["counters"]`` (an engine without
+#: event counters has the first ``len(CYCLE_COUNTERS)`` of them).
+COUNTERS = CYCLE_COUNTERS + EVENT_COUNTERS
 
 #: Host registers. Writable: batch .. timeout; widths are ``width0 + l`` for l = 0..L.
 REG = {
@@ -136,6 +136,11 @@ class EngineConfig:
         Units without the registers that only a fast clock needs (``docs/engine.md``
         section 6: an iCE40 at 30 MHz); deterministic training rounding only. The same
         numbers, fewer cycles of latency, fewer flip-flops.
+    event_counters : bool
+        Count each site's cast events (overflow, underflow, total) in the engine. Without
+        them (a small part: 27 of the 40 counters, about 850 iCE40 logic cells) the engine
+        still counts cycles, lane-cycles, steps and samples; its runtime reports no cast
+        events.
     """
 
     profile: PrecisionProfile
@@ -147,6 +152,7 @@ class EngineConfig:
     dataset_buffer: int = 0
     counter_bits: int = 32
     shallow: bool = False
+    event_counters: bool = True
 
     def __post_init__(self):
         if not isinstance(self.profile, PrecisionProfile):
@@ -169,6 +175,8 @@ class EngineConfig:
         check_int("engine counter width", self.counter_bits, low=16, high=64)
         if not isinstance(self.shallow, bool):
             raise TypeError(f"engine shallow must be a bool, not {self.shallow!r}")
+        if not isinstance(self.event_counters, bool):
+            raise TypeError(f"engine event_counters must be a bool, not {self.event_counters!r}")
         if self.shallow and self.stochastic:
             raise ValueError("shallow units are for deterministic training rounding: a unit "
                              "that draws random words keeps its hash's stages; choose "
@@ -243,6 +251,11 @@ class EngineConfig:
 
     # -- identity ------------------------------------------------------------------------
     @property
+    def counter_names(self) -> tuple:
+        """This engine's counters, in register order."""
+        return COUNTERS if self.event_counters else CYCLE_COUNTERS
+
+    @property
     def stochastic(self) -> bool:
         return any(self.profile.stage(s).rounding is Rounding.STOCHASTIC
                    for s in ("derivative", "error", "delta", "gradient", "weight", "bias"))
@@ -252,7 +265,8 @@ class EngineConfig:
                 "lanes": self.lanes, "loss": self.loss, "lr_shift": self.lr_shift,
                 "dataset_buffer": self.dataset_buffer, "counter_bits": self.counter_bits,
                 # Only when set: the default engine's hash (and Verilog) stay as they were.
-                **({"shallow": True} if self.shallow else {})}
+                **({"shallow": True} if self.shallow else {}),
+                **({} if self.event_counters else {"event_counters": False})}
 
     @property
     def gen_hash(self) -> int:

@@ -18,7 +18,7 @@ from ..mac import MAC
 from ..registered_block_ram import NO_RW_CHECK, RegisteredBlockRam, RegisteredReadPort, read_data
 from .banked_memory import BankedMemory
 from .counter_bank import CounterBank
-from .config import (COUNTERS, EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
+from .config import (EVENT_CODES, ID_MAGIC, REG, EngineConfig, Err, Mem, Op,
                      signed_width, status_word)
 
 __all__ = ["Engine"]
@@ -243,7 +243,7 @@ class Engine(wiring.Component):
         timeout = Signal(32, name="cfg_timeout", init=1 << 20)
         # The counters live in a CounterBank (built with the increments, below); the host
         # reads them through this interface.
-        ctr = CounterBank.ReadSignature(count=len(COUNTERS), width=c.counter_bits).create(
+        ctr = CounterBank.ReadSignature(count=len(c.counter_names), width=c.counter_bits).create(
             path=("ctr_read",))
         nb = _bits(max(c.sizes))
         n_arr = Array([w[:nb] for w in widths])
@@ -915,7 +915,7 @@ class Engine(wiring.Component):
                 m.next = "IDLE"
 
         # ---------------------------------------------------------- counters
-        inc = {name: Const(0, 1) for name in COUNTERS}
+        inc = {name: Const(0, 1) for name in c.counter_names}
         inc["cycles"] = Const(1, 1)
         inc["cycles_forward"] = in_pass & is_f & training
         inc["cycles_backward"] = in_pass & is_e & training
@@ -931,7 +931,7 @@ class Engine(wiring.Component):
         inc["samples_trained"] = Mux(run_done & training, batch, 0)
         inc["samples_evaluated"] = Mux(run_done & ~training, batch, 0)
         inc["chain_overruns"] = overrun
-        for code, site in EVENT_CODES.items():
+        for code, site in EVENT_CODES.items() if c.event_counters else ():
             lst = events[code]
             inc[f"{site}.overflow"] = sum((f & o).as_unsigned() for f, o, _ in lst)
             inc[f"{site}.underflow"] = sum((f & un).as_unsigned() for f, _, un in lst)
@@ -942,12 +942,12 @@ class Engine(wiring.Component):
         # the units' pipelines) and CLEAR (its decoder drives one register, not the
         # pending sums' resets). CLEAR zeroes every count at once, dropping the
         # increments of its own cycle; RREG of a counter waits for the sweep (at most
-        # len(COUNTERS) + 3 cycles). A count lands a few cycles after its event, long
+        # len(counter_names) + 3 cycles). A count lands a few cycles after its event, long
         # before the host can read it: a status word and a command come between.
-        bank = CounterBank(counters={name: len(Value.cast(inc[name])) for name in COUNTERS},
+        bank = CounterBank(counters={name: len(Value.cast(inc[name])) for name in c.counter_names},
                            width=c.counter_bits, poison_collisions=self.poison_collisions)
         m.submodules.counters = bank
-        m.d.comb += [bank.inc[name.replace(".", "_")].eq(inc[name]) for name in COUNTERS]
+        m.d.comb += [bank.inc[name.replace(".", "_")].eq(inc[name]) for name in c.counter_names]
         m.d.comb += bank.clear.eq(h["clear"])
         wiring.connect(m, ctr, bank.read)
         return m
@@ -1060,7 +1060,8 @@ class Engine(wiring.Component):
         ds = self._dataset_memories(m, regs, depths, registered) if S else None
         id_words = [ID_MAGIC, c.gen_hash,
                     P | (L << 8) | (c.counter_bits << 16) | (int(c.stochastic) << 24)
-                    | (int(c.loss == "xent") << 25), c.batch, *c.sizes]
+                    | (int(c.loss == "xent") << 25) | (int(not c.event_counters) << 26),
+                    c.batch, *c.sizes]
 
         def go_status(e, opv=op):
             e = Const(e, 8) if isinstance(e, int) else e
@@ -1119,7 +1120,7 @@ class Engine(wiring.Component):
         readable = dict(regs)
         first_ctr = REG["counters"]
         is_ctr = Signal(name="h_is_counter")
-        m.d.sync += [is_ctr.eq((arg >= first_ctr) & (arg < first_ctr + len(COUNTERS))),
+        m.d.sync += [is_ctr.eq((arg >= first_ctr) & (arg < first_ctr + len(c.counter_names))),
                      ctr.index.eq(arg - first_ctr)]
         groups = {}
         for r, sig in readable.items():
