@@ -59,9 +59,10 @@ ECP5, ICE40 = "ulx3s-85f", "icebreaker"
 @pytest.mark.parametrize("board", [ECP5, ICE40])
 def test_iris_over_the_simulated_link_is_bit_exact(run_cli, tmp_path, golden_iris, board):
     """An ECP5 target (P = 8, the training set resident in the dataset buffer) and the
-    iCE40 target (P = 1, batches streamed): golden's digest and cast events."""
+    iCE40 target (P = 1, batches streamed, built here with its event counters): golden's
+    digest and cast events."""
     rec = _digest(run_cli, tmp_path, board, "--dataset", "iris", "--epochs", "2",
-                  "--backend", "board", "--port", f"sim://{board}?{CI}")
+                  "--backend", "board", "--port", f"sim://{board}?{CI}", "--event-counters")
     assert rec["weights_digest"] == golden_iris["weights_digest"]
     assert rec["cast_events"] == golden_iris["cast_events"]
     link = rec["hardware"]["link"]
@@ -78,20 +79,24 @@ def test_iris_over_the_simulated_link_is_bit_exact(run_cli, tmp_path, golden_iri
 
 @pytest.mark.parametrize("board, run", [
     (ECP5, ()),
-    # The iCEBreaker's own engine: batch 8 at most, nearest-even, so shallow units.
+    # The iCEBreaker's own engine: batch 8 at most, nearest-even, so shallow units; no
+    # event counters.
     (ICE40, ("--rounding", "nearest-even", "--batch", "8"))])
 def test_digits_over_the_simulated_link_is_bit_exact(run_cli, tmp_path, board, run):
     """The demo's digits run (64-32-10, fx16 stochastic, batch 32; on the iCEBreaker
     nearest-even, batch 8), one epoch, the whole training and test sets over the link:
-    golden's digest and events."""
+    golden's digest and events (none from the iCEBreaker's engine, which counts none)."""
     gold = _digest(run_cli, tmp_path, "golden-digits", "--dataset", "digits", "--epochs", "1",
                    *run)
     rec = _digest(run_cli, tmp_path, board, "--dataset", "digits", "--epochs", "1", *run,
                   "--backend", "board", "--port", f"sim://{board}?{CI}")
     assert rec["weights_digest"] == gold["weights_digest"]
-    assert rec["cast_events"] == gold["cast_events"]
+    assert rec["cast_events"] == ({} if board == ICE40 else gold["cast_events"])
     assert rec["hardware"]["link"]["retries"] == 0
-    assert rec["hardware"]["engine"].get("shallow", False) is (board == ICE40)
+    engine = rec["hardware"]["engine"]
+    assert engine.get("shallow", False) is (board == ICE40)
+    assert engine.get("event_counters", True) is (board != ICE40)
+    assert rec["hardware"]["samples_trained"] == 1438
 
 
 def test_line_faults_are_retried_and_change_nothing(run_cli, tmp_path, golden_iris):

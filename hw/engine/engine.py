@@ -416,14 +416,22 @@ class Engine(wiring.Component):
         # register drives only this register, so the route from a block to the lanes (up
         # to 6.45 ns on ulx3s-85f: a delta bank's output register through the rotation
         # into lane 1's operand, 10.89 ns) no longer shares a cycle with the rotation.
-        s2r = Signal(ctl, name="s2r")
+        # A shallow engine (a slow clock) leaves s2r out: the lanes' operands come from the
+        # memories' output registers (w_r stays: the host reads weights from it).
         w_r = Signal.like(w_q, name="w_r", reset_less=True)
-        b_r = Signal.like(b_q, name="b_r", reset_less=True)
-        a_r = [Signal.like(a_q[q], name=f"a_r{q}", reset_less=True) for q in range(P)]
-        dl_r = [Signal.like(dl_q[q], name=f"dl_r{q}", reset_less=True) for q in range(P)]
-        m.d.sync += [s2r.eq(s2), w_r.eq(w_q), b_r.eq(b_q)]
-        m.d.sync += [a_r[q].eq(a_q[q]) for q in range(P)]
-        m.d.sync += [dl_r[q].eq(dl_q[q]) for q in range(P)]
+        if c.shallow:
+            s2r, b_r, a_r, dl_r = s2, b_q, a_q, dl_q
+            m.d.sync += w_r.eq(w_q)
+            w_lane = w_q
+        else:
+            s2r = Signal(ctl, name="s2r")
+            b_r = Signal.like(b_q, name="b_r", reset_less=True)
+            a_r = [Signal.like(a_q[q], name=f"a_r{q}", reset_less=True) for q in range(P)]
+            dl_r = [Signal.like(dl_q[q], name=f"dl_r{q}", reset_less=True) for q in range(P)]
+            m.d.sync += [s2r.eq(s2), w_r.eq(w_q), b_r.eq(b_q)]
+            m.d.sync += [a_r[q].eq(a_q[q]) for q in range(P)]
+            m.d.sync += [dl_r[q].eq(dl_q[q]) for q in range(P)]
+            w_lane = w_r
         s3 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}), name="s3")
         s3_frame = Signal(self.frame_tag, name="s3_frame", reset_less=True)
         s3_a = Signal(signed(self.lane_a), name="s3_a", reset_less=True)
@@ -433,10 +441,10 @@ class Engine(wiring.Component):
         # No element in s1, s2, s2r or s3 next cycle: each stage's valid is the one before
         # it a cycle late (s1.valid <= fire), so ~(fire | s1 | s2 | s2r) now is exactly
         # ~(s1 | s2 | s2r | s3) in the next cycle (for `drained`).
-        pipe_idle_n = ~(fire | s1.valid | s2.valid | s2r.valid)
+        pipe_idle_n = ~(fire | s1.valid | s2.valid | (s2r.valid if not c.shallow else 0))
         m.d.sync += [s3.valid.eq(s2r.valid), s3.first.eq(s2r.first), s3.last.eq(s2r.last),
                      s3_frame.eq(s2r.frame),
-                     s3_a.eq(Mux(s2r.kind == G, dl_arr[s2r.bsel] if lg else dl_r[0], w_r)),
+                     s3_a.eq(Mux(s2r.kind == G, dl_arr[s2r.bsel] if lg else dl_r[0], w_lane)),
                      s3_bias.eq(Mux((s2r.kind == F) & s2r.first, b_r, 0))]
         for q in range(P):
             src = ((q + s2r.rot) & (P - 1)) if lg else 0
