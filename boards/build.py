@@ -37,7 +37,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..sw.errors import FxbpError
-from ..hw.synth import clock_critical_path, driver_conflicts, packed_overuse, refuse_conflicts
+from ..hw.synth import (clock_critical_path, does_not_fit, driver_conflicts, packed_overuse,
+                        refuse_conflicts)
 from .pll import PllSettings, pll_for, pll_instance
 from .targets import TARGETS, BoardTarget
 
@@ -625,8 +626,7 @@ def _place_and_route(spec: BuildSpec, pll: PllSettings, cmds: dict, stage, workd
         wall = stage.run(what, cmd, workdir, log, "nextpnr")
     except _ToolFailed as exc:
         text = exc.first
-        if any(k in text for k in ("Unable to place", "Failed to place", "too many", "only has",
-                                   "Unable to find a placement", "Failed to route")):
+        if does_not_fit(text):
             tim = workdir / f"{TOP_NAME}.tim"
             over = packed_overuse(tim.read_text(errors="replace") if tim.exists() else "")
             need = (f"nextpnr packs it into {over}" if over else text)

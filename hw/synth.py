@@ -21,7 +21,7 @@ from ..sw.errors import FxbpError
 
 __all__ = ["synthesize", "place_and_route", "FAMILIES", "DEVICES", "yosys_command",
            "PnrWrapper", "dsp_registers", "driver_conflicts", "refuse_conflicts",
-           "clock_critical_path", "packed_overuse"]
+           "clock_critical_path", "packed_overuse", "does_not_fit"]
 
 #: family -> (yosys synthesis command, the cell types reported as LUT, FF, DSP and block RAM)
 FAMILIES = {
@@ -285,7 +285,7 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
                                   env={**os.environ})
             if proc.returncode != 0 or not report.exists():
                 text = proc.stderr + proc.stdout
-                if any(k in text for k in ("Unable to place", "Failed to place", "too many", "only has")):
+                if does_not_fit(text):
                     over = packed_overuse(text)
                     raise FxbpError(f"design does not fit {family} {device}: "
                                     + (f"nextpnr packs it into {over}" if over
@@ -321,6 +321,16 @@ def place_and_route(unit, family: str, device: str | None = None, *, seeds=(1,),
         result["freq_mhz"] = freq
         result["meets_freq"] = worst is not None and worst >= freq
     return result
+
+
+#: What nextpnr says when a design does not fit the part (placement or routing).
+DOES_NOT_FIT = ("Unable to place", "Failed to place", "too many", "only has",
+                "Unable to find a placement", "Failed to route", "Failed to expand region")
+
+
+def does_not_fit(text: str) -> bool:
+    """Whether nextpnr's output ``text`` says the design does not fit the part."""
+    return any(k in text for k in DOES_NOT_FIT)
 
 
 def packed_overuse(log: str, names=None) -> str:
