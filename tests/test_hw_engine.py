@@ -466,6 +466,17 @@ def test_every_error_answers_and_the_next_command_works(small_engine, pattern):
         ([Op.WREG | REG["batch"] << 8, 2, Op.WREG | (REG["width0"] + 1) << 8, 0, Op.TRAIN],
          [status_word(Op.WREG, Err.OK)] * 2 + [status_word(Op.TRAIN, Err.CONFIG)]),
         ([Op.WREG | (REG["width0"] + 1) << 8, 3], [status_word(Op.WREG, Err.OK)]),
+        # A width or batch register is as wide as its maximum needs, plus a bit: a value
+        # whose low bits would pass (0x10003: 3) saturates, reads back as all ones, and
+        # TRAIN refuses it.
+        ([Op.WREG | (REG["width0"] + 1) << 8, 0x10003, Op.RREG | (REG["width0"] + 1) << 8,
+          Op.TRAIN],
+         [status_word(Op.WREG, Err.OK), 7, status_word(Op.RREG, Err.OK),
+          status_word(Op.TRAIN, Err.CONFIG)]),
+        ([Op.WREG | (REG["width0"] + 1) << 8, 3, Op.WREG | REG["batch"] << 8, 0x20001,
+          Op.EVAL, Op.WREG | REG["batch"] << 8, 2],
+         [status_word(Op.WREG, Err.OK)] * 2 + [status_word(Op.EVAL, Err.CONFIG),
+                                                status_word(Op.WREG, Err.OK)]),
     ]
     for words, expected in cases:
         got, _ = _send(sim, words + [Op.NOP], len(expected) + 1, **kw)

@@ -274,6 +274,17 @@ class EngineConfig:
         text = repr(sorted(_flatten(self.describe())))
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
+    @property
+    def saturating_registers(self) -> dict:
+        """``{register: bits}`` of the host registers narrower than a word that saturate
+        on a write: the batch and the widths, one bit wider than their maxima need, so
+        any value over the maximum stays over it (all ones) and TRAIN/EVAL refuse it."""
+        bits = lambda n: max(1, int(n).bit_length()) + 1
+        out = {REG["batch"]: bits(self.batch)}
+        for l in range(len(self.sizes)):
+            out[REG["width0"] + l] = bits(max(self.sizes))
+        return out
+
     def check_shape(self, sizes, batch: int) -> None:
         """FxbpError unless a run-time network ``sizes`` and ``batch`` fit this build."""
         sizes = tuple(sizes)

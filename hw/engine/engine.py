@@ -54,6 +54,14 @@ def _popcount(bits, n: int):
     return total
 
 
+def _saturated(word, bits: int):
+    """``word`` in ``bits`` bits, all ones when it does not fit (a register narrower than
+    the host's 32-bit word keeps "too large" as too large)."""
+    if bits >= len(word):
+        return word
+    return Mux(word[bits:].any(), (1 << bits) - 1, word[:bits])
+
+
 class _Fetch:
     """A pipeline register that reads memory at an address taken from its input.
 
@@ -235,8 +243,14 @@ class Engine(wiring.Component):
             return data.View(layout, value)
 
         # ---------------------------------------------------------- host registers
-        cfg_batch = Signal(32, name="cfg_batch", init=c.batch)
-        widths = [Signal(32, name=f"cfg_n{l}", init=n) for l, n in enumerate(c.sizes)]
+        # The batch and the widths are one bit wider than their maxima need, and a write
+        # saturates (EngineConfig.saturating_registers): any value over the maximum stays
+        # over it, and TRAIN/EVAL refuse it (Err.CONFIG), as with 32 bits, without
+        # 32-bit registers and compares.
+        sat = c.saturating_registers
+        cfg_batch = Signal(sat[REG["batch"]], name="cfg_batch", init=c.batch)
+        widths = [Signal(sat[REG["width0"] + l], name=f"cfg_n{l}", init=n)
+                  for l, n in enumerate(c.sizes)]
         eta = Signal(p.learning_rate.total_bits, name="cfg_eta")
         seed = Signal(32, name="cfg_seed")
         step = Signal(32, name="cfg_step")
@@ -1064,6 +1078,9 @@ class Engine(wiring.Component):
                 REG["step"]: step, REG["timeout"]: timeout}
         for l, w in enumerate(widths):
             regs[REG["width0"] + l] = w
+        # The batch and the widths saturate (see the host registers); the others keep
+        # their low bits.
+        saturating = c.saturating_registers
         S = c.dataset_buffer
         ds = self._dataset_memories(m, regs, depths, registered) if S else None
         id_words = [ID_MAGIC, c.gen_hash,
@@ -1212,7 +1229,8 @@ class Engine(wiring.Component):
                     with m.Switch(arg):
                         for r, sig in regs.items():
                             with m.Case(r):
-                                m.d.sync += sig.eq(word)
+                                m.d.sync += sig.eq(_saturated(word, len(sig))
+                                                   if r in saturating else word)
                                 go_status(Err.OK)
                         with m.Default():
                             go_status(Err.REGISTER)
