@@ -151,9 +151,7 @@ class BoardTarget:
         rounding allows it (shallow units are for deterministic rounding)."""
         if shallow is not None:
             return shallow
-        stochastic = any(profile.stage(s).rounding.value == "stochastic"
-                         for s in ("derivative", "error", "delta", "gradient", "weight", "bias"))
-        return self.shallow and not stochastic
+        return self.shallow and not profile.uses_stochastic
 
     def platform_class(self):
         """The amaranth-boards platform class (imports amaranth-boards)."""

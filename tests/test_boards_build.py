@@ -503,3 +503,27 @@ def test_tool_commands_and_constraints_come_from_the_platform(board, device, pac
     ys = (tmp_path / "fxbp_top.ys").read_text()
     assert "dump t:$mul" in ys and "stat -json" in ys
     assert ("synth_ice40 -dsp" in ys) == (t.family == "ice40")
+
+
+def test_the_icebreaker_target_picks_the_smallest_engine(tmp_path):
+    """The iCEBreaker's defaults: nearest-even, B_max 8, shallow units, no event counters;
+    shallow only where the rounding allows it, unless asked; the ECP5 targets keep the
+    digits recipe's stochastic engine with every counter."""
+    spec = flow.resolve("icebreaker", out=tmp_path / "a")
+    c = spec.config
+    assert (spec.rounding, c.batch, c.lanes, c.shallow, c.event_counters) == \
+        ("nearest-even", 8, 1, True, False)
+    assert spec.options()["shallow"] is True and spec.options()["event_counters"] is False
+    c = flow.resolve("icebreaker", rounding="stochastic", out=tmp_path / "b").config
+    assert not c.shallow and not c.event_counters
+    c = flow.resolve("icebreaker", shallow=False, event_counters=True, out=tmp_path / "c").config
+    assert not c.shallow and c.event_counters
+    with pytest.raises(FxbpError, match="shallow units are for deterministic training rounding"):
+        flow.resolve("icebreaker", rounding="stochastic", shallow=True, out=tmp_path / "d")
+    spec = flow.resolve("ulx3s-25f", out=tmp_path / "e")
+    assert spec.rounding == "stochastic" and not spec.config.shallow
+    assert spec.config.event_counters
+    r = CliRunner().invoke(build_cmd, ["--board", "ulx3s-25f", "--shallow", "--out",
+                                       str(tmp_path / "f"), "--quiet"])
+    assert isinstance(r.exception, FxbpError)
+    assert "shallow units are for deterministic" in str(r.exception)
