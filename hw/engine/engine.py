@@ -455,7 +455,7 @@ class Engine(wiring.Component):
         # No element in s1, s2, s2r or s3 next cycle: each stage's valid is the one before
         # it a cycle late (s1.valid <= fire), so ~(fire | s1 | s2 | s2r) now is exactly
         # ~(s1 | s2 | s2r | s3) in the next cycle (for `drained`).
-        pipe_idle_n = ~(fire | s1.valid | s2.valid | (s2r.valid if not c.shallow else 0))
+        pipe_idle_n = ~(fire | s1.valid | s2.valid | s2r.valid)     # shallow: s2r is s2
         m.d.sync += [s3.valid.eq(s2r.valid), s3.first.eq(s2r.first), s3.last.eq(s2r.last),
                      s3_frame.eq(s2r.frame),
                      s3_a.eq(Mux(s2r.kind == G, dl_arr[s2r.bsel] if lg else dl_r[0], w_lane)),
