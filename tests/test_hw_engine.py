@@ -466,21 +466,38 @@ def test_every_error_answers_and_the_next_command_works(small_engine, pattern):
         ([Op.WREG | REG["batch"] << 8, 2, Op.WREG | (REG["width0"] + 1) << 8, 0, Op.TRAIN],
          [status_word(Op.WREG, Err.OK)] * 2 + [status_word(Op.TRAIN, Err.CONFIG)]),
         ([Op.WREG | (REG["width0"] + 1) << 8, 3], [status_word(Op.WREG, Err.OK)]),
-        # A width or batch register is as wide as its maximum needs, plus a bit: a value
-        # whose low bits would pass (0x10003: 3) saturates, reads back as all ones, and
-        # TRAIN refuses it.
+        # A value whose low bits would pass (0x10003: 3) is refused: the register keeps
+        # all 32 bits.
         ([Op.WREG | (REG["width0"] + 1) << 8, 0x10003, Op.RREG | (REG["width0"] + 1) << 8,
-          Op.TRAIN],
-         [status_word(Op.WREG, Err.OK), 7, status_word(Op.RREG, Err.OK),
-          status_word(Op.TRAIN, Err.CONFIG)]),
-        ([Op.WREG | (REG["width0"] + 1) << 8, 3, Op.WREG | REG["batch"] << 8, 0x20001,
-          Op.EVAL, Op.WREG | REG["batch"] << 8, 2],
-         [status_word(Op.WREG, Err.OK)] * 2 + [status_word(Op.EVAL, Err.CONFIG),
-                                                status_word(Op.WREG, Err.OK)]),
+          Op.TRAIN, Op.WREG | (REG["width0"] + 1) << 8, 3],
+         [status_word(Op.WREG, Err.OK), 0x10003, status_word(Op.RREG, Err.OK),
+          status_word(Op.TRAIN, Err.CONFIG), status_word(Op.WREG, Err.OK)]),
     ]
     for words, expected in cases:
         got, _ = _send(sim, words + [Op.NOP], len(expected) + 1, **kw)
         assert got == expected + [nop], [hex(w) for w in words]
+
+
+def test_a_shallow_engine_saturates_its_batch_and_width_registers():
+    """A shallow engine's batch and width registers are as wide as their maxima need, plus
+    a bit: a value whose low bits would pass (0x10003: 3) saturates, reads back as all
+    ones, and TRAIN/EVAL refuse it, as a 32-bit register's engine does."""
+    from fxbp.sw.rtl import build_engine
+    cfg = EngineConfig(profile=load_profile("fx16").with_rounding("nearest-even"),
+                       sizes=(2, 3, 1), batch=4, lanes=2, shallow=True)
+    assert cfg.saturating_registers == {REG["batch"]: 4, REG["width0"]: 3,
+                                        REG["width0"] + 1: 3, REG["width0"] + 2: 3}
+    sim = build_engine(cfg, progress=False).new()
+    sim.reset(2)
+    w1, ok = REG["width0"] + 1, status_word(Op.WREG, Err.OK)
+    words = [Op.WREG | w1 << 8, 0x10003, Op.RREG | w1 << 8, Op.TRAIN,
+             Op.WREG | w1 << 8, 3, Op.WREG | REG["batch"] << 8, 0x20001,
+             Op.RREG | REG["batch"] << 8, Op.EVAL, Op.WREG | REG["batch"] << 8, 4,
+             Op.RREG | REG["batch"] << 8, Op.NOP]
+    got, _ = _send(sim, words, 13)
+    assert got == [ok, 7, status_word(Op.RREG, Err.OK), status_word(Op.TRAIN, Err.CONFIG),
+                   ok, ok, 15, status_word(Op.RREG, Err.OK), status_word(Op.EVAL, Err.CONFIG),
+                   ok, 4, status_word(Op.RREG, Err.OK), status_word(Op.NOP, Err.OK)]
 
 
 def test_a_truncated_payload_times_out(small_engine):

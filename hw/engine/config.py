@@ -277,8 +277,13 @@ class EngineConfig:
     @property
     def saturating_registers(self) -> dict:
         """``{register: bits}`` of the host registers narrower than a word that saturate
-        on a write: the batch and the widths, one bit wider than their maxima need, so
-        any value over the maximum stays over it (all ones) and TRAIN/EVAL refuse it."""
+        on a write: in a shallow engine (the UP5K's), the batch and the widths, one bit
+        wider than their maxima need, so any value over the maximum stays over it (all
+        ones) and TRAIN/EVAL refuse it. Other engines keep 32-bit registers: the ECP5
+        boards' place-and-route results were measured with them (``docs/engine.md``
+        section 4)."""
+        if not self.shallow:
+            return {}
         bits = lambda n: max(1, int(n).bit_length()) + 1
         out = {REG["batch"]: bits(self.batch)}
         for l in range(len(self.sizes)):

@@ -243,13 +243,13 @@ class Engine(wiring.Component):
             return data.View(layout, value)
 
         # ---------------------------------------------------------- host registers
-        # The batch and the widths are one bit wider than their maxima need, and a write
-        # saturates (EngineConfig.saturating_registers): any value over the maximum stays
-        # over it, and TRAIN/EVAL refuse it (Err.CONFIG), as with 32 bits, without
-        # 32-bit registers and compares.
+        # In a shallow engine the batch and the widths are one bit wider than their
+        # maxima need, and a write saturates (EngineConfig.saturating_registers): any
+        # value over the maximum stays over it, and TRAIN/EVAL refuse it (Err.CONFIG), as
+        # with 32 bits, without 32-bit registers and compares.
         sat = c.saturating_registers
-        cfg_batch = Signal(sat[REG["batch"]], name="cfg_batch", init=c.batch)
-        widths = [Signal(sat[REG["width0"] + l], name=f"cfg_n{l}", init=n)
+        cfg_batch = Signal(sat.get(REG["batch"], 32), name="cfg_batch", init=c.batch)
+        widths = [Signal(sat.get(REG["width0"] + l, 32), name=f"cfg_n{l}", init=n)
                   for l, n in enumerate(c.sizes)]
         eta = Signal(p.learning_rate.total_bits, name="cfg_eta")
         seed = Signal(32, name="cfg_seed")
