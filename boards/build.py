@@ -165,9 +165,7 @@ def resolve(board: str, *, precision: str = "fx16", rounding: str | None = None,
                               lanes=lanes if lanes is not None else t.lanes,
                               dataset_buffer=(dataset_buffer if dataset_buffer is not None
                                               else t.dataset_buffer),
-                              shallow=t.shallow_for(profile, shallow),
-                              event_counters=(t.event_counters if event_counters is None
-                                              else event_counters))
+                              **t.engine_options(profile, shallow, event_counters))
     except (TypeError, ValueError) as exc:
         raise FxbpError(f"cannot generate the engine: {exc}") from None
     explicit = clock_mhz is not None

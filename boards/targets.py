@@ -103,7 +103,7 @@ class BoardTarget:
         The training rounding a build takes by default (``--rounding``).
     shallow : bool
         Whether a build leaves out the units' registers that only a fast clock needs
-        (``--shallow``), when its rounding is deterministic (:meth:`shallow_for`).
+        (``--shallow``), when its rounding is deterministic (:meth:`engine_options`).
     event_counters : bool
         Whether a build counts each site's cast events (``--event-counters``).
     loader_board : str
@@ -146,12 +146,15 @@ class BoardTarget:
     def family(self) -> str:
         return self.part.family
 
-    def shallow_for(self, profile, shallow: bool | None = None) -> bool:
-        """``shallow`` when given, else the target's choice where ``profile``'s training
-        rounding allows it (shallow units are for deterministic rounding)."""
-        if shallow is not None:
-            return shallow
-        return self.shallow and not profile.uses_stochastic
+    def engine_options(self, profile, shallow: bool | None = None,
+                       event_counters: bool | None = None) -> dict:
+        """``shallow`` and ``event_counters`` for an ``EngineConfig``: each as given, else
+        the target's choice (shallow only where ``profile``'s training rounding is
+        deterministic: shallow units are for deterministic rounding)."""
+        return {"shallow": (self.shallow and not profile.uses_stochastic
+                            if shallow is None else shallow),
+                "event_counters": (self.event_counters if event_counters is None
+                                   else event_counters)}
 
     def platform_class(self):
         """The amaranth-boards platform class (imports amaranth-boards)."""

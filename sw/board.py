@@ -158,9 +158,7 @@ class BoardRuntime(RtlRuntime):
                          batch=batch, lanes=self.board_lanes, progress=progress,
                          clock_mhz=self.board_clock_mhz, max_sizes=max_sizes,
                          max_batch=t.max_batch, dataset_buffer=dataset_buffer,
-                         shallow=t.shallow_for(profile, shallow),
-                         event_counters=(t.event_counters if event_counters is None
-                                         else event_counters))
+                         **t.engine_options(profile, shallow, event_counters))
 
     # ---------------------------------------------------------------- transport
     def _open(self, progress, trace) -> None:
